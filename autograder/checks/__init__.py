@@ -1,0 +1,1 @@
+"""One module per lesson (``lesson01``, ...), one ``check_<exercise>`` function per exercise."""
