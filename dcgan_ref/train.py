@@ -1,0 +1,478 @@
+"""The DCGAN training loop: one config, a D step then a G step per batch, artifacts per epoch.
+
+Per batch (as pytorch/examples' dcgan): fake = G(z); D step on real (target 1, or 1 - smoothing)
+and on fake.detach() (target 0); G step on D(fake) with target 1, the non-saturating loss.
+Adam(lr 2e-4, betas (0.5, 0.999)) for both.
+
+Every epoch: a checkpoint (resumable exactly), a sample grid from one fixed noise batch, a row
+of metrics. At the end: generator.pt, losses.png and progress.gif. Speed knobs (AMP, data on the
+device, channels_last, torch.compile, fused Adam) sit in the config; ``None``/"auto" picks the
+fastest correct setting for the device: all off on a CPU, where plain fp32 eager is fastest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from . import losses
+from .checkpoint import load_checkpoint, save_checkpoint, save_generator
+from .data import gpu_batch_transform, make_dataset, uint8_images
+from .models import Discriminator, Generator, weights_init
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. ``None`` / "auto" = pick for the device."""
+
+    dataset: str = "cifar10"  # cifar10 | folder | synthetic
+    data_root: str = "data"
+    image_size: int = 64
+    epochs: int = 25
+    batch_size: int = 128
+    nz: int = 100
+    ngf: int = 64
+    ndf: int = 64
+    nc: int = 3
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    label_smoothing: float = 0.0  # one-sided: real targets become 1 - label_smoothing
+    instance_noise: float = 0.0  # std of noise added to D's inputs at step 0...
+    noise_anneal_steps: int | None = None  # ...annealed linearly to 0 over this many steps (None: whole run)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | mps
+    out: str = "runs/dcgan"
+    resume: bool = False
+    max_steps: int | None = None  # stop after this many steps in total (smoke runs)
+    synthetic_size: int = 10000
+    num_workers: int = 2  # DataLoader workers (only when the data is not held as one tensor)
+    log_every: int = 50  # steps between loss read-backs (the only host syncs in the loop)
+    checkpoint_every: int = 0  # extra checkpoints every N steps; 0: at each epoch's end only
+    n_samples: int = 64
+    progress: bool = True
+    # speed knobs
+    amp: str = "auto"  # auto | off | bf16 | fp16
+    data_on_device: bool | None = None
+    channels_last: bool | None = None
+    compile: bool | None = None
+    fused_adam: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA if there is a GPU, else Apple's MPS, else the CPU; or the device named."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but torch sees no CUDA GPU")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RuntimeError("--device mps asked for, but MPS is not available")
+    return device
+
+
+@dataclass
+class SpeedSettings:
+    """The speed knobs resolved for one device."""
+
+    amp_dtype: torch.dtype | None
+    data_on_device: bool
+    channels_last: bool
+    compile: bool
+    fused_adam: bool
+
+
+def resolve_speed(cfg: TrainConfig, device: torch.device) -> SpeedSettings:
+    """Fill in the "auto" knobs: everything on for CUDA, plain fp32 eager elsewhere."""
+    cuda = device.type == "cuda"
+    amp = cfg.amp
+    if amp == "auto":
+        amp = "bf16" if cuda and torch.cuda.is_bf16_supported() else "off"
+    dtypes = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if amp not in dtypes:
+        raise ValueError(f"amp must be auto, off, bf16 or fp16, got {cfg.amp!r}")
+    return SpeedSettings(
+        amp_dtype=dtypes[amp],
+        data_on_device=True if cfg.data_on_device is None else cfg.data_on_device,
+        channels_last=cuda if cfg.channels_last is None else cfg.channels_last,
+        compile=False if cfg.compile is None else cfg.compile,
+        fused_adam=cuda if cfg.fused_adam is None else cfg.fused_adam,
+    )
+
+
+def build_models(cfg: TrainConfig, device: torch.device) -> tuple[Generator, Discriminator]:
+    """G and D (logits) with the DCGAN init, in that order from the current RNG state."""
+    G = Generator(cfg.nz, cfg.ngf, cfg.nc, cfg.image_size)
+    G.apply(weights_init)
+    D = Discriminator(cfg.nc, cfg.ndf, cfg.image_size)
+    D.apply(weights_init)
+    return G.to(device), D.to(device)
+
+
+def make_optimizers(
+    G: nn.Module,
+    D: nn.Module,
+    lr: float = 2e-4,
+    betas: tuple[float, float] = (0.5, 0.999),
+    fused: bool = False,
+) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam for each network. beta1 = 0.5 (not 0.9): momentum that remembers less of a moving target."""
+    kw = {"fused": True} if fused else {}
+    return (
+        torch.optim.Adam(G.parameters(), lr=lr, betas=betas, **kw),
+        torch.optim.Adam(D.parameters(), lr=lr, betas=betas, **kw),
+    )
+
+
+def _returns_logits(D: nn.Module) -> bool:
+    return bool(getattr(getattr(D, "module", D), "returns_logits", False))
+
+
+def _autocast(device_type: str, amp_dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if amp_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, dtype=amp_dtype)
+
+
+def _optimize(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+
+
+def discriminator_step(
+    D: nn.Module,
+    opt_D: torch.optim.Optimizer,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    label_smoothing: float = 0.0,
+    noise_sigma: float = 0.0,
+    noise_generator: torch.Generator | None = None,
+    amp_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One update of D on a real batch and a (detached) fake batch, each through D separately so
+    BatchNorm sees real and fake statistics apart. Returns (loss, logs); logs stay on the device."""
+    opt_D.zero_grad(set_to_none=True)
+    with _autocast(real.device.type, amp_dtype):
+        out_real = D(losses.add_instance_noise(real, noise_sigma, noise_generator))
+        out_fake = D(losses.add_instance_noise(fake, noise_sigma, noise_generator))
+        if _returns_logits(D):
+            loss = losses.discriminator_loss_with_logits(out_real, out_fake, label_smoothing)
+        else:
+            loss = losses.discriminator_loss(out_real, out_fake, label_smoothing)
+    _optimize(loss, opt_D, scaler)
+    p_real, p_fake = _probs(D, out_real), _probs(D, out_fake)
+    logs = {
+        "loss_D": loss.detach(),
+        "D_x": p_real.mean(),
+        "D_G_z1": p_fake.mean(),
+        "acc_real": (p_real > 0.5).float().mean(),
+        "acc_fake": (p_fake < 0.5).float().mean(),
+    }
+    return loss, logs
+
+
+def generator_step(
+    D: nn.Module,
+    opt_G: torch.optim.Optimizer,
+    fake: torch.Tensor,
+    noise_sigma: float = 0.0,
+    noise_generator: torch.Generator | None = None,
+    amp_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One update of G: make D call the fakes real (target 1; -log D(G(z)), non-saturating)."""
+    opt_G.zero_grad(set_to_none=True)
+    with _autocast(fake.device.type, amp_dtype):
+        out = D(losses.add_instance_noise(fake, noise_sigma, noise_generator))
+        loss = losses.generator_loss_with_logits(out) if _returns_logits(D) else losses.generator_loss(out)
+    _optimize(loss, opt_G, scaler)
+    return loss, {"loss_G": loss.detach(), "D_G_z2": _probs(D, out).mean()}
+
+
+def _probs(D: nn.Module, out: torch.Tensor) -> torch.Tensor:
+    out = out.detach().float()
+    return torch.sigmoid(out) if _returns_logits(D) else out
+
+
+def train_step(
+    G: nn.Module,
+    D: nn.Module,
+    opt_G: torch.optim.Optimizer,
+    opt_D: torch.optim.Optimizer,
+    real: torch.Tensor,
+    z: torch.Tensor,
+    label_smoothing: float = 0.0,
+    noise_sigma: float = 0.0,
+    noise_generator: torch.Generator | None = None,
+    amp_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> dict[str, torch.Tensor]:
+    """fake = G(z), then a D step (on fake.detach(): G gets no gradient from it), then a G step."""
+    with _autocast(real.device.type, amp_dtype):
+        fake = G(z)
+    _, d_logs = discriminator_step(
+        D, opt_D, real, fake.detach(), label_smoothing, noise_sigma, noise_generator, amp_dtype, scaler
+    )
+    _, g_logs = generator_step(D, opt_G, fake, noise_sigma, noise_generator, amp_dtype, scaler)
+    if scaler is not None:
+        scaler.update()
+    return {**d_logs, **g_logs}
+
+
+@torch.no_grad()
+def sample_images(G: nn.Module, z: torch.Tensor, batchnorm: str = "batch") -> torch.Tensor:
+    """G(z) as float in [-1, 1] without touching G.
+
+    ``batchnorm="batch"`` normalises with the statistics of this batch (what pytorch/examples
+    shows during training: running averages lag behind a G that changes every step);
+    ``"running"`` uses the running averages (eval mode). Works on a copy, so G's running
+    statistics, and hence a resumed run, are unaffected.
+    """
+    g = copy.deepcopy(getattr(G, "module", G))
+    g.train(batchnorm == "batch")
+    return g(z).float()
+
+
+METRIC_KEYS = ("loss_D", "loss_G", "D_x", "D_G_z1", "D_G_z2", "acc_real", "acc_fake")
+
+
+class _Batches:
+    """Batches for one epoch in a seeded order, from position ``start`` (for mid-epoch resume).
+
+    Either the whole data set as one uint8 tensor on the device (indexed, resized and normalised
+    there), or a DataLoader over the canonical PIL transforms.
+    """
+
+    def __init__(self, dataset: Dataset, cfg: TrainConfig, device: torch.device, on_device: bool) -> None:
+        self.dataset, self.cfg, self.device = dataset, cfg, device
+        images = uint8_images(dataset) if on_device else None
+        self.images = images.to(device) if images is not None else None
+        self.n = len(dataset)
+        self.steps_per_epoch = self.n // cfg.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"batch size {cfg.batch_size} is larger than the data set ({self.n} images)")
+
+    def order(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
+        return torch.randperm(self.n, generator=g)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[torch.Tensor]:
+        bs = self.cfg.batch_size
+        perm = self.order(epoch)[: self.steps_per_epoch * bs]  # drop the ragged last batch
+        if self.images is not None:
+            perm = perm.to(self.device)
+            for i in range(start, self.steps_per_epoch):
+                yield gpu_batch_transform(self.images[perm[i * bs : (i + 1) * bs]], self.cfg.image_size)
+            return
+        loader = DataLoader(
+            self.dataset,
+            batch_size=bs,
+            sampler=perm[start * bs :].tolist(),
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+        for x, _ in loader:
+            yield x.to(self.device, non_blocking=True)
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run (or resume) training; write every artifact under ``cfg.out``. Returns a summary."""
+    device = pick_device(cfg.device)
+    speed = resolve_speed(cfg, device)
+    out = Path(cfg.out)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (out / "samples").mkdir(exist_ok=True)
+    ckpt_path = out / "checkpoints" / "last.pt"
+
+    dataset = make_dataset(cfg.dataset, cfg.data_root, cfg.image_size, n_synthetic=cfg.synthetic_size, seed=0)
+    torch.manual_seed(cfg.seed)
+    G, D = build_models(cfg, device)
+    if speed.channels_last:
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    opt_G, opt_D = make_optimizers(G, D, cfg.lr, (cfg.beta1, cfg.beta2), speed.fused_adam)
+    scaler = torch.amp.GradScaler(device.type) if speed.amp_dtype == torch.float16 else None
+    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    fixed_noise = torch.randn(
+        cfg.n_samples, cfg.nz, generator=torch.Generator().manual_seed(cfg.seed + 2)
+    ).to(device)
+
+    step, epoch, start_in_epoch = 0, 0, 0
+    history: list[dict[str, float]] = []
+    epoch_rows: list[dict[str, float]] = []
+    sums = torch.zeros(len(METRIC_KEYS), device=device)
+    if cfg.resume and ckpt_path.exists():
+        extra = load_checkpoint(ckpt_path, G, D, opt_G, opt_D, scaler, map_location=device)
+        step, epoch, start_in_epoch = extra["step"], extra["epoch"], extra["step_in_epoch"]
+        history, epoch_rows = extra["history"], extra["epoch_rows"]
+        noise_gen.set_state(extra["noise_gen"].to(noise_gen.get_state().device))
+        sums = extra["epoch_sums"].to(device)
+        print(f"resumed from {ckpt_path}: epoch {epoch}, step {step}")
+    elif cfg.resume:
+        print(f"--resume: no checkpoint at {ckpt_path} yet, starting fresh")
+
+    batches = _Batches(dataset, cfg, device, speed.data_on_device)
+    total_steps = cfg.epochs * batches.steps_per_epoch
+    if cfg.max_steps is not None:
+        total_steps = min(total_steps, cfg.max_steps)
+    anneal = cfg.noise_anneal_steps if cfg.noise_anneal_steps is not None else total_steps
+    G_step = torch.compile(G) if speed.compile else G
+    D_step = torch.compile(D) if speed.compile else D
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            ckpt_path, G, D, opt_G, opt_D, scaler,
+            step=step, epoch=epoch, step_in_epoch=start_in_epoch, history=history,
+            epoch_rows=epoch_rows, noise_gen=noise_gen.get_state(), epoch_sums=sums.cpu(),
+            config=asdict(cfg),
+        )  # fmt: skip
+
+    bar = tqdm(total=total_steps, initial=step, disable=not cfg.progress, desc="train", unit="step")
+    t0 = time.perf_counter()
+    steps_run = 0
+    while step < total_steps and epoch < cfg.epochs:
+        for real in batches.epoch(epoch, start_in_epoch):
+            if speed.channels_last:
+                real = real.contiguous(memory_format=torch.channels_last)
+            z = torch.randn(real.shape[0], cfg.nz, 1, 1, device=device, generator=noise_gen)
+            sigma = losses.instance_noise_sigma(cfg.instance_noise, step, anneal)
+            logs = train_step(
+                G_step, D_step, opt_G, opt_D, real, z, cfg.label_smoothing, sigma, noise_gen,
+                speed.amp_dtype, scaler,
+            )  # fmt: skip
+            sums += torch.stack([logs[k].float() for k in METRIC_KEYS])
+            step += 1
+            steps_run += 1
+            start_in_epoch += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == total_steps:
+                row = {"step": step, "epoch": epoch, **{k: float(logs[k]) for k in METRIC_KEYS}}
+                history.append(row)
+                bar.set_postfix(loss_D=f"{row['loss_D']:.3f}", loss_G=f"{row['loss_G']:.3f}",
+                                D_x=f"{row['D_x']:.2f}", D_G_z=f"{row['D_G_z1']:.2f}")  # fmt: skip
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                checkpoint()
+            if step >= total_steps:
+                break
+        if start_in_epoch == batches.steps_per_epoch:  # the epoch is complete
+            epoch_rows.append(_epoch_row(epoch, step, sums, start_in_epoch))
+            _save_grid(sample_images(G, fixed_noise), out / "samples" / f"epoch_{epoch + 1:03d}.png")
+            epoch, start_in_epoch = epoch + 1, 0
+            sums.zero_()
+            write_metrics(out / "metrics.csv", epoch_rows)
+            checkpoint()
+    bar.close()
+    elapsed = time.perf_counter() - t0
+
+    checkpoint()
+    rows = list(epoch_rows)
+    if start_in_epoch:  # a run stopped mid-epoch (--max-steps) still reports what it did
+        rows.append(_epoch_row(epoch, step, sums, start_in_epoch))
+    write_metrics(out / "metrics.csv", rows)
+    _save_grid(sample_images(G, fixed_noise), out / "samples" / "final.png")
+    save_generator(out / "generator.pt", G)
+    plot_losses(history, out / "losses.png")
+    make_gif(out / "samples", out / "progress.gif")
+    images = steps_run * cfg.batch_size
+    summary = {
+        "steps": step,
+        "epochs_completed": epoch,
+        "seconds": elapsed,
+        "images_per_second": images / elapsed if elapsed > 0 else math.nan,
+        "device": str(device),
+        "speed": {k: str(v) for k, v in asdict(speed).items()},
+        "out": str(out),
+    }
+    print(
+        f"done: {step} steps ({steps_run} this run, {summary['images_per_second']:.0f} img/s on {device}); "
+        f"artifacts in {out}"
+    )
+    return summary
+
+
+def _epoch_row(epoch: int, step: int, sums: torch.Tensor, n: int) -> dict[str, float]:
+    means = (sums / max(n, 1)).tolist()
+    return {"epoch": epoch + 1, "step": step, "batches": n, **dict(zip(METRIC_KEYS, means, strict=True))}
+
+
+def write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
+    """metrics.csv: one row per epoch (mean over its batches)."""
+    cols = ["epoch", "step", "batches", *METRIC_KEYS]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in cols})
+
+
+def _save_grid(images: torch.Tensor, path: Path) -> None:
+    from torchvision.utils import save_image
+
+    save_image(images, path, nrow=int(math.sqrt(images.shape[0])) or 1, normalize=True, value_range=(-1, 1))
+
+
+def plot_losses(history: list[dict[str, float]], path: Path) -> None:
+    """losses.png: both losses, and D(x) / D(G(z)), against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    steps = [h["step"] for h in history]
+    ax1.plot(steps, [h["loss_D"] for h in history], label="loss_D")
+    ax1.plot(steps, [h["loss_G"] for h in history], label="loss_G")
+    ax1.set_xlabel("step")
+    ax1.set_title("losses")
+    ax1.legend()
+    ax2.plot(steps, [h["D_x"] for h in history], label="D(x)")
+    ax2.plot(steps, [h["D_G_z1"] for h in history], label="D(G(z))")
+    ax2.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax2.set_ylim(0, 1)
+    ax2.set_xlabel("step")
+    ax2.set_title("discriminator outputs")
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def make_gif(samples_dir: Path, path: Path, ms_per_frame: int = 400) -> None:
+    """progress.gif: the per-epoch sample grids in order, then the final one."""
+    from PIL import Image
+
+    frames = sorted(samples_dir.glob("epoch_*.png"))
+    if (samples_dir / "final.png").exists():
+        frames.append(samples_dir / "final.png")
+    if not frames:
+        return
+    images = [Image.open(f).convert("RGB") for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
