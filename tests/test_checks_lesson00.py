@@ -1,0 +1,261 @@
+"""Lesson 00 checks: a correct answer passes; each named mistake fails with a message that names it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torchvision import transforms as T
+
+from autograder.checks import lesson00 as checks
+from autograder.checks._core import CheckFailure
+
+# ------------------------------------------------------------------ to_gan_range
+
+
+def as_tensor(img):
+    return img if isinstance(img, torch.Tensor) else torch.from_numpy(np.asarray(img))
+
+
+def gan_ok(img):
+    t = as_tensor(img).float()
+    return (t.movedim(-1, -3) / 127.5 - 1).contiguous()
+
+
+def gan_ok_branches(img):
+    t = as_tensor(img)
+    t = t.permute(2, 0, 1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
+    return (t.float() / 255 - 0.5) / 0.5
+
+
+def gan_zero_one(img):
+    return as_tensor(img).float().movedim(-1, -3) / 255
+
+
+def gan_no_minus_one(img):
+    return as_tensor(img).float().movedim(-1, -3) / 127.5
+
+
+def gan_no_permute(img):
+    return as_tensor(img).float() / 127.5 - 1
+
+
+def gan_view(img):
+    t = as_tensor(img).float()
+    shape = t.shape[:-3] + (t.shape[-1], t.shape[-3], t.shape[-2])
+    return t.reshape(shape) / 127.5 - 1
+
+
+def gan_swapped_hw(img):
+    t = as_tensor(img).float()
+    return (t.permute(2, 1, 0) if t.ndim == 3 else t.permute(0, 3, 2, 1)) / 127.5 - 1
+
+
+def gan_float64(img):
+    return torch.from_numpy(np.asarray(img).astype(np.float64) / 127.5 - 1).movedim(-1, -3)
+
+
+def gan_no_batch(img):
+    return as_tensor(img).float().permute(2, 0, 1) / 127.5 - 1
+
+
+def gan_numpy(img):
+    return np.moveaxis(np.asarray(img, dtype=np.float32), -1, -3) / 127.5 - 1
+
+
+def test_to_gan_range_reference_passes(capsys):
+    from dcgan_ref.data import to_gan_range
+
+    for fn in (gan_ok, gan_ok_branches, to_gan_range):
+        checks.check_to_gan_range(fn)
+        checks.check_to_gan_range(fn, hidden=True)
+    assert capsys.readouterr().out.count("\u2714") == 6
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (gan_zero_one, r"values are in \[0, 1\]: dividing by 255 is half the job"),
+        (gan_no_minus_one, r"\[0, 2\]: subtract 1"),
+        (gan_no_permute, "channels go first"),
+        (gan_view, "reshape/view keeps the memory order"),
+        (gan_swapped_hw, "transposed \\(H and W swapped\\)"),
+        (gan_float64, "dtype is torch.float64"),
+        (gan_no_batch, "a batch is NHWC"),
+        (gan_numpy, "should be a torch.Tensor"),
+    ],
+)
+def test_to_gan_range_mistakes(wrong, message):
+    with pytest.raises(CheckFailure, match=message):
+        checks.check_to_gan_range(wrong)
+
+
+# ------------------------------------------------------------------ from_gan_range
+
+
+def display_ok(x):
+    return ((x + 1) / 2).clamp(0, 1)
+
+
+def display_no_clamp(x):
+    return (x + 1) / 2
+
+
+def display_half(x):
+    return (x / 2).clamp(0, 1)
+
+
+def display_no_half(x):
+    return (x + 1).clamp(0, 1)
+
+
+def display_in_place(x):
+    return x.add_(1).div_(2).clamp_(0, 1)
+
+
+def test_from_gan_range_reference_passes(capsys):
+    checks.check_from_gan_range(display_ok)
+    checks.check_from_gan_range(display_ok, hidden=True)
+    assert capsys.readouterr().out.count("\u2714") == 2
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (display_no_clamp, r"not clamped.*\.clamp\(0, 1\)"),
+        (display_half, "add 1 before dividing by 2"),
+        (display_no_half, "divide by 2 after adding 1"),
+        (display_in_place, "changed its input in place"),
+    ],
+)
+def test_from_gan_range_mistakes(wrong, message):
+    with pytest.raises(CheckFailure, match=message):
+        checks.check_from_gan_range(wrong)
+
+
+# ------------------------------------------------------------------ make_transform
+
+HALF = (0.5, 0.5, 0.5)
+
+
+def tf_ok(image_size=64):
+    return T.Compose([T.Resize(image_size), T.ToTensor(), T.Normalize(HALF, HALF)])
+
+
+def tf_no_resize(image_size=64):
+    return T.Compose([T.ToTensor(), T.Normalize(HALF, HALF)])
+
+
+def tf_fixed_size(image_size=64):
+    return T.Compose([T.Resize(64), T.ToTensor(), T.Normalize(HALF, HALF)])
+
+
+def tf_no_normalize(image_size=64):
+    return T.Compose([T.Resize(image_size), T.ToTensor()])
+
+
+def tf_imagenet(image_size=64):
+    return T.Compose([T.Resize(image_size), T.ToTensor(),
+                      T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+
+
+def tf_normalize_first(image_size=64):
+    return T.Compose([T.Resize(image_size), T.Normalize(HALF, HALF), T.ToTensor()])
+
+
+def tf_not_callable(image_size=64):
+    return [T.Resize(image_size), T.ToTensor(), T.Normalize(HALF, HALF)]
+
+
+def test_make_transform_reference_passes(capsys):
+    from dcgan_ref.data import make_transform
+
+    for fn in (tf_ok, make_transform):
+        checks.check_make_transform(fn)
+        checks.check_make_transform(fn, hidden=True)
+    assert capsys.readouterr().out.count("\u2714") == 4
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (tf_no_resize, "not resized: start with transforms.Resize"),
+        (tf_fixed_size, "resize to image_size=32"),
+        (tf_no_normalize, r"values are in \[0, 1\].*Normalize"),
+        (tf_imagenet, "ImageNet's normalisation"),
+        (tf_normalize_first, "the order is Resize"),
+        (tf_not_callable, "expected a transform"),
+    ],
+)
+def test_make_transform_mistakes(wrong, message):
+    with pytest.raises(CheckFailure, match=message):
+        checks.check_make_transform(wrong)
+
+
+# ------------------------------------------------------------------ the notebooks
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "solutions" / "00_setup_and_data" / "00_setup_and_data.ipynb"
+STUDENT = ROOT / "lessons" / "00_setup_and_data" / "00_setup_and_data.ipynb"
+EXERCISES = ["to_gan_range", "from_gan_range", "make_transform"]
+
+
+def run_notebook(path, grading, data_root):
+    """Execute a notebook in a fresh python3 kernel; returns the executed notebook."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    env = dict(os.environ, MPLBACKEND="agg", DCGAN_DATA_ROOT=str(data_root))  # no download into the repo
+    if grading:
+        env["NBGRADER_EXECUTION"] = "autograde"
+    else:
+        env.pop("NBGRADER_EXECUTION", None)
+    client = NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(path.parent)}})
+    client.execute(env=env)
+    return nb
+
+
+def test_source_notebook_structure():
+    import nbformat
+
+    nb = nbformat.read(SOURCE, as_version=4)
+    assert (nb.nbformat, nb.nbformat_minor) == (4, 5)
+    assert nb.metadata.kernelspec.name == "python3"
+    ids = [c.metadata.nbgrader.grade_id for c in nb.cells]
+    assert ids == [c.id for c in nb.cells]
+    for exercise in EXERCISES:
+        answer, test = nb.cells[ids.index(exercise)], nb.cells[ids.index(exercise) + 1]
+        assert answer.metadata.nbgrader.solution and "### BEGIN SOLUTION" in answer.source
+        assert test.id == f"test_{exercise}" and test.metadata.nbgrader.points > 0
+        assert "### BEGIN HIDDEN TESTS" in test.source and "hidden=True" in test.source
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("grading", [False, True])
+def test_solution_notebook_passes_every_check(grading, tmp_path):
+    nb = run_notebook(SOURCE, grading, tmp_path)  # offline: falls back to the synthetic set
+    errors = [(c.id, o.evalue) for c in nb.cells if c.cell_type == "code"
+              for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    for exercise in EXERCISES:
+        cell = next(c for c in nb.cells if c.id == f"test_{exercise}")
+        text = "".join(o.get("text", "") for o in cell.outputs)
+        assert text.count("\u2714") == 2 and "hidden tests" in text, (exercise, text)
+
+
+@pytest.mark.slow
+def test_student_notebook_runs_and_scores_zero(tmp_path):
+    nb = run_notebook(STUDENT, True, tmp_path)
+    assert "BEGIN SOLUTION" not in json.dumps(nb) and "HIDDEN TESTS" not in json.dumps(nb)
+    graded = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert [c.id for c in graded] == [f"test_{e}" for e in EXERCISES]
+    for cell in graded:
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert errors and "not implemented yet" in errors[0].evalue, cell.id
