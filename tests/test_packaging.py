@@ -1,9 +1,9 @@
 """The install story: light student deps, torch never pinned exactly, conda env in step."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,73 @@
+"""The CLI end to end: artifacts, sampling, help, and one-line errors."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from dcgan_ref.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, check=False):
+    return subprocess.run([sys.executable, "-m", "dcgan_ref", *args], capture_output=True, text=True,
+                          cwd=ROOT, check=check)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_train_then_sample_writes_every_artifact(tmp_path):
+    out = tmp_path / "run"
+    res = run("train", "--dataset", "synthetic", "--image-size", "32", "--max-steps", "12", "--out", str(out),
+              "--synthetic-size", "320", "--batch-size", "32", "--ngf", "16", "--ndf", "16", "--no-progress",
+              "--log-every", "5")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert (out / "checkpoints" / "last.pt").is_file()
+    assert (out / "samples" / "epoch_001.png").is_file(), "one grid per completed epoch"
+    assert (out / "samples" / "final.png").is_file()
+    header, *rows = (out / "metrics.csv").read_text().splitlines()
+    assert header.split(",") == ["epoch", "step", "batches", "loss_D", "loss_G", "D_x", "D_G_z1", "D_G_z2",
+                                 "acc_real", "acc_fake"]  # fmt: skip
+    assert len(rows) == 2, "epoch 1 complete (10 steps) and the partial epoch 2"
+    for name in ("losses.png", "progress.gif", "generator.pt"):
+        assert (out / name).is_file(), name
+    gif = Image.open(out / "progress.gif")
+    assert gif.n_frames == 2
+
+    grid = tmp_path / "grid.png"
+    res = run("sample", "--checkpoint", str(out / "generator.pt"), "--n", "16", "--out", str(grid))
+    assert res.returncode == 0, res.stderr
+    assert Image.open(grid).size == (4 * 32 + 5 * 2, 4 * 32 + 5 * 2)  # 4x4 grid, 2-pixel padding
+    res = run("sample", "--checkpoint", str(out / "checkpoints" / "last.pt"), "--n", "4", "--out", str(grid))
+    assert res.returncode == 0, "a full training checkpoint works too"
+
+
+def test_every_flag_has_help():
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices
+    for name, sub in subparsers.items():
+        for action in sub._actions:
+            if action.dest != "help":
+                assert action.help, f"{name} {action.option_strings} has no help"
+
+
+def test_bad_flags_and_paths_give_one_clear_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--image-size", "48"])
+    assert e.value.code == 2
+    assert "invalid choice: 48" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--epochs", "0"])
+    assert "must be a positive integer" in capsys.readouterr().err
+
+    assert main(["sample", "--checkpoint", str(tmp_path / "nope.pt")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: no checkpoint at {tmp_path / 'nope.pt'}"
+
+    code = main(["train", "--dataset", "cifar10", "--data-root", str(tmp_path / "nodata"), "--out", str(tmp_path),
+                 "--device", "cpu"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and err[0].startswith("error: CIFAR-10 is not in")
+    assert "--dataset synthetic" in err[0]

@@ -1,0 +1,102 @@
+"""Data: the CIFAR-10 reader on a tiny CIFAR-format folder, the clear error, the synthetic set."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dcgan_ref import data
+
+
+def write_tiny_cifar(root, n_per_batch=4, seed=0):
+    """A CIFAR-10 python-format folder (5 train batches + test) of random images."""
+    rng = np.random.default_rng(seed)
+    folder = root / data.CIFAR_DIR
+    folder.mkdir(parents=True)
+    batches = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        images = rng.integers(0, 256, size=(n_per_batch, 3, 32, 32), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n_per_batch).tolist()
+        entry = {"batch_label": name, "labels": labels, "data": images.reshape(n_per_batch, -1),
+                 "filenames": [f"{name}_{i}.png" for i in range(n_per_batch)]}  # fmt: skip
+        with open(folder / name, "wb") as f:
+            pickle.dump(entry, f)
+        batches[name] = (images, labels)
+    return batches
+
+
+def test_cifar10_reader_on_a_tiny_cifar_folder(tmp_path):
+    batches = write_tiny_cifar(tmp_path)
+    train = data.cifar10(tmp_path, train=True, image_size=32, download=False)
+    assert len(train) == 20 and train.data.shape == (20, 32, 32, 3)
+    first_images, first_labels = batches["data_batch_1"]
+    assert train.targets[:4] == first_labels
+    x, y = train[1]
+    assert x.shape == (3, 32, 32) and y == first_labels[1]
+    # pixel for pixel: CHW bytes -> [-1, 1]
+    torch.testing.assert_close(x, torch.from_numpy(first_images[1]).float() / 127.5 - 1, rtol=0, atol=1e-6)
+    test = data.cifar10(tmp_path / data.CIFAR_DIR, train=False, image_size=64, download=False)
+    assert len(test) == 4 and test[0][0].shape == (3, 64, 64)
+
+
+def test_missing_cifar_offline_is_a_clear_error(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(data.datasets, "CIFAR10", offline)
+    with pytest.raises(data.DatasetUnavailableError) as err:
+        data.cifar10(tmp_path / "nothing", download=True)
+    message = str(err.value)
+    assert "--data-root" in message and "cifar-10-batches-py" in message and "--dataset synthetic" in message
+    with pytest.raises(data.DatasetUnavailableError, match="--dataset synthetic"):
+        data.cifar10(tmp_path / "nothing", download=False)
+
+
+def test_to_gan_range_matches_the_torchvision_pipeline():
+    img = np.random.default_rng(0).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    expected = data.make_transform(32)(Image.fromarray(img))
+    torch.testing.assert_close(data.to_gan_range(img), expected, rtol=0, atol=0)
+    batch = np.stack([img, 255 - img])
+    assert data.to_gan_range(batch).shape == (2, 3, 32, 32)
+    assert data.to_gan_range(np.zeros((2, 2, 3), np.uint8)).min() == -1
+    assert data.to_gan_range(np.full((2, 2, 3), 255, np.uint8)).max() == 1
+    torch.testing.assert_close(data.from_gan_range(data.to_gan_range(img)), torch.from_numpy(img).permute(2, 0, 1) / 255)
+    with pytest.raises(TypeError, match="uint8"):
+        data.to_gan_range(img.astype(np.float32))
+
+
+def test_on_device_batch_transform_matches_the_pil_pipeline():
+    ds = data.SyntheticShapes(8, image_size=64)
+    pil = torch.stack([ds[i][0] for i in range(8)])
+    fast = data.gpu_batch_transform(data.uint8_images(ds), 64)
+    # PIL resizes the uint8 image and rounds to bytes; the fast path interpolates floats:
+    # they differ by about one grey level (2/255 in [-1, 1]) and a little more at the borders
+    assert (fast - pil).abs().mean() < 2 / 255
+    same_size = data.gpu_batch_transform(data.uint8_images(data.SyntheticShapes(8, image_size=32)), 32)
+    torch.testing.assert_close(same_size, torch.stack([data.SyntheticShapes(8, 32)[i][0] for i in range(8)]))
+
+
+def test_synthetic_set_is_deterministic_and_structured():
+    a, b = data.render_synthetic(64, seed=3), data.render_synthetic(64, seed=3)
+    assert np.array_equal(a[0], b[0]) and a[1] == b[1]
+    assert not np.array_equal(a[0], data.render_synthetic(64, seed=4)[0])
+    x = a[0].astype(np.float32)
+    # neighbouring pixels are strongly correlated (shapes and gradients), unlike noise
+    corr = np.corrcoef(x[:, :, :-1].ravel(), x[:, :, 1:].ravel())[0, 1]
+    assert corr > 0.8, f"neighbour correlation {corr:.2f}: the synthetic set should have structure"
+    assert len(set(a[1])) > 1 and x.std() > 30
+
+
+def test_image_folder(tmp_path):
+    for cls in ("cats", "dogs"):
+        (tmp_path / cls).mkdir()
+        for i in range(2):
+            Image.fromarray(np.full((40, 50, 3), 40 * i, np.uint8)).save(tmp_path / cls / f"{i}.png")
+    ds = data.make_dataset("folder", tmp_path, image_size=32)
+    assert len(ds) == 4 and ds[0][0].shape == (3, 32, 32)
+    with pytest.raises(data.DatasetUnavailableError):
+        data.make_dataset("folder", tmp_path / "missing")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        data.make_dataset("imagenet")
