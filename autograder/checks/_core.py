@@ -30,6 +30,9 @@ class CheckFailure(AssertionError):
         return [f"{FAIL_MARK} {self}"]
 
 
+_INHERITED = object()  # marker: the patched attribute lived on a base class
+
+
 class DelegationError(RuntimeError):
     """Raised by a forbidden built-in while the student's code runs."""
 
@@ -163,8 +166,9 @@ def forbid(
 
     forbidden_ids: dict[int, str] = {}
     for label, (owner, attr) in targets.items():
-        # getattr_static keeps a class's staticmethod/function wrapper intact for restoring
-        original = inspect.getattr_static(owner, attr)
+        # Restore exactly what was there: the raw __dict__ entry (keeps staticmethod wrappers),
+        # or nothing at all when the attribute was inherited (e.g. Tensor.relu from its C base).
+        original = vars(owner).get(attr, _INHERITED) if isinstance(owner, type) else getattr(owner, attr)
         forbidden_ids[id(getattr(owner, attr))] = label
         originals.append((owner, attr, original))
         setattr(owner, attr, make_stub(label))
@@ -180,6 +184,8 @@ def forbid(
         for owner, attr, original in reversed(originals):
             if isinstance(owner, dict):
                 owner[attr] = original
+            elif original is _INHERITED:
+                delattr(owner, attr)
             else:
                 setattr(owner, attr, original)
     if called:
