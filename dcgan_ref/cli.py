@@ -39,14 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,fid}")
 
     t = sub.add_parser("train", help="train G and D; writes checkpoints, samples, metrics, plots",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       epilog="Several GPUs: torchrun --nproc_per_node=N -m dcgan_ref train ... "
+                       "(data-parallel; --batch-size stays the global batch, split over the N processes).")  # fmt: skip
     t.add_argument("--dataset", choices=["cifar10", "folder", "synthetic"], default="cifar10",
                    help="cifar10 (downloaded into --data-root), folder (any ImageFolder at --data-root), "
                    "or synthetic (procedural shapes, offline)")  # fmt: skip
     t.add_argument("--data-root", default="data", help="where the data set is, or is downloaded to")
     t.add_argument("--image-size", type=int, choices=[32, 64], default=64, help="side of the images in pixels")
     t.add_argument("--epochs", type=_positive_int, default=25, help="passes over the data set")
-    t.add_argument("--batch-size", type=_positive_int, default=128, help="images per step")
+    t.add_argument("--batch-size", type=_positive_int, default=128,
+                   help="images per step (under torchrun: in all processes together)")  # fmt: skip
     t.add_argument("--nz", type=_positive_int, default=100, help="length of the noise vector z")
     t.add_argument("--ngf", type=_positive_int, default=64, help="width of G (channels of its last block)")
     t.add_argument("--ndf", type=_positive_int, default=64, help="width of D (channels of its first block)")
@@ -77,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("channels-last", "channels_last memory format"),
         ("compile", "torch.compile G and D"),
         ("fused-adam", "fused Adam kernels"),
+        ("cudnn-benchmark", "cuDNN picks the fastest convolution algorithms by timing them once"),
     ]:
         t.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None,
                        help=f"{what} (default: chosen for the device)")  # fmt: skip
@@ -118,7 +122,8 @@ def _train(args: argparse.Namespace) -> None:
         resume=args.resume, max_steps=args.max_steps, synthetic_size=args.synthetic_size,
         num_workers=args.workers, log_every=args.log_every, checkpoint_every=args.checkpoint_every,
         amp=args.amp, data_on_device=args.data_on_device, channels_last=args.channels_last,
-        compile=args.compile, fused_adam=args.fused_adam, progress=not args.no_progress,
+        compile=args.compile, fused_adam=args.fused_adam, cudnn_benchmark=args.cudnn_benchmark,
+        progress=not args.no_progress,
     )  # fmt: skip
     train(cfg)
 

@@ -8,6 +8,10 @@ Every epoch: a checkpoint (resumable exactly), a sample grid from one fixed nois
 of metrics. At the end: generator.pt, losses.png and progress.gif. Speed knobs (AMP, data on the
 device, channels_last, torch.compile, fused Adam) sit in the config; ``None``/"auto" picks the
 fastest correct setting for the device: all off on a CPU, where plain fp32 eager is fastest.
+
+Under ``torchrun --nproc_per_node=N`` the same loop runs data-parallel (see distributed.py):
+each process takes 1/N of every global batch, gradients are averaged by DistributedDataParallel,
+BatchNorm uses global-batch statistics, and rank 0 alone writes files.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from . import losses
+from . import distributed, losses
 from .checkpoint import load_checkpoint, save_checkpoint, save_generator
 from .data import gpu_batch_transform, make_dataset, uint8_images
 from .models import Discriminator, Generator, weights_init
@@ -69,6 +74,7 @@ class TrainConfig:
     channels_last: bool | None = None
     compile: bool | None = None
     fused_adam: bool | None = None
+    cudnn_benchmark: bool | None = None  # let cuDNN time its convolution algorithms once (fixed shapes)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -103,6 +109,7 @@ class SpeedSettings:
     channels_last: bool
     compile: bool
     fused_adam: bool
+    cudnn_benchmark: bool
 
 
 def resolve_speed(cfg: TrainConfig, device: torch.device) -> SpeedSettings:
@@ -120,6 +127,7 @@ def resolve_speed(cfg: TrainConfig, device: torch.device) -> SpeedSettings:
         channels_last=cuda if cfg.channels_last is None else cfg.channels_last,
         compile=False if cfg.compile is None else cfg.compile,
         fused_adam=cuda if cfg.fused_adam is None else cfg.fused_adam,
+        cudnn_benchmark=cuda if cfg.cudnn_benchmark is None else cfg.cudnn_benchmark,
     )
 
 
@@ -147,8 +155,23 @@ def make_optimizers(
     )
 
 
+def _wrappers(model: nn.Module) -> list[nn.Module]:
+    """``model`` and the modules inside torch.compile's / DistributedDataParallel's wrappers."""
+    chain = [model]
+    for attr in ("_orig_mod", "module", "_orig_mod"):  # compile(DDP(m)), DDP(m), compile(m)
+        inner = getattr(chain[-1], attr, None)
+        if isinstance(inner, nn.Module):
+            chain.append(inner)
+    return chain
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The module inside torch.compile's and DistributedDataParallel's wrappers."""
+    return _wrappers(model)[-1]
+
+
 def _returns_logits(D: nn.Module) -> bool:
-    return bool(getattr(getattr(D, "module", D), "returns_logits", False))
+    return bool(getattr(_unwrap(D), "returns_logits", False))
 
 
 def _autocast(device_type: str, amp_dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
@@ -208,13 +231,34 @@ def generator_step(
     amp_dtype: torch.dtype | None = None,
     scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One update of G: make D call the fakes real (target 1; -log D(G(z)), non-saturating)."""
+    """One update of G: make D call the fakes real (target 1; -log D(G(z)), non-saturating).
+
+    The gradient flows through D to G, but not into D's weights: only opt_G steps here, and the
+    next D step would zero them anyway. Same update of G, less backward work.
+    """
     opt_G.zero_grad(set_to_none=True)
-    with _autocast(fake.device.type, amp_dtype):
-        out = D(losses.add_instance_noise(fake, noise_sigma, noise_generator))
-        loss = losses.generator_loss_with_logits(out) if _returns_logits(D) else losses.generator_loss(out)
-    _optimize(loss, opt_G, scaler)
+    with _frozen(D):
+        with _autocast(fake.device.type, amp_dtype):
+            out = D(losses.add_instance_noise(fake, noise_sigma, noise_generator))
+            loss = losses.generator_loss_with_logits(out) if _returns_logits(D) else losses.generator_loss(out)
+        _optimize(loss, opt_G, scaler)
     return loss, {"loss_G": loss.detach(), "D_G_z2": _probs(D, out).mean()}
+
+
+@contextlib.contextmanager
+def _frozen(D: nn.Module) -> Iterator[None]:
+    """D's parameters stop requiring gradients for a while: backward then skips D's weight
+    gradients (~10% of a step on the CPU); under DistributedDataParallel, no gradient sync for D."""
+    params = [p for p in D.parameters() if p.requires_grad]
+    ddp = next((m for m in _wrappers(D) if isinstance(m, DistributedDataParallel)), None)
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        with ddp.no_sync() if ddp is not None else contextlib.nullcontext():
+            yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def _probs(D: nn.Module, out: torch.Tensor) -> torch.Tensor:
@@ -256,7 +300,7 @@ def sample_images(G: nn.Module, z: torch.Tensor, batchnorm: str = "batch") -> to
     ``"running"`` uses the running averages (eval mode). Works on a copy, so G's running
     statistics, and hence a resumed run, are unaffected.
     """
-    g = copy.deepcopy(getattr(G, "module", G))
+    g = copy.deepcopy(_unwrap(G))
     g.train(batchnorm == "batch")
     return g(z).float()
 
@@ -265,14 +309,28 @@ METRIC_KEYS = ("loss_D", "loss_G", "D_x", "D_G_z1", "D_G_z2", "acc_real", "acc_f
 
 
 class _Batches:
-    """Batches for one epoch in a seeded order, from position ``start`` (for mid-epoch resume).
+    """This rank's batches for one epoch in a seeded order, from position ``start`` (mid-epoch resume).
 
     Either the whole data set as one uint8 tensor on the device (indexed, resized and normalised
-    there), or a DataLoader over the canonical PIL transforms.
+    there), or a DataLoader over the canonical PIL transforms. ``cfg.batch_size`` is the global
+    batch: with ``world_size`` ranks, rank r gets rows [r * b, (r + 1) * b) of every global batch
+    (b = batch_size / world_size), so together the ranks see exactly the batches one process would.
     """
 
-    def __init__(self, dataset: Dataset, cfg: TrainConfig, device: torch.device, on_device: bool) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        cfg: TrainConfig,
+        device: torch.device,
+        on_device: bool,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.dataset, self.cfg, self.device = dataset, cfg, device
+        self.rank, self.world_size = rank, world_size
+        if cfg.batch_size % world_size:
+            raise ValueError(f"batch size {cfg.batch_size} does not split evenly over {world_size} processes")
+        self.local_batch = cfg.batch_size // world_size
         images = uint8_images(dataset) if on_device else None
         self.images = images.to(device) if images is not None else None
         self.n = len(dataset)
@@ -285,17 +343,18 @@ class _Batches:
         return torch.randperm(self.n, generator=g)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[torch.Tensor]:
-        bs = self.cfg.batch_size
+        bs, lb = self.cfg.batch_size, self.local_batch
         perm = self.order(epoch)[: self.steps_per_epoch * bs]  # drop the ragged last batch
+        mine = perm.view(self.steps_per_epoch, bs)[:, self.rank * lb : (self.rank + 1) * lb]
         if self.images is not None:
-            perm = perm.to(self.device)
+            mine = mine.to(self.device)
             for i in range(start, self.steps_per_epoch):
-                yield gpu_batch_transform(self.images[perm[i * bs : (i + 1) * bs]], self.cfg.image_size)
+                yield gpu_batch_transform(self.images[mine[i]], self.cfg.image_size)
             return
         loader = DataLoader(
             self.dataset,
-            batch_size=bs,
-            sampler=perm[start * bs :].tolist(),
+            batch_size=lb,
+            sampler=mine[start:].flatten().tolist(),
             num_workers=self.cfg.num_workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
@@ -304,90 +363,183 @@ class _Batches:
             yield x.to(self.device, non_blocking=True)
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run (or resume) training; write every artifact under ``cfg.out``. Returns a summary."""
-    device = pick_device(cfg.device)
-    speed = resolve_speed(cfg, device)
-    out = Path(cfg.out)
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (out / "samples").mkdir(exist_ok=True)
-    ckpt_path = out / "checkpoints" / "last.pt"
+@dataclass
+class Run:
+    """Everything the training loop works with, built by ``setup`` (``train`` and the benchmark share it).
 
-    dataset = make_dataset(cfg.dataset, cfg.data_root, cfg.image_size, n_synthetic=cfg.synthetic_size, seed=0)
+    ``G`` and ``D`` are the plain modules (saved, sampled, checkpointed: their state_dict keys never
+    change); ``G_step`` and ``D_step`` are what a step calls: the same modules, wrapped in
+    DistributedDataParallel and/or ``torch.compile`` when those are on.
+    """
+
+    cfg: TrainConfig
+    device: torch.device
+    speed: SpeedSettings
+    dist: distributed.DistInfo
+    G: Generator
+    D: Discriminator
+    G_step: nn.Module
+    D_step: nn.Module
+    opt_G: torch.optim.Adam  # noqa: N815 - the names used everywhere else
+    opt_D: torch.optim.Adam  # noqa: N815
+    scaler: torch.amp.GradScaler | None
+    noise_gen: torch.Generator  # z (and instance noise in one process); its state is checkpointed
+    batches: _Batches
+    fixed_noise: torch.Tensor
+
+
+def setup(
+    cfg: TrainConfig,
+    dataset: Dataset | None = None,
+    info: distributed.DistInfo | None = None,
+    device: torch.device | None = None,
+) -> Run:
+    """Data, models, optimizers and wrappers for ``cfg``, seeded: the same call gives the same run."""
+    info = info or distributed.DistInfo()
+    device = device or pick_device(cfg.device)
+    speed = resolve_speed(cfg, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = speed.cudnn_benchmark
+    if dataset is None:
+        dataset = make_dataset(cfg.dataset, cfg.data_root, cfg.image_size, n_synthetic=cfg.synthetic_size, seed=0)
     torch.manual_seed(cfg.seed)
     G, D = build_models(cfg, device)
+    if info.enabled:  # BatchNorm statistics of the global batch, as one process would compute them
+        G, D = distributed.sync_batchnorm(G, device.type), distributed.sync_batchnorm(D, device.type)
     if speed.channels_last:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     opt_G, opt_D = make_optimizers(G, D, cfg.lr, (cfg.beta1, cfg.beta2), speed.fused_adam)
     scaler = torch.amp.GradScaler(device.type) if speed.amp_dtype == torch.float16 else None
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    fixed_noise = torch.randn(
-        cfg.n_samples, cfg.nz, generator=torch.Generator().manual_seed(cfg.seed + 2)
-    ).to(device)
+    fixed_noise = torch.randn(cfg.n_samples, cfg.nz, generator=torch.Generator().manual_seed(cfg.seed + 2)).to(device)
+    batches = _Batches(dataset, cfg, device, speed.data_on_device, info.rank, info.world_size)
+    G_step, D_step = G, D
+    if info.enabled:
+        G_step, D_step = distributed.wrap(G, device), distributed.wrap(D, device)
+    if speed.compile:
+        G_step, D_step = torch.compile(G_step), torch.compile(D_step)
+    return Run(cfg, device, speed, info, G, D, G_step, D_step, opt_G, opt_D, scaler, noise_gen, batches, fixed_noise)
+
+
+def run_step(run: Run, real: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    """One training step on this rank's part of a batch, as ``train`` takes it. No host syncs."""
+    cfg = run.cfg
+    if run.speed.channels_last:
+        real = real.contiguous(memory_format=torch.channels_last)
+    # z for the whole global batch from the shared generator, then this rank's rows: N ranks use
+    # exactly the noise one process would.
+    z = torch.randn(cfg.batch_size, cfg.nz, 1, 1, device=run.device, generator=run.noise_gen)
+    if run.dist.enabled:
+        lb = run.batches.local_batch
+        z = z[run.dist.rank * lb : (run.dist.rank + 1) * lb]
+    sigma = losses.instance_noise_sigma(cfg.instance_noise, step, _anneal_steps(run))
+    noise_gen = run.noise_gen
+    if run.dist.enabled and sigma > 0:  # instance noise: independent per rank, re-seeded each step
+        noise_gen = torch.Generator(device=run.device).manual_seed(
+            (cfg.seed + 1) * 1_000_003 + step * 1_009 + run.dist.rank
+        )  # fmt: skip
+    return train_step(
+        run.G_step, run.D_step, run.opt_G, run.opt_D, real, z, cfg.label_smoothing, sigma, noise_gen,
+        run.speed.amp_dtype, run.scaler,
+    )  # fmt: skip
+
+
+def total_steps(run: Run) -> int:
+    """Steps in the whole run: epochs x steps per epoch, capped by ``max_steps``."""
+    n = run.cfg.epochs * run.batches.steps_per_epoch
+    return n if run.cfg.max_steps is None else min(n, run.cfg.max_steps)
+
+
+def _anneal_steps(run: Run) -> int:
+    return run.cfg.noise_anneal_steps if run.cfg.noise_anneal_steps is not None else total_steps(run)
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run (or resume) training; write every artifact under ``cfg.out``. Returns a summary.
+
+    Under ``torchrun --nproc_per_node=N`` each process trains on 1/N of every batch
+    (``cfg.batch_size`` stays the global batch) and only rank 0 writes files or prints.
+    """
+    device = pick_device(cfg.device)
+    info = distributed.init(device.type)
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+    summary = _train(cfg, device, info)
+    distributed.cleanup(info)
+    return summary
+
+
+def _train(cfg: TrainConfig, device: torch.device, info: distributed.DistInfo) -> dict[str, Any]:
+    out = Path(cfg.out)
+    ckpt_path = out / "checkpoints" / "last.pt"
+    if info.is_main:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (out / "samples").mkdir(exist_ok=True)
+    run = setup(cfg, info=info, device=device)
+    G, D, opt_G, opt_D, scaler, noise_gen = run.G, run.D, run.opt_G, run.opt_D, run.scaler, run.noise_gen
 
     step, epoch, start_in_epoch = 0, 0, 0
     history: list[dict[str, float]] = []
     epoch_rows: list[dict[str, float]] = []
     sums = torch.zeros(len(METRIC_KEYS), device=device)
-    if cfg.resume and ckpt_path.exists():
+    if cfg.resume and ckpt_path.exists():  # every rank loads the file rank 0 wrote
         extra = load_checkpoint(ckpt_path, G, D, opt_G, opt_D, scaler, map_location=device)
         step, epoch, start_in_epoch = extra["step"], extra["epoch"], extra["step_in_epoch"]
-        history, epoch_rows = extra["history"], extra["epoch_rows"]
+        epoch_rows = extra["epoch_rows"]
+        # a --max-steps stop also logged its last step; a straight run would not have that row
+        history = [h for h in extra["history"] if h["step"] % cfg.log_every == 0]
         noise_gen.set_state(extra["noise_gen"].to(noise_gen.get_state().device))
-        sums = extra["epoch_sums"].to(device)
-        print(f"resumed from {ckpt_path}: epoch {epoch}, step {step}")
+        sums = extra["epoch_sums"].to(device)  # the mean over ranks: their mean stays right
+        _print(info, f"resumed from {ckpt_path}: epoch {epoch}, step {step}")
     elif cfg.resume:
-        print(f"--resume: no checkpoint at {ckpt_path} yet, starting fresh")
+        _print(info, f"--resume: no checkpoint at {ckpt_path} yet, starting fresh")
 
-    batches = _Batches(dataset, cfg, device, speed.data_on_device)
-    total_steps = cfg.epochs * batches.steps_per_epoch
-    if cfg.max_steps is not None:
-        total_steps = min(total_steps, cfg.max_steps)
-    anneal = cfg.noise_anneal_steps if cfg.noise_anneal_steps is not None else total_steps
-    G_step = torch.compile(G) if speed.compile else G
-    D_step = torch.compile(D) if speed.compile else D
+    batches = run.batches
+    n_steps = total_steps(run)
 
-    def checkpoint() -> None:
-        save_checkpoint(
-            ckpt_path, G, D, opt_G, opt_D, scaler,
-            step=step, epoch=epoch, step_in_epoch=start_in_epoch, history=history,
-            epoch_rows=epoch_rows, noise_gen=noise_gen.get_state(), epoch_sums=sums.cpu(),
-            config=asdict(cfg),
-        )  # fmt: skip
+    def checkpoint() -> None:  # called on every rank (the metric sums are averaged), written by rank 0
+        epoch_sums = distributed.mean_over_ranks(sums, info).cpu()
+        if info.is_main:
+            save_checkpoint(
+                ckpt_path, G, D, opt_G, opt_D, scaler,
+                step=step, epoch=epoch, step_in_epoch=start_in_epoch, history=history,
+                epoch_rows=epoch_rows, noise_gen=noise_gen.get_state(), epoch_sums=epoch_sums,
+                config=asdict(cfg),
+            )  # fmt: skip
 
-    bar = tqdm(total=total_steps, initial=step, disable=not cfg.progress, desc="train", unit="step")
+    def save_samples(name: str) -> None:  # rank 0 alone: a copy of G whose BatchNorm waits for no one
+        if info.is_main:
+            g = distributed.local_copy(G) if info.enabled else G
+            _save_grid(sample_images(g, run.fixed_noise), out / "samples" / name)
+
+    bar = tqdm(total=n_steps, initial=step, disable=not (cfg.progress and info.is_main), desc="train", unit="step")
     t0 = time.perf_counter()
     steps_run = 0
-    while step < total_steps and epoch < cfg.epochs:
+    while step < n_steps and epoch < cfg.epochs:
         for real in batches.epoch(epoch, start_in_epoch):
-            if speed.channels_last:
-                real = real.contiguous(memory_format=torch.channels_last)
-            z = torch.randn(real.shape[0], cfg.nz, 1, 1, device=device, generator=noise_gen)
-            sigma = losses.instance_noise_sigma(cfg.instance_noise, step, anneal)
-            logs = train_step(
-                G_step, D_step, opt_G, opt_D, real, z, cfg.label_smoothing, sigma, noise_gen,
-                speed.amp_dtype, scaler,
-            )  # fmt: skip
+            logs = run_step(run, real, step)
             sums += torch.stack([logs[k].float() for k in METRIC_KEYS])
             step += 1
             steps_run += 1
             start_in_epoch += 1
             bar.update(1)
-            if step % cfg.log_every == 0 or step == total_steps:
-                row = {"step": step, "epoch": epoch, **{k: float(logs[k]) for k in METRIC_KEYS}}
+            if step % cfg.log_every == 0 or step == n_steps:  # the only host sync in the loop
+                values = distributed.mean_over_ranks(torch.stack([logs[k].float() for k in METRIC_KEYS]), info)
+                row = {"step": step, "epoch": epoch, **dict(zip(METRIC_KEYS, values.tolist(), strict=True))}
                 history.append(row)
                 bar.set_postfix(loss_D=f"{row['loss_D']:.3f}", loss_G=f"{row['loss_G']:.3f}",
                                 D_x=f"{row['D_x']:.2f}", D_G_z=f"{row['D_G_z1']:.2f}")  # fmt: skip
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 checkpoint()
-            if step >= total_steps:
+            if step >= n_steps:
                 break
         if start_in_epoch == batches.steps_per_epoch:  # the epoch is complete
-            epoch_rows.append(_epoch_row(epoch, step, sums, start_in_epoch))
-            _save_grid(sample_images(G, fixed_noise), out / "samples" / f"epoch_{epoch + 1:03d}.png")
+            epoch_rows.append(_epoch_row(epoch, step, distributed.mean_over_ranks(sums, info), start_in_epoch))
+            save_samples(f"epoch_{epoch + 1:03d}.png")
             epoch, start_in_epoch = epoch + 1, 0
             sums.zero_()
-            write_metrics(out / "metrics.csv", epoch_rows)
+            if info.is_main:
+                write_metrics(out / "metrics.csv", epoch_rows)
             checkpoint()
     bar.close()
     elapsed = time.perf_counter() - t0
@@ -395,12 +547,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     checkpoint()
     rows = list(epoch_rows)
     if start_in_epoch:  # a run stopped mid-epoch (--max-steps) still reports what it did
-        rows.append(_epoch_row(epoch, step, sums, start_in_epoch))
-    write_metrics(out / "metrics.csv", rows)
-    _save_grid(sample_images(G, fixed_noise), out / "samples" / "final.png")
-    save_generator(out / "generator.pt", G)
-    plot_losses(history, out / "losses.png")
-    make_gif(out / "samples", out / "progress.gif")
+        rows.append(_epoch_row(epoch, step, distributed.mean_over_ranks(sums, info), start_in_epoch))
+    if info.is_main:
+        write_metrics(out / "metrics.csv", rows)
+        save_samples("final.png")
+        save_generator(out / "generator.pt", G)
+        plot_losses(history, out / "losses.png")
+        make_gif(out / "samples", out / "progress.gif")
     images = steps_run * cfg.batch_size
     summary = {
         "steps": step,
@@ -408,14 +561,22 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "seconds": elapsed,
         "images_per_second": images / elapsed if elapsed > 0 else math.nan,
         "device": str(device),
-        "speed": {k: str(v) for k, v in asdict(speed).items()},
+        "world_size": info.world_size,
+        "speed": {k: str(v) for k, v in asdict(run.speed).items()},
         "out": str(out),
     }
-    print(
-        f"done: {step} steps ({steps_run} this run, {summary['images_per_second']:.0f} img/s on {device}); "
-        f"artifacts in {out}"
+    where = f"{info.world_size} processes on {device.type}" if info.enabled else str(device)
+    _print(
+        info,
+        f"done: {step} steps ({steps_run} this run, {summary['images_per_second']:.0f} img/s on {where}); "
+        f"artifacts in {out}",
     )
     return summary
+
+
+def _print(info: distributed.DistInfo, msg: str) -> None:
+    if info.is_main:
+        print(msg)
 
 
 def _epoch_row(epoch: int, step: int, sums: torch.Tensor, n: int) -> dict[str, float]:

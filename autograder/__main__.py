@@ -1,0 +1,5 @@
+"""``python -m autograder``: release, check, collect, and nbgrader with the course config."""
+
+from autograder.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,220 @@
+"""Checks for lesson 09: the Fréchet distance between two Gaussians, and spherical interpolation.
+
+Both checks compare the student's function with ``dcgan_ref.evaluate`` on seeded inputs and,
+when the answer is off, recompute the classic mistakes on the same inputs to say which one it
+matches: a missing factor 2 on the trace term, the square root of the sum instead of the
+product of the covariances, the mean term forgotten or not squared, a complex residue left in
+the result; for slerp, plain linear interpolation, t reversed, and NaN for parallel vectors.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from dcgan_ref.evaluate import frechet_distance as ref_frechet_distance
+from dcgan_ref.evaluate import slerp as ref_slerp
+
+from ._core import call, expect, expect_close, expect_shape, fail, passed, seeded
+
+# --------------------------------------------------------------------------- Fréchet distance
+
+# Inputs are float64 and well conditioned (eigenvalues of each covariance in [0.1, ~4]); any
+# correct route (eigenvalues of S1 S2, scipy's sqrtm, S1^1/2 S2 S1^1/2) agrees to ~1e-10. 1e-5
+# relative still accepts a student who computes in float32; every named mistake moves the value by
+# more than 1 % on these inputs.
+FD_RTOL = 1e-5
+FD_ATOL = 1e-6
+# "Does the answer match this mistake?": looser than the check itself.
+MATCH_RTOL = 1e-3
+
+
+def _spd(d: int, g: torch.Generator, rank: int | None = None) -> torch.Tensor:
+    """A random symmetric positive (semi-)definite d x d matrix, float64."""
+    a = torch.randn(d, rank or d, generator=g, dtype=torch.float64)
+    s = a @ a.T / (rank or d)
+    return s if rank is not None else s + 0.1 * torch.eye(d, dtype=torch.float64)
+
+
+def _fd_cases(hidden: bool) -> list[tuple[str, tuple[torch.Tensor, ...]]]:
+    """(description, (mu1, sigma1, mu2, sigma2)): non-commuting covariances, different means."""
+    cases = []
+    dims = [(4, 0)] + ([(1, 1), (16, 2), (64, 3)] if hidden else [])
+    for d, seed in dims:
+        g = seeded(900 + seed)
+        mu1, mu2 = torch.randn(d, generator=g, dtype=torch.float64), torch.randn(d, generator=g, dtype=torch.float64)
+        cases.append((f"two {d}-d Gaussians", (mu1, _spd(d, g), mu2, _spd(d, g))))
+    if hidden:
+        g = seeded(950)
+        mu, s = torch.randn(8, generator=g, dtype=torch.float64), _spd(8, g)
+        cases.append(("a Gaussian and itself (distance 0)", (mu, s, mu.clone(), s.clone())))
+        # singular covariances, as with fewer images than feature dimensions: the eigenvalues of
+        # S1 S2 include zeros that round to tiny negative or complex numbers
+        mu1, mu2 = torch.randn(12, generator=g, dtype=torch.float64), torch.randn(12, generator=g, dtype=torch.float64)
+        cases.append(("12-d Gaussians with rank-5 covariances", (mu1, _spd(12, g, 5), mu2, _spd(12, g, 5))))
+    return cases
+
+
+def _sqrtm_psd(m: torch.Tensor) -> torch.Tensor:
+    evals, evecs = torch.linalg.eigh((m + m.T) / 2)
+    return evecs @ torch.diag(evals.clamp(min=0).sqrt()) @ evecs.T
+
+
+def _fd_mistakes(mu1: torch.Tensor, s1: torch.Tensor, mu2: torch.Tensor, s2: torch.Tensor) -> dict[str, float]:
+    """The value each classic mistake gives on these inputs, with the hint that names it."""
+    mean_sq = float((mu1 - mu2) @ (mu1 - mu2))
+    tr = float(torch.trace(s1) + torch.trace(s2))
+    tr_covmean = float(torch.linalg.eigvals(s1 @ s2).sqrt().real.sum())
+    tr_sqrt_sum = float(torch.trace(_sqrtm_psd(s1 + s2)))
+    return {
+        "the trace term misses its factor 2: it is tr(S1 + S2 - 2 (S1 S2)^(1/2))":
+            mean_sq + tr - tr_covmean,
+        "the square root is of the sum S1 + S2; it should be of the product S1 @ S2":
+            mean_sq + tr - 2 * tr_sqrt_sum,
+        "the mean term ||mu1 - mu2||^2 is missing":
+            tr - 2 * tr_covmean,
+        "the mean term should be the *squared* distance ||mu1 - mu2||^2, not the distance":
+            math.sqrt(mean_sq) + tr - 2 * tr_covmean,
+        "the product is elementwise (S1 * S2); the formula needs the matrix product S1 @ S2":
+            mean_sq + tr - 2 * float(torch.trace(_sqrtm_psd(s1 * s2))),
+    }  # fmt: skip
+
+
+def _as_real_number(value: Any, what: str) -> float:
+    """Accept a Python number, a one-element tensor or a NumPy scalar; refuse complex results."""
+    if isinstance(value, torch.Tensor):
+        expect(value.numel() == 1, f"{what} should be a single number, got a tensor of shape {tuple(value.shape)}.")
+        if value.is_complex():
+            fail(
+                f"{what} is complex ({value.item()}): the eigenvalues or the matrix square root of S1 S2 "
+                "come back complex, with tiny imaginary parts from rounding. Keep the real part "
+                "(.real) before summing and returning."
+            )
+        return float(value.item())
+    if isinstance(value, complex) or type(value).__name__.startswith("complex"):
+        fail(
+            f"{what} is complex ({value}): the eigenvalues or the matrix square root of S1 S2 come "
+            "back complex, with tiny imaginary parts from rounding. Keep the real part (.real)."
+        )
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        fail(f"{what} should be a number (float), got {type(value).__name__}.")
+
+
+def check_frechet_distance(fn: Any, hidden: bool = False) -> None:
+    """``frechet_distance(mu1, sigma1, mu2, sigma2) -> float`` against ``dcgan_ref.evaluate``."""
+    for desc, (mu1, s1, mu2, s2) in _fd_cases(hidden):
+        args = [t.clone() for t in (mu1, s1, mu2, s2)]
+        got = _as_real_number(call(fn, *args, what="frechet_distance"), f"frechet_distance on {desc}")
+        for before, after in zip((mu1, s1, mu2, s2), args, strict=True):
+            expect(torch.equal(before, after), "frechet_distance changed its inputs in place: work on copies.")
+        expected = ref_frechet_distance(mu1, s1, mu2, s2)
+        if math.isnan(got):
+            fail(
+                f"frechet_distance on {desc} is NaN, expected {expected:.6g}: an elementwise "
+                "torch.sqrt of a matrix, or the square root of a slightly negative eigenvalue? "
+                "Take the matrix square root (through eigenvalues) and keep the real part."
+            )
+        if abs(got - expected) <= FD_ATOL + FD_RTOL * abs(expected):
+            continue
+        hint = next(
+            (h for h, v in _fd_mistakes(mu1, s1, mu2, s2).items() if abs(got - v) <= MATCH_RTOL * max(1.0, abs(v))),
+            "check the formula ||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr((S1 @ S2)^(1/2))",
+        )
+        fail(f"frechet_distance on {desc} returned {got:.6g}, expected {expected:.6g}: {hint}.")
+    # symmetry is a property of the distance itself: d(a, b) = d(b, a)
+    mu1, s1, mu2, s2 = _fd_cases(False)[0][1]
+    ab = _as_real_number(call(fn, mu1, s1, mu2, s2, what="frechet_distance"), "d(a, b)")
+    ba = _as_real_number(call(fn, mu2, s2, mu1, s1, what="frechet_distance"), "d(b, a)")
+    expect(abs(ab - ba) <= FD_ATOL + FD_RTOL * abs(ab), f"d(a, b) = {ab:.6g} but d(b, a) = {ba:.6g}: not symmetric.")
+    passed("frechet_distance matches dcgan_ref" + (" (all hidden cases, incl. singular covariances)" if hidden else ""))
+
+
+# --------------------------------------------------------------------------- slerp
+
+# float32 arithmetic on ~100-d vectors of norm ~10 through arccos/sin: differences of a few 1e-6
+# relative between correct implementations; linear interpolation is off by >10 % at t = 0.5.
+SL_RTOL = 1e-4
+SL_ATOL = 1e-4
+
+
+def _slerp_cases(hidden: bool) -> list[tuple[str, torch.Tensor, torch.Tensor, float]]:
+    g = seeded(990)
+    z0, z1 = torch.randn(100, generator=g), torch.randn(100, generator=g)
+    cases = [("z0, z1 of shape (100,)", z0, z1, t) for t in (0.0, 0.3, 0.5, 1.0)]
+    if hidden:
+        b0, b1 = torch.randn(4, 16, generator=g), torch.randn(4, 16, generator=g)
+        cases += [("a batch of 4 pairs, shape (4, 16)", b0, b1, t) for t in (0.25, 0.8)]
+        cases.append(("vectors 170 degrees apart", z0, -z0 + 0.1 * z1, 0.5))
+    return cases
+
+
+def _parallel_cases() -> list[torch.Tensor]:
+    """z0 for the pairs (z0, 3 z0): all ones, so the two unit vectors are identical and in float32
+    cos omega comes out exactly 1 (d = 100: sin omega = 0) or just above 1 (d = 50: arccos is NaN
+    unless the cosine is clamped)."""
+    return [torch.ones(100), torch.ones(50)]
+
+
+def check_slerp(fn: Any, hidden: bool = False) -> None:
+    """``slerp(z0, z1, t)`` against ``dcgan_ref.evaluate.slerp``, incl. t = 0.5 norms and parallel vectors."""
+    for desc, z0, z1, t in _slerp_cases(hidden):
+        a, b = z0.clone(), z1.clone()
+        got = call(fn, a, b, t, what="slerp")
+        expect(torch.equal(a, z0) and torch.equal(b, z1), "slerp changed z0 or z1 in place: work on copies.")
+        expected = ref_slerp(z0, z1, t)
+        what = f"slerp({desc}, t={t})"
+        got = expect_shape(got, expected.shape, what, "the result has the shape of z0 (normalise along dim=-1 "
+                           "with keepdim=True so a batch of pairs broadcasts)")  # fmt: skip
+        if torch.isnan(got).any():
+            fail(f"{what} contains NaN: clamp the cosine to [-1, 1] before arccos (rounding can push it past 1).")
+        lerp = (1 - t) * z0 + t * z1
+        close = torch.allclose(got.double(), expected.double(), rtol=SL_RTOL, atol=SL_ATOL)
+        if not close and torch.allclose(got.double(), lerp.double(), rtol=SL_RTOL, atol=SL_ATOL):
+            fail(
+                f"{what} is the straight line (1 - t) z0 + t z1: its norm is {lerp.norm(dim=-1).mean():.3f}, "
+                f"slerp's is {expected.norm(dim=-1).mean():.3f}. Linear interpolation cuts through the "
+                "middle of the sphere where Gaussian latents never are; follow the great circle: "
+                "sin((1-t) omega)/sin(omega) z0 + sin(t omega)/sin(omega) z1."
+            )
+        if not close and t not in (0.5,) and torch.allclose(
+            got.double(), ref_slerp(z0, z1, 1 - t).double(), rtol=SL_RTOL, atol=SL_ATOL
+        ):
+            fail(f"{what} is slerp at 1 - t: t = 0 must give z0 and t = 1 must give z1.")
+        expect_close(got, expected, what, rtol=SL_RTOL, atol=SL_ATOL,
+                     hint="omega = arccos(<z0/|z0|, z1/|z1|>), weights sin((1-t) omega)/sin(omega) and "
+                     "sin(t omega)/sin(omega) on the original (unnormalised) z0 and z1")  # fmt: skip
+
+    # The property that motivates slerp: between two vectors of the same norm, it keeps the norm.
+    g = seeded(991)
+    z0 = torch.randn(100, generator=g)
+    z1 = torch.randn(100, generator=g)
+    z1 = z1 * z0.norm() / z1.norm()
+    mid = call(fn, z0, z1, 0.5, what="slerp")
+    expect(
+        abs(float(mid.norm()) - float(z0.norm())) < 1e-3 * float(z0.norm()),
+        f"|slerp(z0, z1, 0.5)| = {float(mid.norm()):.4f} for |z0| = |z1| = {float(z0.norm()):.4f}: "
+        "slerp between vectors of equal norm keeps that norm.",
+    )
+
+    # Parallel vectors: the arc is undefined (sin omega = 0); slerp must fall back to the line.
+    for z0 in _parallel_cases():
+        z1 = 3 * z0
+        what = f"slerp(z0, 3 * z0, 0.5) with z0 = torch.ones({len(z0)})"
+        got = call(fn, z0.clone(), z1.clone(), 0.5, what="slerp")
+        expected = ref_slerp(z0, z1, 0.5)
+        got = expect_shape(got, expected.shape, what)
+        if not torch.isfinite(got).all():
+            fail(
+                f"{what} returned NaN or inf. For parallel vectors omega = 0 and sin(omega) = 0, a "
+                "division by zero, and rounding can push cos(omega) just above 1, where arccos is NaN: "
+                "clamp the cosine to [-1, 1], and when |sin(omega)| is tiny (say < 1e-6) return the "
+                "straight line (1 - t) z0 + t z1 (torch.where, or an if for a single pair)."
+            )
+        expect_close(got, expected, what, rtol=SL_RTOL, atol=SL_ATOL,
+                     hint="for parallel vectors the straight line (1 - t) z0 + t z1 is the answer")  # fmt: skip
+    passed("slerp matches dcgan_ref" + (" (batches, wide angles, parallel vectors)" if hidden else
+                                         ", keeps the norm and survives parallel vectors"))  # fmt: skip

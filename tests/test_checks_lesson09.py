@@ -1,0 +1,204 @@
+"""Lesson 09 checks: the reference solutions pass; each named mistake fails with a message naming it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autograder.checks import lesson09
+from autograder.checks._core import CheckFailure
+
+# ---------------------------------------------------------------------------------------------
+# reference solutions (the same code as in solutions/09_evaluation)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2):
+    diff = mu1 - mu2
+    eigvals = torch.linalg.eigvals(sigma1 @ sigma2)
+    tr_covmean = eigvals.sqrt().real.sum()
+    return float(diff @ diff + torch.trace(sigma1) + torch.trace(sigma2) - 2 * tr_covmean)
+
+
+def slerp(z0, z1, t):
+    n0 = z0 / z0.norm(dim=-1, keepdim=True)
+    n1 = z1 / z1.norm(dim=-1, keepdim=True)
+    omega = torch.arccos((n0 * n1).sum(dim=-1, keepdim=True).clamp(-1, 1))
+    so = torch.sin(omega)
+    parallel = so.abs() < 1e-6
+    safe = torch.where(parallel, torch.ones_like(so), so)
+    arc = torch.sin((1 - t) * omega) / safe * z0 + torch.sin(t * omega) / safe * z1
+    return torch.where(parallel, (1 - t) * z0 + t * z1, arc)
+
+
+def test_reference_passes(capsys):
+    for hidden in (False, True):
+        lesson09.check_frechet_distance(frechet_distance, hidden=hidden)
+        lesson09.check_slerp(slerp, hidden=hidden)
+    assert capsys.readouterr().out.count("\u2714") == 4
+
+
+def test_scipy_sqrtm_solution_passes():
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+
+    def fd_scipy(mu1, s1, mu2, s2):
+        covmean = scipy_linalg.sqrtm(s1.numpy() @ s2.numpy())
+        diff = (mu1 - mu2).numpy()
+        return float(diff @ diff + s1.numpy().trace() + s2.numpy().trace() - 2 * covmean.real.trace())
+
+    lesson09.check_frechet_distance(fd_scipy, hidden=True)
+
+
+def test_float32_solution_passes():
+    lesson09.check_frechet_distance(
+        lambda m1, s1, m2, s2: frechet_distance(m1.float(), s1.float(), m2.float(), s2.float()), hidden=False
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Fréchet distance mistakes
+
+
+def _fd(mean_term="sq", factor=2.0, which="product", real=True):
+    def fn(mu1, s1, mu2, s2):
+        diff = mu1 - mu2
+        mean = {"sq": diff @ diff, "none": 0.0, "norm": diff.norm()}[mean_term]
+        m = {"product": s1 @ s2, "sum": s1 + s2, "elementwise": s1 * s2}[which]
+        if which == "product":
+            root = torch.linalg.eigvals(m).sqrt().sum()
+        else:
+            evals = torch.linalg.eigvalsh(m).clamp(min=0)
+            root = evals.sqrt().sum().to(torch.complex128)
+        out = mean + torch.trace(s1) + torch.trace(s2) - factor * root
+        return out.real if real else out
+
+    return fn
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"factor": 1.0}, "misses its factor 2"),
+        ({"which": "sum"}, "square root is of the sum"),
+        ({"mean_term": "none"}, "mean term ||mu1 - mu2||^2 is missing"),
+        ({"mean_term": "norm"}, "*squared* distance"),
+        ({"which": "elementwise"}, "matrix product S1 @ S2"),
+        ({"real": False}, "Keep the real part"),
+    ],
+)
+def test_frechet_mistakes_are_named(kwargs, words):
+    with pytest.raises(CheckFailure) as err:
+        lesson09.check_frechet_distance(_fd(**kwargs))
+    assert words in str(err.value)
+    assert "expected" in str(err.value) or "complex" in str(err.value)
+
+
+def test_frechet_complex_python_number_is_named():
+    def fn(mu1, s1, mu2, s2):
+        return complex(_fd(real=False)(mu1, s1, mu2, s2).item())
+
+    with pytest.raises(CheckFailure, match="is complex"):
+        lesson09.check_frechet_distance(fn)
+
+
+def test_frechet_elementwise_sqrt_nan_is_named():
+    def fn(mu1, s1, mu2, s2):  # torch.sqrt of a matrix with negative entries: NaN
+        diff = mu1 - mu2
+        return float(diff @ diff + torch.trace(s1 + s2 - 2 * torch.sqrt(s1 @ s2)) + torch.sqrt(s1 @ s2).sum() * 0)
+
+    with pytest.raises(CheckFailure, match="NaN.*elementwise"):
+        lesson09.check_frechet_distance(fn)
+
+
+def test_frechet_in_place_and_not_implemented():
+    def in_place(mu1, s1, mu2, s2):
+        mu1 -= mu2
+        return frechet_distance(mu1, s1, torch.zeros_like(mu2), s2)
+
+    with pytest.raises(CheckFailure, match="in place"):
+        lesson09.check_frechet_distance(in_place)
+
+    def todo(*args):
+        raise NotImplementedError()
+
+    with pytest.raises(CheckFailure, match="not implemented yet"):
+        lesson09.check_frechet_distance(todo)
+
+
+def test_frechet_hidden_catches_what_the_visible_run_misses():
+    """Eigenvalues through eigvalsh on the non-symmetric S1 S2: plausible, and wrong off the
+    visible case's luck? No: it is wrong on every case, so it fails visibly too; the hidden run
+    adds the singular covariances, where clamping-free sqrt of eigvals gives NaN."""
+
+    def no_clamp(mu1, s1, mu2, s2):  # real eigenvalues only, no guard against tiny negatives
+        diff = mu1 - mu2
+        ev = torch.linalg.eigvals(s1 @ s2).real
+        return float(diff @ diff + torch.trace(s1) + torch.trace(s2) - 2 * ev.sqrt().sum())
+
+    lesson09.check_frechet_distance(no_clamp)  # full-rank visible case: fine
+    with pytest.raises(CheckFailure, match="NaN"):
+        lesson09.check_frechet_distance(no_clamp, hidden=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# slerp mistakes
+
+
+def test_slerp_lerp_is_named():
+    with pytest.raises(CheckFailure) as err:
+        lesson09.check_slerp(lambda z0, z1, t: (1 - t) * z0 + t * z1)
+    msg = str(err.value)
+    assert "straight line" in msg and "norm" in msg and "great circle" in msg
+
+
+def test_slerp_reversed_t_is_named():
+    with pytest.raises(CheckFailure, match="1 - t"):
+        lesson09.check_slerp(lambda z0, z1, t: slerp(z0, z1, 1 - t))
+
+
+def test_slerp_parallel_nan_is_named():
+    def naive(z0, z1, t):  # the textbook formula with a clamp but without the parallel fallback
+        n0, n1 = z0 / z0.norm(dim=-1, keepdim=True), z1 / z1.norm(dim=-1, keepdim=True)
+        omega = torch.arccos((n0 * n1).sum(-1, keepdim=True).clamp(-1, 1))
+        return torch.sin((1 - t) * omega) / torch.sin(omega) * z0 + torch.sin(t * omega) / torch.sin(omega) * z1
+
+    with pytest.raises(CheckFailure) as err:
+        lesson09.check_slerp(naive)
+    assert "parallel" in str(err.value) and "sin(omega) = 0" in str(err.value)
+
+
+def test_slerp_without_clamp_is_named():
+    def no_clamp(z0, z1, t):
+        n0, n1 = z0 / z0.norm(dim=-1, keepdim=True), z1 / z1.norm(dim=-1, keepdim=True)
+        omega = torch.arccos((n0 * n1).sum(-1, keepdim=True))
+        so = torch.sin(omega)
+        if (so.abs() < 1e-6).any():
+            return (1 - t) * z0 + t * z1
+        return torch.sin((1 - t) * omega) / so * z0 + torch.sin(t * omega) / so * z1
+
+    # z0 = ones(50): cos rounds above 1, arccos gives NaN, sin(NaN) is NaN, no fallback
+    with pytest.raises(CheckFailure, match="NaN.*clamp the cosine"):
+        lesson09.check_slerp(no_clamp)
+
+
+def test_slerp_on_normalised_vectors_is_caught():
+    """Interpolating the unit vectors and forgetting to scale back: right direction, wrong norm."""
+
+    def unit_slerp(z0, z1, t):
+        return slerp(z0 / z0.norm(dim=-1, keepdim=True), z1 / z1.norm(dim=-1, keepdim=True), t)
+
+    with pytest.raises(CheckFailure, match="differs from the reference"):
+        lesson09.check_slerp(unit_slerp)
+
+
+def test_slerp_without_keepdim_fails_only_on_batches():
+    def flat(z0, z1, t):  # works for one pair, breaks the broadcasting for a batch
+        n0, n1 = z0 / z0.norm(), z1 / z1.norm()
+        omega = torch.arccos((n0 * n1).sum().clamp(-1, 1))
+        so = torch.sin(omega)
+        if so.abs() < 1e-6:
+            return (1 - t) * z0 + t * z1
+        return torch.sin((1 - t) * omega) / so * z0 + torch.sin(t * omega) / so * z1
+
+    lesson09.check_slerp(flat)
+    with pytest.raises(CheckFailure, match="batch"):
+        lesson09.check_slerp(flat, hidden=True)
