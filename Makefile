@@ -43,8 +43,10 @@ train: setup  ## the main job: train the reference DCGAN (DATASET=synthetic work
 lint: setup
 	$(BIN)/ruff check .
 
+# Two pytest workers on two cores: one torch thread each (notebook kernels inherit it), else
+# every worker spawns a thread per core and they fight.
 test: setup lint  ## lint, then every test (CPU, offline)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -q --durations=15
 
 lessons: setup  ## regenerate lessons/ from solutions/ with nbgrader
 	$(BIN)/python -m autograder release

@@ -602,12 +602,12 @@ def _save_grid(images: torch.Tensor, path: Path) -> None:
 
 def plot_losses(history: list[dict[str, float]], path: Path) -> None:
     """losses.png: both losses, and D(x) / D(G(z)), against the step."""
-    import matplotlib
+    # The object API, not pyplot: no backend switch, so a notebook calling train() keeps its
+    # inline figures, and nothing is left open in pyplot's figure manager.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig = Figure(figsize=(11, 3.8))
+    ax1, ax2 = fig.subplots(1, 2)
     steps = [h["step"] for h in history]
     ax1.plot(steps, [h["loss_D"] for h in history], label="loss_D")
     ax1.plot(steps, [h["loss_G"] for h in history], label="loss_G")
@@ -623,7 +623,6 @@ def plot_losses(history: list[dict[str, float]], path: Path) -> None:
     ax2.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def make_gif(samples_dir: Path, path: Path, ms_per_frame: int = 400) -> None:

@@ -62,7 +62,8 @@ def test_to_gan_range_matches_the_torchvision_pipeline():
     assert data.to_gan_range(batch).shape == (2, 3, 32, 32)
     assert data.to_gan_range(np.zeros((2, 2, 3), np.uint8)).min() == -1
     assert data.to_gan_range(np.full((2, 2, 3), 255, np.uint8)).max() == 1
-    torch.testing.assert_close(data.from_gan_range(data.to_gan_range(img)), torch.from_numpy(img).permute(2, 0, 1) / 255)
+    back = data.from_gan_range(data.to_gan_range(img))
+    torch.testing.assert_close(back, torch.from_numpy(img).permute(2, 0, 1) / 255)
     with pytest.raises(TypeError, match="uint8"):
         data.to_gan_range(img.astype(np.float32))
 
