@@ -221,20 +221,6 @@ def run_notebook(path, grading, data_root):
     return nb
 
 
-def test_source_notebook_structure():
-    import nbformat
-
-    nb = nbformat.read(SOURCE, as_version=4)
-    assert (nb.nbformat, nb.nbformat_minor) == (4, 5)
-    assert nb.metadata.kernelspec.name == "python3"
-    ids = [c.metadata.nbgrader.grade_id for c in nb.cells]
-    assert ids == [c.id for c in nb.cells]
-    for exercise in EXERCISES:
-        answer, test = nb.cells[ids.index(exercise)], nb.cells[ids.index(exercise) + 1]
-        assert answer.metadata.nbgrader.solution and "### BEGIN SOLUTION" in answer.source
-        assert test.id == f"test_{exercise}" and test.metadata.nbgrader.points > 0
-        assert "### BEGIN HIDDEN TESTS" in test.source and "hidden=True" in test.source
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -308,33 +307,3 @@ def test_down_block_catches_swapped_parameters():
 
     with pytest.raises(CheckFailure, match="differs from the reference"):
         checks.check_down_block(lambda i, o, batchnorm=True: Swapped(i, o))
-
-
-# ------------------------------------------------------------------ the notebooks
-
-ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "solutions" / "01_strided_convolution" / "01_strided_convolution.ipynb"
-STUDENT = ROOT / "lessons" / "01_strided_convolution" / "01_strided_convolution.ipynb"
-EXERCISES = ["conv_output_size", "conv2d_scratch", "down_block"]
-
-
-
-
-def test_source_notebook_structure():
-    import nbformat
-
-    nb = nbformat.read(SOURCE, as_version=4)
-    assert (nb.nbformat, nb.nbformat_minor) == (4, 5)
-    assert nb.metadata.kernelspec.name == "python3"
-    ids = [c.metadata.nbgrader.grade_id for c in nb.cells]
-    assert ids == [c.id for c in nb.cells]
-    for exercise in EXERCISES:
-        answer, test = nb.cells[ids.index(exercise)], nb.cells[ids.index(exercise) + 1]
-        assert answer.metadata.nbgrader.solution and "### BEGIN SOLUTION" in answer.source
-        assert test.id == f"test_{exercise}" and test.metadata.nbgrader.points > 0
-        assert "### BEGIN HIDDEN TESTS" in test.source and "hidden=True" in test.source
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
-
-
-
-

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -324,33 +322,3 @@ def test_adjoint_sides_reference_passes(capsys):
 def test_adjoint_sides_mistakes(wrong, message):
     with pytest.raises(CheckFailure, match=message):
         checks.check_adjoint_sides(wrong)
-
-
-# ------------------------------------------------------------------ the notebooks
-
-ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "solutions" / "02_transposed_convolution" / "02_transposed_convolution.ipynb"
-STUDENT = ROOT / "lessons" / "02_transposed_convolution" / "02_transposed_convolution.ipynb"
-EXERCISES = ["conv_transpose_output_size", "conv_transpose2d_scratch", "up_block", "adjoint_sides"]
-
-
-
-
-def test_source_notebook_structure():
-    import nbformat
-
-    nb = nbformat.read(SOURCE, as_version=4)
-    assert (nb.nbformat, nb.nbformat_minor) == (4, 5)
-    assert nb.metadata.kernelspec.name == "python3"
-    ids = [c.metadata.nbgrader.grade_id for c in nb.cells]
-    assert ids == [c.id for c in nb.cells]
-    for exercise in EXERCISES:
-        answer, test = nb.cells[ids.index(exercise)], nb.cells[ids.index(exercise) + 1]
-        assert answer.metadata.nbgrader.solution and "### BEGIN SOLUTION" in answer.source
-        assert test.id == f"test_{exercise}" and test.metadata.nbgrader.points > 0
-        assert "### BEGIN HIDDEN TESTS" in test.source and "hidden=True" in test.source
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
-
-
-
-

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
@@ -260,34 +258,3 @@ def test_check_leaves_global_rng_alone():
     torch.manual_seed(123)
     checks.check_discriminator32(make_d(32))
     assert torch.equal(torch.rand(3), expected)
-
-
-# --------------------------------------------------------------------------- the notebooks
-
-ROOT = Path(__file__).resolve().parents[1]
-LESSON = "06_generator_discriminator"
-SOURCE = ROOT / "solutions" / LESSON / f"{LESSON}.ipynb"
-STUDENT = ROOT / "lessons" / LESSON / f"{LESSON}.ipynb"
-EXERCISES = ["generator", "discriminator", "generator32", "discriminator32"]
-
-
-
-
-def test_source_notebook_structure():
-    import nbformat
-
-    nb = nbformat.read(SOURCE, as_version=4)
-    assert (nb.nbformat, nb.nbformat_minor) == (4, 5)
-    assert nb.metadata.kernelspec.name == "python3"
-    ids = [c.metadata.nbgrader.grade_id for c in nb.cells]
-    assert ids == [c.id for c in nb.cells]
-    for exercise in EXERCISES:
-        answer, test = nb.cells[ids.index(exercise)], nb.cells[ids.index(exercise) + 1]
-        assert answer.metadata.nbgrader.solution and "### BEGIN SOLUTION" in answer.source
-        assert test.id == f"test_{exercise}" and test.metadata.nbgrader.points > 0
-        assert "### BEGIN HIDDEN TESTS" in test.source and "hidden=True" in test.source
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
-
-
-
-

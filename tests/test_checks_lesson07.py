@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
@@ -360,42 +359,3 @@ def test_two_d_updates_per_step():
 def test_train_step_must_return_losses():
     step = make_train_step()
     fails(checks.check_train_step, lambda *a: step(*a)["loss_D"], "dict with 'loss_D' and 'loss_G'")
-
-
-# --------------------------------------------------------------------------- the notebooks
-
-ROOT = Path(__file__).resolve().parents[1]
-LESSON = "07_training_loop"
-SOURCE = ROOT / "solutions" / LESSON / f"{LESSON}.ipynb"
-STUDENT = ROOT / "lessons" / LESSON / f"{LESSON}.ipynb"
-EXERCISES = [
-    "bce",
-    "real_targets",
-    "discriminator_loss",
-    "generator_loss",
-    "add_instance_noise",
-    "make_optimizers",
-    "train_step",
-]
-
-
-
-
-def test_source_notebook_structure():
-    import nbformat
-
-    nb = nbformat.read(SOURCE, as_version=4)
-    assert (nb.nbformat, nb.nbformat_minor) == (4, 5)
-    assert nb.metadata.kernelspec.name == "python3"
-    ids = [c.metadata.nbgrader.grade_id for c in nb.cells]
-    assert ids == [c.id for c in nb.cells]
-    for exercise in EXERCISES:
-        answer, test = nb.cells[ids.index(exercise)], nb.cells[ids.index(exercise) + 1]
-        assert answer.metadata.nbgrader.solution and "### BEGIN SOLUTION" in answer.source
-        assert test.id == f"test_{exercise}" and test.metadata.nbgrader.points > 0
-        assert "### BEGIN HIDDEN TESTS" in test.source and "hidden=True" in test.source
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
-
-
-
-

@@ -1,5 +1,6 @@
-"""Every solution notebook runs top to bottom on CPU as a student would run it (not grading:
-training, plots and widgets included), from a temporary copy so that nothing lands in the repo."""
+"""Every solution notebook follows the authoring conventions (autograder/AUTHORING.md) and runs top
+to bottom on CPU as a student would run it (not grading: training, plots and widgets included),
+from a temporary copy so that nothing lands in the repo."""
 
 from __future__ import annotations
 
@@ -17,6 +18,24 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not LESSONS, reason="no lesso
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
+def test_source_notebook_structure(lesson):
+    nb = nbformat.read(course.source_notebook(lesson), as_version=4)
+    assert (nb.nbformat, nb.nbformat_minor) == (4, 5)
+    assert nb.metadata.kernelspec.name == "python3"
+    ids = [c.metadata.nbgrader.grade_id for c in nb.cells]
+    assert ids == [c.id for c in nb.cells], "cell ids must equal grade ids"
+    exercises = [c.id for c in nb.cells if c.metadata.nbgrader.get("solution")]
+    assert exercises, "a lesson without an exercise"
+    for exercise in exercises:
+        answer, test = nb.cells[ids.index(exercise)], nb.cells[ids.index(exercise) + 1]
+        assert "### BEGIN SOLUTION" in answer.source, exercise
+        assert test.id == f"test_{exercise}" and test.metadata.nbgrader.get("grade"), f"no check right after {exercise}"
+        assert test.metadata.nbgrader.points > 0 and test.metadata.nbgrader.locked, test.id
+        assert "### BEGIN HIDDEN TESTS" in test.source and "hidden=True" in test.source, test.id
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit with outputs cleared"
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
 def test_solution_notebook_runs_top_to_bottom(lesson, tmp_path):
     src = course.source_notebook(lesson)
     work = tmp_path / src.name
@@ -31,6 +50,11 @@ def test_solution_notebook_runs_top_to_bottom(lesson, tmp_path):
     errors = [(c.id, o.ename, o.evalue) for c in nb.cells if c.cell_type == "code"
               for o in c.outputs if o.output_type == "error"]  # fmt: skip
     assert not errors, errors
-    stderr = [(c.id, o.text[:300]) for c in nb.cells if c.cell_type == "code" for o in c.outputs
-              if o.output_type == "stream" and o.name == "stderr" and c.metadata.get("nbgrader", {}).get("grade")]
+    stderr = [
+        (c.id, o.text[:300])
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "stream" and o.name == "stderr" and c.metadata.get("nbgrader", {}).get("grade")
+    ]
     assert not stderr, f"graded cells wrote to stderr (nbgrader scores that 0): {stderr}"
