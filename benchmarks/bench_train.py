@@ -36,7 +36,7 @@ from torchvision import transforms
 
 from dcgan_ref.data import ArrayImages
 from dcgan_ref.models import count_parameters
-from dcgan_ref.train import METRIC_KEYS, TrainConfig, pick_device, run_step, setup
+from dcgan_ref.train import COMPILE_MODES, METRIC_KEYS, TrainConfig, pick_device, run_step, setup
 
 CIFAR_EPOCHS_IMAGES = 25 * 50_000  # a full 25-epoch CIFAR-10 run
 
@@ -175,8 +175,9 @@ class Fast:
     def __init__(self, data: np.ndarray, args: argparse.Namespace, device: torch.device) -> None:
         knobs = {
             k: getattr(args, k)
-            for k in ("amp", "data_on_device", "channels_last", "compile", "fused_adam", "cudnn_benchmark")
-        }
+            for k in ("amp", "data_on_device", "channels_last", "compile", "compile_mode", "fused_adam",
+                      "cudnn_benchmark")
+        }  # fmt: skip
         cfg = TrainConfig(image_size=args.image_size, batch_size=args.batch_size, nz=args.nz, ngf=args.ngf,
                           ndf=args.ndf, num_workers=args.workers, device=str(device), **knobs)  # fmt: skip
         dataset = ArrayImages(data, [0] * len(data), args.image_size, ("x",))
@@ -226,6 +227,35 @@ def timed_chunk(path: Baseline | Fast, steps: int, device: torch.device) -> tupl
     return seconds, peak, cpu
 
 
+def profile(fast: Fast, steps: int, device: torch.device) -> None:
+    """Where the fast path's time goes: the top operators, and on CUDA the share of each step's
+    wall time in which kernels run (far below 100%: the GPU waits for Python to launch them, the
+    case CUDA graphs, ``--compile --compile-mode reduce-overhead``, are for)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    fast.finish()
+    if cuda:
+        torch.cuda.synchronize()
+    with torch_profile(activities=activities) as prof:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            fast.step()
+        fast.finish()
+        if cuda:
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    table = prof.key_averages()
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    print(f"\nprofile of {steps} fast-path steps ({wall / steps * 1e3:.2f} ms per step under the profiler):")
+    print(table.table(sort_by=sort, row_limit=15))
+    if cuda:
+        kernel_us = sum(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0)) for e in table)
+        print(f"GPU kernels: {kernel_us / steps / 1e3:.2f} ms per step, {kernel_us / 1e6 / wall:.0%} of the wall time")
+
+
 def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -245,7 +275,6 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="alternations baseline / fast path")
     p.add_argument("--warmup", type=int, default=10, help="untimed steps per path first")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--nz", type=int, default=100)
     p.add_argument("--ngf", type=int, default=64)
     p.add_argument("--ndf", type=int, default=64)
@@ -253,10 +282,16 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="the baseline's DataLoader workers (main.py's default)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"], help="fast path")
+    p.add_argument("--compile-mode", default="default", choices=COMPILE_MODES,
+                   help="fast path, with --compile: torch.compile's mode (reduce-overhead: CUDA graphs)")  # fmt: skip
+    p.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                   help="after the timing, profile this many fast-path steps: the top operators, and on a "
+                   "GPU how much of a step's wall time its kernels fill")  # fmt: skip
     for knob in ("data-on-device", "channels-last", "compile", "fused-adam", "cudnn-benchmark"):
         p.add_argument(f"--{knob}", action=argparse.BooleanOptionalAction, default=None,
                        help="fast path (default: what train picks for the device)")  # fmt: skip
     args = p.parse_args()
+    args.image_size = 64  # the canonical model: both paths at 64x64
 
     device = pick_device(args.device)
     if args.threads:
@@ -311,6 +346,8 @@ def main() -> None:
     if device.type != "cuda":
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
         print(f"peak memory (CPU): process max RSS {rss:.2f} GiB, both paths together (per path: CUDA only)")
+    if args.profile:
+        profile(fast, args.profile, device)
 
 
 if __name__ == "__main__":

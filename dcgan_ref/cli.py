@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .data import DatasetUnavailableError
+from .train import COMPILE_MODES
 
 
 def _positive_int(text: str) -> int:
@@ -84,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     ]:
         t.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None,
                        help=f"{what} (default: chosen for the device)")  # fmt: skip
+    t.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",
+                   help="torch.compile mode (with --compile); reduce-overhead, max-autotune: CUDA graphs")  # fmt: skip
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="draw a grid of images from a trained generator",
@@ -122,7 +125,8 @@ def _train(args: argparse.Namespace) -> None:
         resume=args.resume, max_steps=args.max_steps, synthetic_size=args.synthetic_size,
         num_workers=args.workers, log_every=args.log_every, checkpoint_every=args.checkpoint_every,
         amp=args.amp, data_on_device=args.data_on_device, channels_last=args.channels_last,
-        compile=args.compile, fused_adam=args.fused_adam, cudnn_benchmark=args.cudnn_benchmark,
+        compile=args.compile, compile_mode=args.compile_mode, fused_adam=args.fused_adam,
+        cudnn_benchmark=args.cudnn_benchmark,
         progress=not args.no_progress,
     )  # fmt: skip
     train(cfg)

@@ -48,10 +48,14 @@ def losses_of(cfg: TrainConfig, dataset, steps: int = STEPS) -> list[dict[str, f
     """Per-step logs of the first ``steps`` training steps of ``cfg`` (read back after the run)."""
     run = setup(cfg, dataset=dataset, device=torch.device(cfg.device))
     logs = []
-    for step, real in enumerate(run.batches.epoch(0)):
-        if step == steps:
-            break
-        logs.append(run_step(run, real, step))
+    step, epoch = 0, 0
+    while step < steps:
+        for real in run.batches.epoch(epoch):
+            if step == steps:
+                break
+            logs.append({k: v.clone() for k, v in run_step(run, real, step).items()})
+            step += 1
+        epoch += 1
     return [{k: float(v[k]) for k in KEYS} for v in logs]
 
 
@@ -147,6 +151,31 @@ def test_logits_loss_equals_probability_loss():
             )
 
 
+@pytest.mark.slow
+def test_compile_same_losses_and_plain_state_dict(shapes32):
+    # torch.compile (Inductor's C++ kernels on the CPU; ~30 s of compiling on 2 cores): D is
+    # compiled twice, with and without weight gradients (the G step freezes it), and neither
+    # may change the numbers or what is saved: checkpoints hold the raw modules' state_dicts.
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    cfg = small_config(compile=True)
+    epoch = len(shapes32) // cfg.batch_size  # 4 steps
+    fast = losses_of(cfg, shapes32, steps=epoch)
+    assert len(fast) == epoch
+    assert_same_losses(fast, losses_of(small_config(), shapes32, steps=epoch), 3e-3, "torch.compile", atol_first=1e-4)
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs <= 3, f"{graphs} graphs compiled in {epoch} steps (G, D, frozen D expected): something recompiles"
+    run = setup(cfg, dataset=shapes32)
+    assert run.G_step is not run.G and hasattr(run.G_step, "_orig_mod"), "compile=True did not compile G"
+    assert not any("_orig_mod" in k for k in run.G.state_dict()), "saved G must be the raw module"
+
+
+def test_unknown_compile_mode_is_refused():
+    with pytest.raises(ValueError, match="compile_mode must be one of"):
+        setup(small_config(compile=True, compile_mode="fastest"), dataset=SyntheticShapes(n=16, image_size=32))
+
+
 def test_cpu_defaults_are_plain_fp32_eager():
     # On 2 CPU cores bf16 is ~20x slower and compile/channels_last give nothing: the defaults
     # must pick plain fp32 eager there (data held as a tensor is faster on the CPU as well).
@@ -178,10 +207,10 @@ def test_cuda_defaults_turn_the_fast_path_on():
 
 @pytest.mark.gpu
 @needs_cuda
-def test_cuda_fast_path_same_losses(shapes32):
+def test_cuda_fast_path_same_losses(shapes32, monkeypatch):
     # Everything on (bf16, tensors on the GPU, channels_last, fused Adam) against fp32 eager on the
     # same GPU; bf16's tolerance as on the CPU. TF32 off so the plain path is true fp32.
-    torch.backends.cudnn.allow_tf32 = False
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     plain = losses_of(small_config(device="cuda"), shapes32)
     fast = losses_of(
         small_config(device="cuda", amp="bf16", data_on_device=True, channels_last=True, fused_adam=True), shapes32
@@ -191,12 +220,19 @@ def test_cuda_fast_path_same_losses(shapes32):
 
 @pytest.mark.gpu
 @needs_cuda
-def test_cuda_compile_same_losses_and_plain_state_dict(shapes32):
-    plain = losses_of(small_config(device="cuda"), shapes32)
-    cfg = small_config(device="cuda", compile=True)
-    assert_same_losses(losses_of(cfg, shapes32), plain, 3e-3, "torch.compile", atol_first=1e-4)
-    run = setup(cfg, dataset=shapes32)
-    assert not any("_orig_mod" in k for k in run.G.state_dict()), "saved G must be the raw module"
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_cuda_compile_same_losses(shapes32, mode, monkeypatch):
+    # Inductor's fused kernels round differently from eager's; "reduce-overhead" also replays
+    # each compiled forward / backward as a CUDA graph, which must not change a number. First in
+    # fp32 (tight), then with every other knob on as well (bf16's tolerance), over two epochs.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    steps = 2 * len(shapes32) // 16
+    plain = losses_of(small_config(device="cuda"), shapes32, steps)
+    fast = losses_of(small_config(device="cuda", compile=True, compile_mode=mode), shapes32, steps)
+    assert_same_losses(fast, plain, 3e-3, f"torch.compile mode={mode}", atol_first=1e-4)
+    everything = dict(amp="bf16", data_on_device=True, channels_last=True, fused_adam=True, cudnn_benchmark=True)
+    fast = losses_of(small_config(device="cuda", compile=True, compile_mode=mode, **everything), shapes32, steps)
+    assert_same_losses(fast, plain, 1e-2, f"bf16 + channels_last + compile mode={mode}", atol_first=5e-3)
 
 
 @pytest.mark.gpu
