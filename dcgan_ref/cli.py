@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, default=0,
                    help="also checkpoint every N steps (0: at the end of each epoch only)")  # fmt: skip
     t.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default="auto",
-                   help="mixed precision; auto = bf16 on CUDA, off on CPU")  # fmt: skip
+                   help="mixed precision; auto: bf16 on Ampere+ GPUs, fp16 on V100/T4, off on CPU")  # fmt: skip
     for flag, what in [
         ("data-on-device", "hold the uint8 data set on the device, transform batches there"),
         ("channels-last", "channels_last memory format"),

@@ -122,12 +122,20 @@ class SpeedSettings:
     cudnn_benchmark: bool
 
 
+def auto_amp(device: torch.device) -> str:
+    """The mixed precision a device runs fastest and correctly: bf16 on GPUs with bf16 tensor cores
+    (Ampere and newer: A100, L4, H100), fp16 with a GradScaler on Volta / Turing (V100, Colab's T4:
+    bf16 there is emulated, far slower), off on older GPUs, CPUs (bf16 ~20x slower here) and MPS."""
+    if device.type != "cuda":
+        return "off"
+    major, _ = torch.cuda.get_device_capability(device)
+    return "bf16" if major >= 8 else "fp16" if major >= 7 else "off"
+
+
 def resolve_speed(cfg: TrainConfig, device: torch.device) -> SpeedSettings:
     """Fill in the "auto" knobs: everything on for CUDA, plain fp32 eager elsewhere."""
     cuda = device.type == "cuda"
-    amp = cfg.amp
-    if amp == "auto":
-        amp = "bf16" if cuda and torch.cuda.is_bf16_supported() else "off"
+    amp = auto_amp(device) if cfg.amp == "auto" else cfg.amp
     dtypes = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     if amp not in dtypes:
         raise ValueError(f"amp must be auto, off, bf16 or fp16, got {cfg.amp!r}")

@@ -192,6 +192,23 @@ def test_cpu_defaults_are_plain_fp32_eager():
     assert s.data_on_device is True
 
 
+@pytest.mark.parametrize(
+    ("capability", "expected"),
+    [((9, 0), torch.bfloat16), ((8, 0), torch.bfloat16), ((7, 5), torch.float16), ((7, 0), torch.float16),
+     ((6, 1), None)],
+)  # fmt: skip
+def test_cuda_amp_default_follows_the_tensor_cores(monkeypatch, capability, expected):
+    # H100 / A100: bf16. Colab's free T4 (7.5) and V100 (7.0) have fp16 tensor cores but no bf16
+    # ones; torch.cuda.is_bf16_supported() still says True there (emulation), which would pick a
+    # slow path on the GPU most students get. Resolving needs no GPU: only its capability.
+    from dcgan_ref.train import resolve_speed
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    speed = resolve_speed(TrainConfig(), torch.device("cuda"))
+    assert speed.amp_dtype == expected, f"compute capability {capability}: auto picked {speed.amp_dtype}"
+    assert resolve_speed(TrainConfig(amp="off"), torch.device("cuda")).amp_dtype is None
+
+
 # --- GPU only --------------------------------------------------------------------------------
 
 
@@ -201,7 +218,7 @@ def test_cuda_defaults_turn_the_fast_path_on():
     from dcgan_ref.train import resolve_speed
 
     s = resolve_speed(TrainConfig(), torch.device("cuda"))
-    assert s.amp_dtype in (torch.bfloat16, None) and s.channels_last and s.fused_adam and s.data_on_device
+    assert s.amp_dtype in (torch.bfloat16, torch.float16) and s.channels_last and s.fused_adam and s.data_on_device
     assert s.cudnn_benchmark
 
 
@@ -251,9 +268,11 @@ def test_cuda_fp16_with_grad_scaler(shapes32):
 
 @pytest.mark.gpu
 @needs_cuda
-def test_cuda_step_makes_no_host_sync(shapes32):
-    # The loop reads losses back only every log_every steps: one step must not synchronise.
-    run = setup(small_config(device="cuda", amp="bf16", data_on_device=True, channels_last=True, fused_adam=True),
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_cuda_step_makes_no_host_sync(shapes32, amp):
+    # The loop reads losses back only every log_every steps: one step must not synchronise. With
+    # fp16 the GradScaler hands its inf check to fused Adam's kernel instead of reading it back.
+    run = setup(small_config(device="cuda", amp=amp, data_on_device=True, channels_last=True, fused_adam=True),
                 dataset=shapes32)  # fmt: skip
     batches = run.batches.epoch(0)
     run_step(run, next(batches), 0)  # warm-up: lazy initialisation may sync once
