@@ -496,10 +496,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 def _train(cfg: TrainConfig, device: torch.device, info: distributed.DistInfo) -> dict[str, Any]:
     out = Path(cfg.out)
     ckpt_path = out / "checkpoints" / "last.pt"
+    run = setup(cfg, info=info, device=device)  # first: missing data stops here, before any folder is made
     if info.is_main:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         (out / "samples").mkdir(exist_ok=True)
-    run = setup(cfg, info=info, device=device)
     G, D, opt_G, opt_D, scaler, noise_gen = run.G, run.D, run.opt_G, run.opt_D, run.scaler, run.noise_gen
 
     step, epoch, start_in_epoch = 0, 0, 0

@@ -66,8 +66,9 @@ def test_bad_flags_and_paths_give_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == f"error: no checkpoint at {tmp_path / 'nope.pt'}"
 
-    code = main(["train", "--dataset", "cifar10", "--data-root", str(tmp_path / "nodata"), "--out", str(tmp_path),
-                 "--device", "cpu"])  # fmt: skip
+    code = main(["train", "--dataset", "cifar10", "--data-root", str(tmp_path / "nodata"), "--out",
+                 str(tmp_path / "run"), "--device", "cpu"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and err[0].startswith("error: CIFAR-10 is not in")
     assert "--dataset synthetic" in err[0]
+    assert not (tmp_path / "run").exists(), "a run that could not start left an empty output folder behind"
