@@ -137,6 +137,7 @@ class Baseline:
         return total
 
     def step(self) -> None:
+        torch.backends.cudnn.benchmark = True  # main.py sets it once; the fast path may have turned it off
         real = next(self.batches).to(self.device)
         b = real.size(0)
         # (1) D: maximize log(D(x)) + log(1 - D(G(z))), real and fake batches separately
@@ -193,6 +194,7 @@ class Fast:
             epoch += 1
 
     def step(self) -> None:
+        torch.backends.cudnn.benchmark = self.run.speed.cudnn_benchmark  # a global switch: set per path
         logs = run_step(self.run, next(self.batches), self.steps)
         self.sums += torch.stack([logs[k].float() for k in METRIC_KEYS])
         self.steps += 1
