@@ -6,8 +6,8 @@ Adam(lr 2e-4, betas (0.5, 0.999)) for both.
 
 Every epoch: a checkpoint (resumable exactly), a sample grid from one fixed noise batch, a row
 of metrics. At the end: generator.pt, losses.png and progress.gif. Speed knobs (AMP, data on the
-device, channels_last, torch.compile, fused Adam) sit in the config; ``None``/"auto" picks the
-fastest correct setting for the device: all off on a CPU, where plain fp32 eager is fastest.
+device, channels_last, torch.compile, fused Adam) sit in the config; ``None``/"auto" picks for the
+device: everything on for CUDA, plain fp32 eager on a CPU (see auto_amp).
 
 Under ``torchrun --nproc_per_node=N`` the same loop runs data-parallel (see distributed.py):
 each process takes 1/N of every global batch, gradients are averaged by DistributedDataParallel,
@@ -125,7 +125,8 @@ class SpeedSettings:
 def auto_amp(device: torch.device) -> str:
     """The mixed precision a device runs fastest and correctly: bf16 on GPUs with bf16 tensor cores
     (Ampere and newer: A100, L4, H100), fp16 with a GradScaler on Volta / Turing (V100, Colab's T4:
-    bf16 there is emulated, far slower), off on older GPUs, CPUs (bf16 ~20x slower here) and MPS."""
+    bf16 there is emulated, far slower), off on older GPUs, MPS and CPUs (most emulate bf16, ~20x
+    slower; the few with bf16 units run it faster: see benchmarks/README.md, and pass amp="bf16")."""
     if device.type != "cuda":
         return "off"
     major, _ = torch.cuda.get_device_capability(device)

@@ -1,4 +1,5 @@
-"""The benchmark scripts run: a tiny CPU run of bench_train.py, so the script cannot rot unnoticed.
+"""The benchmark scripts run: tiny CPU runs of bench_train.py and gpu_check.sh, so they cannot rot
+unnoticed between the rare sessions that have a GPU.
 
 What it measures is not tested here (speed targets live in the benchmark's printout, see
 benchmarks/README.md); that both paths train the same model, and the table, the ratio and the

@@ -177,8 +177,9 @@ def test_unknown_compile_mode_is_refused():
 
 
 def test_cpu_defaults_are_plain_fp32_eager():
-    # On 2 CPU cores bf16 is ~20x slower and compile/channels_last give nothing: the defaults
-    # must pick plain fp32 eager there (data held as a tensor is faster on the CPU as well).
+    # CPUs stay plain fp32 eager by default: most emulate bf16 (~20x slower) and compile gives
+    # nothing there (benchmarks/README.md: a CPU with AMX runs bf16 faster, opt in with amp="bf16").
+    # Data held as one tensor is faster on the CPU as well.
     from dcgan_ref.train import resolve_speed
 
     s = resolve_speed(TrainConfig(), torch.device("cpu"))
