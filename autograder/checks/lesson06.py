@@ -400,49 +400,39 @@ def _check_network(
 # --------------------------------------------------------------------------- the exercises
 
 
-def check_generator(Generator: Any, hidden: bool = False) -> None:  # noqa: N803 - the student's class
-    """64x64 generator: (N, nz, 1, 1) -> (N, nc, 64, 64), equal to dcgan_ref.models.Generator."""
-    configs = [((100, 32, 3), 4)]  # narrower than the default ngf=64 to keep the check fast
-    if hidden:
-        configs += [((16, 8, 1), 5), ((100, 64, 3), 2)]
-    _check_network(Generator, "G", 64, configs, "Generator")
+# (constructor args, batch): (nz, ngf, nc) for G, (nc, ndf) for D. The shown one is narrower than
+# the default width 64 to keep the check fast; the hidden ones add a grey / tiny net and width 64.
+_CONFIGS = {
+    "G": [((100, 32, 3), 4), ((16, 8, 1), 5), ((100, 64, 3), 2)],
+    "D": [((3, 32), 4), ((1, 8), 5), ((3, 64), 2)],
+}
+
+
+def _check_exercise(cls: Any, kind: str, image_size: int, exercise: str, hidden: bool) -> None:
+    """One network exercise: the shown configuration, plus two more when hidden; then the message."""
+    configs = _CONFIGS[kind] if hidden else _CONFIGS[kind][:1]
+    _check_network(cls, kind, image_size, configs, exercise)
     passed(
-        "Generator: shapes, parameter count, layer pattern and outputs match dcgan_ref's "
+        f"{exercise}: shapes, parameter count, layer pattern and outputs match dcgan_ref's "
         f"({len(configs)} configuration{'s' if len(configs) > 1 else ''})."
     )
+
+
+def check_generator(Generator: Any, hidden: bool = False) -> None:  # noqa: N803 - the student's class
+    """64x64 generator: (N, nz, 1, 1) -> (N, nc, 64, 64), equal to dcgan_ref.models.Generator."""
+    _check_exercise(Generator, "G", 64, "Generator", hidden)
 
 
 def check_discriminator(Discriminator: Any, hidden: bool = False) -> None:  # noqa: N803
     """64x64 discriminator: (N, nc, 64, 64) -> (N,) probabilities, equal to SigmoidDiscriminator."""
-    configs = [((3, 32), 4)]  # narrower than the default ndf=64 to keep the check fast
-    if hidden:
-        configs += [((1, 8), 5), ((3, 64), 2)]
-    _check_network(Discriminator, "D", 64, configs, "Discriminator")
-    passed(
-        "Discriminator: shapes, parameter count, layer pattern and outputs match dcgan_ref's "
-        f"({len(configs)} configuration{'s' if len(configs) > 1 else ''})."
-    )
+    _check_exercise(Discriminator, "D", 64, "Discriminator", hidden)
 
 
 def check_generator32(Generator32: Any, hidden: bool = False) -> None:  # noqa: N803
     """32x32 generator: (N, nz, 1, 1) -> (N, nc, 32, 32), equal to Generator(image_size=32)."""
-    configs = [((100, 32, 3), 4)]  # narrower than the default ngf=64 to keep the check fast
-    if hidden:
-        configs += [((16, 8, 1), 5), ((100, 64, 3), 2)]
-    _check_network(Generator32, "G", 32, configs, "Generator32")
-    passed(
-        "Generator32: shapes, parameter count, layer pattern and outputs match dcgan_ref's "
-        f"({len(configs)} configuration{'s' if len(configs) > 1 else ''})."
-    )
+    _check_exercise(Generator32, "G", 32, "Generator32", hidden)
 
 
 def check_discriminator32(Discriminator32: Any, hidden: bool = False) -> None:  # noqa: N803
     """32x32 discriminator: (N, nc, 32, 32) -> (N,), equal to SigmoidDiscriminator(image_size=32)."""
-    configs = [((3, 32), 4)]  # narrower than the default ndf=64 to keep the check fast
-    if hidden:
-        configs += [((1, 8), 5), ((3, 64), 2)]
-    _check_network(Discriminator32, "D", 32, configs, "Discriminator32")
-    passed(
-        "Discriminator32: shapes, parameter count, layer pattern and outputs match dcgan_ref's "
-        f"({len(configs)} configuration{'s' if len(configs) > 1 else ''})."
-    )
+    _check_exercise(Discriminator32, "D", 32, "Discriminator32", hidden)
