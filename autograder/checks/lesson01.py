@@ -20,7 +20,10 @@ from torch import nn
 
 from autograder.checks._core import (
     CheckFailure,
+    attempt,
     call,
+    exercise,
+    unwrap,
     expect,
     expect_close,
     expect_shape,
@@ -32,6 +35,8 @@ from autograder.checks._core import (
     seeded,
     student_globals,
 )
+from autograder.checks._guard import ANY_TENSOR_OP
+from autograder.checks._plain import type_name
 
 # ---------------------------------------------------------------------------------------------
 # conv_output_size
@@ -88,8 +93,19 @@ def _size_configs(hidden: bool) -> list[tuple[int, int, int, int, int]]:
     return out
 
 
-def check_size_formula(
-    fn: Callable[..., Any],
+def probe_sizes(fn: Callable[..., Any], name: str, configs: list[tuple[int, ...]]) -> list[dict[str, Any]]:
+    """Probe side: ``fn(*cfg)`` for every configuration, with no tensor operation allowed.
+
+    A size formula is integer arithmetic: an answer that builds a layer and runs it on a dummy
+    input to read the shape reaches a tensor operator and is refused.
+    """
+    return [attempt(fn, *cfg, what=name, refuse=[ANY_TENSOR_OP],
+                    instead="Compute the size with the formula, in Python integer arithmetic.")
+            for cfg in configs]
+
+
+def judge_size_formula(
+    outcomes: list[Any],
     name: str,
     arg_names: tuple[str, ...],
     configs: list[tuple[int, ...]],
@@ -98,20 +114,21 @@ def check_size_formula(
     mistakes: list[tuple[Callable[..., int], str]],
     formula: str,
 ) -> None:
-    """Run ``fn`` on every configuration; on a wrong answer name the mistake that explains them all."""
+    """Judge side: every outcome must be the int ``reference`` gives; on a wrong answer name the
+    mistake that explains them all."""
     results: dict[tuple[int, ...], int] = {}
     first_wrong: tuple[tuple[int, ...], int] | None = None
-    for cfg in configs:
+    for cfg, outcome in zip(configs, outcomes, strict=True):
         expected = reference(*cfg)
-        got = call(fn, *cfg, what=name)
+        got = unwrap(outcome)
         call_text = f"{name}(" + ", ".join(f"{a}={v}" for a, v in zip(arg_names, cfg, strict=True)) + ")"
-        if isinstance(got, torch.Tensor) or not isinstance(got, numbers.Integral) or isinstance(got, bool):
-            if isinstance(got, float) and got == expected:
+        if type(got) is not int:
+            if type(got) is float and got == expected:
                 fail(f"{call_text} returned the float {got!r}, expected the int {expected}: "
                      "use integer arithmetic (//) so the size is an int (layer sizes must be ints).")
-            fail(f"{call_text} returned {got!r} ({type(got).__name__}), expected the int {expected}: "
+            fail(f"{call_text} returned a {type_name(got)}, expected the int {expected}: "
                  "use integer arithmetic (//) and return a Python int.")
-        results[cfg] = int(got)
+        results[cfg] = got
         if got != expected and first_wrong is None:
             first_wrong = (cfg, expected)
     if first_wrong is not None:
@@ -122,19 +139,31 @@ def check_size_formula(
         fail(f"{call_text} returned {results[cfg]}, {builtin} gives {expected}: {hint}.")
 
 
-def check_conv_output_size(fn: Callable[..., Any], hidden: bool = False) -> None:
+def _size_cases(hidden: bool) -> dict[str, Any]:
+    return {"configs": _size_configs(hidden), "default": (64, 4, 2, 1)}
+
+
+def _probe_conv_output_size(fn: Callable[..., Any], cases: dict[str, Any]) -> dict[str, Any]:
+    return {"results": probe_sizes(fn, "conv_output_size", cases["configs"]),
+            "default": probe_sizes(fn, "conv_output_size", [cases["default"]])[0]}
+
+
+def _judge_conv_output_size(cases: dict[str, Any], data: dict[str, Any]) -> str:
     """``fn(h, k, s, p, d=1)`` must equal nn.Conv2d's output size on every configuration."""
-    configs = _size_configs(hidden)
-    check_size_formula(fn, "conv_output_size", ("h", "k", "s", "p", "d"), configs, _reference_size,
+    configs = [tuple(c) for c in cases["configs"]]
+    judge_size_formula(data["results"], "conv_output_size", ("h", "k", "s", "p", "d"), configs, _reference_size,
                        "nn.Conv2d", _SIZE_MISTAKES, "floor((h + 2*p - d*(k-1) - 1) / s) + 1")
     # d=1 must be the default: D and G only ever use undilated kernels
     try:
-        got = call(fn, 64, 4, 2, 1, what="conv_output_size")
+        got = unwrap(data["default"])
     except CheckFailure as err:
         fail(f"{err} Is d=1 the default? conv_output_size(64, 4, 2, 1) must work.")
-    expect(got == 32, f"conv_output_size(64, 4, 2, 1) returned {got!r}, expected 32: is d=1 the default?")
-    passed(f"conv_output_size matches nn.Conv2d on {len(configs)} configurations"
-           + (" (hidden tests)" if hidden else "") + ".")
+    expect(type(got) is int and got == 32,
+           f"conv_output_size(64, 4, 2, 1) returned {got!r}, expected 32: is d=1 the default?")
+    return f"conv_output_size matches nn.Conv2d on {len(configs)} configurations."
+
+
+check_conv_output_size = exercise("conv_output_size", _probe_conv_output_size, _judge_conv_output_size, _size_cases)
 
 
 # ---------------------------------------------------------------------------------------------
