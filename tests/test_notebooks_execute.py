@@ -4,6 +4,7 @@ from a temporary copy so that nothing lands in the repo."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -14,6 +15,12 @@ from nbclient import NotebookClient
 from autograder import course
 
 LESSONS = course.assignments()
+#: lessons whose CPU training must show learning: they write learning.json into their working folder,
+#: {"untrained": d0, "trained": d1}, the random-feature Frechet distance to the real images of the
+#: generator before and after the lesson's own training run
+LEARNING_LESSONS = {"07_training_loop", "08_gpu_training", "09_evaluation", "10_guidelines"}
+#: "clearly below": the trained generator's distance at most this fraction of the untrained one's
+LEARNED_RATIO = 0.6
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not LESSONS, reason="no lesson in solutions/ yet")]
 
 
@@ -58,3 +65,10 @@ def test_solution_notebook_runs_top_to_bottom(lesson, tmp_path):
         if o.output_type == "stream" and o.name == "stderr" and c.metadata.get("nbgrader", {}).get("grade")
     ]
     assert not stderr, f"graded cells wrote to stderr (nbgrader scores that 0): {stderr}"
+    if lesson in LEARNING_LESSONS:
+        record = tmp_path / "learning.json"
+        assert record.exists(), f"{lesson} trains on the CPU but wrote no learning.json"
+        d = json.loads(record.read_text())
+        assert d["trained"] < LEARNED_RATIO * d["untrained"], (
+            f"{lesson}: the CPU training did not learn clearly: Frechet distance {d['untrained']:.3g} untrained, "
+            f"{d['trained']:.3g} trained (needs < {LEARNED_RATIO} x)")
