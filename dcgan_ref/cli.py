@@ -51,8 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=_positive_int, default=25, help="passes over the data set")
     t.add_argument("--batch-size", type=_positive_int, default=128,
                    help="images per step (under torchrun: in all processes together)")  # fmt: skip
+    t.add_argument("--arch", choices=["dcgan", "keras-cifar"], default="dcgan",
+                   help="dcgan: the all-convolutional DCGAN (32 or 64); keras-cifar: the Keras CIFAR-10 GAN "
+                   "(Dense projection in G, dropout in D; 32x32 only)")  # fmt: skip
     t.add_argument("--nz", type=_positive_int, default=100, help="length of the noise vector z")
-    t.add_argument("--ngf", type=_positive_int, default=64, help="width of G (channels of its last block)")
+    t.add_argument("--ngf", type=_positive_int, default=None,
+                   help="width of G (dcgan: channels of its last block, default 64; keras-cifar: channels of "
+                   "its transposed convolutions, default 128)")  # fmt: skip
+    t.add_argument("--dropout", type=_fraction, default=None, help="keras-cifar: dropout before D's last layer (0.4)")
     t.add_argument("--ndf", type=_positive_int, default=64, help="width of D (channels of its first block)")
     t.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate, both networks")
     t.add_argument("--beta1", type=_fraction, default=0.5, help="Adam beta1 (0.5 as in the DCGAN paper)")
@@ -119,7 +125,8 @@ def _train(args: argparse.Namespace) -> None:
 
     cfg = TrainConfig(
         dataset=args.dataset, data_root=args.data_root, image_size=args.image_size, epochs=args.epochs,
-        batch_size=args.batch_size, nz=args.nz, ngf=args.ngf, ndf=args.ndf, lr=args.lr, beta1=args.beta1,
+        batch_size=args.batch_size, arch=args.arch, dropout=args.dropout,
+        nz=args.nz, ngf=args.ngf, ndf=args.ndf, lr=args.lr, beta1=args.beta1,
         label_smoothing=args.label_smoothing, instance_noise=args.instance_noise,
         noise_anneal_steps=args.noise_anneal_steps, seed=args.seed, device=args.device, out=args.out,
         resume=args.resume, max_steps=args.max_steps, synthetic_size=args.synthetic_size,

@@ -35,7 +35,10 @@ from tqdm.auto import tqdm
 from . import distributed, losses
 from .checkpoint import load_checkpoint, save_checkpoint, save_generator
 from .data import gpu_batch_transform, make_dataset, uint8_images
+from .keras_gan import KERAS_IMAGE_SIZE, KerasDiscriminator, KerasGenerator
 from .models import Discriminator, Generator, weights_init
+
+ARCHS = ("dcgan", "keras-cifar")
 
 
 @dataclass
@@ -47,9 +50,11 @@ class TrainConfig:
     image_size: int = 64
     epochs: int = 25
     batch_size: int = 128
+    arch: str = "dcgan"  # dcgan (models.py) | keras-cifar (keras_gan.py: Dense projection, dropout D; 32x32)
     nz: int = 100
-    ngf: int = 64
+    ngf: int | None = None  # None: 64 for dcgan, 128 for keras-cifar
     ndf: int = 64
+    dropout: float | None = None  # keras-cifar's D only; None: 0.4
     nc: int = 3
     lr: float = 2e-4
     beta1: float = 0.5
@@ -77,6 +82,19 @@ class TrainConfig:
     fused_adam: bool | None = None
     cudnn_benchmark: bool | None = None  # let cuDNN time its convolution algorithms once (fixed shapes)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.ngf is None:
+            self.ngf = 128 if self.arch == "keras-cifar" else 64
+        if self.arch == "keras-cifar":
+            if self.image_size != KERAS_IMAGE_SIZE:
+                raise ValueError(f"--arch keras-cifar is 32x32 only: use --image-size 32 (got {self.image_size})")
+            if self.dropout is None:
+                self.dropout = 0.4
+        elif self.dropout is not None:
+            raise ValueError("--dropout applies to --arch keras-cifar only (the DCGAN discriminator has no dropout)")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -153,8 +171,13 @@ def resolve_speed(cfg: TrainConfig, device: torch.device) -> SpeedSettings:
     )
 
 
-def build_models(cfg: TrainConfig, device: torch.device) -> tuple[Generator, Discriminator]:
-    """G and D (logits) with the DCGAN init, in that order from the current RNG state."""
+def build_models(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, nn.Module]:
+    """G and D (logits), in that order from the current RNG state: the DCGAN with its N(0, 0.02)
+    init, or the Keras-CIFAR GAN with Keras' default init (``cfg.arch``)."""
+    if cfg.arch == "keras-cifar":
+        G = KerasGenerator(cfg.nz, cfg.ngf, cfg.nc, cfg.image_size)
+        D = KerasDiscriminator(cfg.nc, cfg.ndf, cfg.image_size, dropout=cfg.dropout)
+        return G.to(device), D.to(device)
     G = Generator(cfg.nz, cfg.ngf, cfg.nc, cfg.image_size)
     G.apply(weights_init)
     D = Discriminator(cfg.nc, cfg.ndf, cfg.image_size)
@@ -398,8 +421,8 @@ class Run:
     device: torch.device
     speed: SpeedSettings
     dist: distributed.DistInfo
-    G: Generator
-    D: Discriminator
+    G: nn.Module
+    D: nn.Module
     G_step: nn.Module
     D_step: nn.Module
     opt_G: torch.optim.Adam  # noqa: N815 - the names used everywhere else

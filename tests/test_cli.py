@@ -5,9 +5,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
+from dcgan_ref.checkpoint import load_generator
 from dcgan_ref.cli import build_parser, main
+from dcgan_ref.keras_gan import KerasGenerator
+from dcgan_ref.models import Generator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,11 +22,12 @@ def run(*args, check=False):
 
 
 @pytest.mark.slow
-def test_train_then_sample_writes_every_artifact(tmp_path):
+@pytest.mark.parametrize("arch", ["dcgan", "keras-cifar"])
+def test_train_then_sample_writes_every_artifact(tmp_path, arch):
     out = tmp_path / "run"
-    res = run("train", "--dataset", "synthetic", "--image-size", "32", "--max-steps", "12", "--out", str(out),
-              "--synthetic-size", "320", "--batch-size", "32", "--ngf", "16", "--ndf", "16", "--no-progress",
-              "--log-every", "5")  # fmt: skip
+    res = run("train", "--arch", arch, "--dataset", "synthetic", "--image-size", "32", "--max-steps", "12",
+              "--out", str(out), "--synthetic-size", "320", "--batch-size", "32", "--ngf", "16", "--ndf", "16",
+              "--no-progress", "--log-every", "5")  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert (out / "checkpoints" / "last.pt").is_file()
     assert (out / "samples" / "epoch_001.png").is_file(), "one grid per completed epoch"
@@ -42,6 +47,17 @@ def test_train_then_sample_writes_every_artifact(tmp_path):
     assert Image.open(grid).size == (4 * 32 + 5 * 2, 4 * 32 + 5 * 2)  # 4x4 grid, 2-pixel padding
     res = run("sample", "--checkpoint", str(out / "checkpoints" / "last.pt"), "--n", "4", "--out", str(grid))
     assert res.returncode == 0, "a full training checkpoint works too"
+
+    # the architecture travels with the files: generator.pt and the checkpoint rebuild the right nets
+    assert torch.load(out / "generator.pt", weights_only=True)["config"]["arch"] == arch
+    assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["config"]["arch"] == arch
+    G = load_generator(out / "generator.pt")
+    assert type(G) is {"dcgan": Generator, "keras-cifar": KerasGenerator}[arch]
+    res = run("train", "--arch", arch, "--dataset", "synthetic", "--image-size", "32", "--max-steps", "14",
+              "--out", str(out), "--synthetic-size", "320", "--batch-size", "32", "--ngf", "16", "--ndf", "16",
+              "--no-progress", "--log-every", "5", "--resume")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "resumed from" in res.stdout and "done: 14 steps" in res.stdout
 
 
 def test_every_flag_has_help():

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from dcgan_ref.keras_gan import KerasDiscriminator, KerasGenerator, KerasSigmoidDiscriminator
 from dcgan_ref.models import (
     Discriminator,
     Generator,
@@ -134,3 +135,68 @@ def test_weights_init_statistics():
 def test_unsupported_size_is_a_clear_error():
     with pytest.raises(ValueError, match="image_size must be one of"):
         Generator(image_size=48)
+
+
+# --- the Keras CIFAR GAN of the course's source notes (dcgan_ref.keras_gan) --------------------
+
+def test_keras_shapes_and_both_noise_layouts():
+    G, D = KerasGenerator(), KerasDiscriminator()
+    for n in (1, 5):
+        x = G(torch.randn(n, 100))
+        assert x.shape == (n, 3, 32, 32) and x.abs().max() <= 1.0
+        assert D(x).shape == (n,), "logits, one per image, like models.Discriminator"
+    torch.manual_seed(0)
+    z = torch.randn(3, 100)
+    G.eval()
+    torch.testing.assert_close(G(z), G(z[:, :, None, None]), rtol=0, atol=0)
+    assert KerasGenerator(nz=16, ngf=8, nc=1)(torch.randn(2, 16, 1, 1)).shape == (2, 1, 32, 32)
+    D.eval()
+    probs = KerasSigmoidDiscriminator()
+    probs.load_state_dict(D.state_dict())
+    probs.eval()
+    x = torch.randn(4, 3, 32, 32)
+    torch.testing.assert_close(probs(x), torch.sigmoid(D(x)))
+    assert D.returns_logits and not probs.returns_logits
+    with pytest.raises(ValueError, match="32x32 only"):
+        KerasGenerator(image_size=64)
+
+
+def test_keras_parameter_counts():
+    # The Keras tutorial's model.summary() totals (Brownlee 2019, CIFAR-10 GAN): D 522,497;
+    # G without BatchNorm 1,466,115. With BatchNorm (seed 004): + 2 x (256 + 3 x 128).
+    assert count_parameters(KerasDiscriminator()) == 522_497
+    assert count_parameters(KerasGenerator(batchnorm=False)) == 1_466_115
+    assert count_parameters(KerasGenerator()) == 1_466_115 + 2 * (256 + 3 * 128)
+    # the same counts from the layer list, for other widths
+    nz, ngf, ndf, nc = 16, 8, 4, 1
+    g = (nz + 1) * 16 * 2 * ngf + 2 * 2 * ngf + (2 * ngf * 16 + 1) * ngf + 2 * (ngf * 16 * ngf + ngf) \
+        + 3 * 2 * ngf + (ngf * 9 + 1) * nc
+    d = (nc * 9 + 1) * ndf + (ndf * 9 + 1) * 2 * ndf + (2 * ndf * 9 + 1) * 2 * ndf + (2 * ndf * 9 + 1) * 4 * ndf \
+        + 4 * ndf * 16 + 1
+    assert count_parameters(KerasGenerator(nz, ngf, nc)) == g
+    assert count_parameters(KerasDiscriminator(nc, ndf)) == d
+    # most of G's parameters sit in its fully connected projection... and none in the DCGAN's
+    assert count_parameters(KerasGenerator().project) == 413_696
+    assert not any(isinstance(m, nn.Linear) for m in Generator(image_size=32).modules())
+
+
+def test_keras_layer_pattern():
+    G, D = KerasGenerator(), KerasDiscriminator()
+    convt = [m for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert [(c.kernel_size, c.stride) for c in convt] == [((4, 4), (2, 2))] * 3
+    assert isinstance(G.main[-1], nn.Tanh) and isinstance(G.main[-2], nn.Conv2d) and G.main[-2].kernel_size == (3, 3)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in G.modules()) == 4
+    assert all(m.negative_slope == 0.2 for m in G.modules() if isinstance(m, nn.LeakyReLU))
+    assert not any(isinstance(m, nn.ReLU) for m in [*G.modules(), *D.modules()])
+    convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (64, (3, 3), (1, 1)), (128, (3, 3), (2, 2)), (128, (3, 3), (2, 2)), (256, (3, 3), (2, 2))]
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in D.modules())
+    drop = [m for m in D.modules() if isinstance(m, nn.Dropout)]
+    assert len(drop) == 1 and drop[0].p == 0.4
+    # dropout is on in training mode: two passes differ; in eval mode they agree
+    x = torch.randn(4, 3, 32, 32)
+    D.train()
+    assert not torch.equal(D(x), D(x))
+    D.eval()
+    assert torch.equal(D(x), D(x))
