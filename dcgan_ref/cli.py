@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .data import DatasetUnavailableError
+from .data import DATASETS, DatasetUnavailableError
 from .train import COMPILE_MODES
 
 
@@ -43,9 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        epilog="Several GPUs: torchrun --nproc_per_node=N -m dcgan_ref train ... "
                        "(data-parallel; --batch-size stays the global batch, split over the N processes).")  # fmt: skip
-    t.add_argument("--dataset", choices=["cifar10", "folder", "synthetic"], default="cifar10",
-                   help="cifar10 (downloaded into --data-root), folder (any ImageFolder at --data-root), "
-                   "or synthetic (procedural shapes, offline)")  # fmt: skip
+    t.add_argument("--dataset", choices=list(DATASETS), default="cifar10",
+                   help="cifar10 or mnist (torchvision, downloaded into --data-root), digits (scikit-learn's "
+                   "1,797 8x8 digits, offline), folder (any ImageFolder at --data-root), or synthetic "
+                   "(procedural shapes, offline)")  # fmt: skip
+    t.add_argument("--nc", type=int, choices=[1, 3], default=None,
+                   help="image channels: 1 converts colour data to grey, 3 repeats grey data "
+                   "(default: the data set's own, 1 for mnist and digits)")  # fmt: skip
     t.add_argument("--data-root", default="data", help="where the data set is, or is downloaded to")
     t.add_argument("--image-size", type=int, choices=[32, 64], default=64, help="side of the images in pixels")
     t.add_argument("--epochs", type=_positive_int, default=25, help="passes over the data set")
@@ -125,7 +129,7 @@ def _train(args: argparse.Namespace) -> None:
 
     cfg = TrainConfig(
         dataset=args.dataset, data_root=args.data_root, image_size=args.image_size, epochs=args.epochs,
-        batch_size=args.batch_size, arch=args.arch, dropout=args.dropout,
+        batch_size=args.batch_size, arch=args.arch, dropout=args.dropout, nc=args.nc,
         nz=args.nz, ngf=args.ngf, ndf=args.ndf, lr=args.lr, beta1=args.beta1,
         label_smoothing=args.label_smoothing, instance_noise=args.instance_noise,
         noise_anneal_steps=args.noise_anneal_steps, seed=args.seed, device=args.device, out=args.out,

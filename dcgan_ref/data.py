@@ -1,19 +1,29 @@
-"""Datasets for the trainer and the lessons: CIFAR-10, any image folder, and a synthetic set.
+"""Datasets for the trainer and the lessons: CIFAR-10, MNIST, scikit-learn's digits, any image
+folder, and a synthetic set.
 
 Images reach the networks as float tensors in [-1, 1] (the range of G's Tanh), resized to 32 or
-64. CIFAR-10 and the synthetic set also expose ``.data``, the whole set as a uint8 NHWC array,
-which the fast trainer keeps on the GPU and transforms there per batch.
+64, with 3 channels or 1 (``nc``: colour sets are converted to grey with PIL's luma formula,
+grey sets replicated to 3 channels). Every set but ``folder`` also exposes ``.data``, the whole
+set as a uint8 NHWC array, which the fast trainer keeps on the device and transforms there per
+batch.
+
+``digits`` (scikit-learn's 1,797 handwritten 8x8 digits, shipped inside the package: offline,
+also in Colab) is the small real data set a CPU learns in minutes: see ``digits_dataset``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import pickle
+import shutil
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 from torchvision import datasets, transforms
 
 CIFAR10_CLASSES = (
@@ -24,8 +34,66 @@ _TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 _TEST_BATCHES = ["test_batch"]
 
 
+DATASETS = ("cifar10", "mnist", "digits", "folder", "synthetic")
+GREY_DATASETS = ("mnist", "digits")  # native nc = 1; the others have 3 channels
+MNIST_CLASSES = tuple(str(i) for i in range(10))
+
+
 class DatasetUnavailableError(RuntimeError):
-    """The data set is not on disk and cannot be downloaded."""
+    """The data set is not on disk and cannot be downloaded, or cannot be read."""
+
+
+class UnreadableImageError(DatasetUnavailableError):
+    """An image file of a folder data set cannot be decoded (truncated, not an image).
+
+    Raised inside a DataLoader worker, it reaches the main process re-wrapped with the worker's
+    traceback in its message; the constructor keeps only the original one-line reason.
+    """
+
+    def __init__(self, message: str) -> None:
+        marker = f"{type(self).__name__}: "
+        if "Original Traceback" in message and marker in message:
+            message = message.rsplit(marker, 1)[1].strip().splitlines()[0]
+        super().__init__(message)
+
+
+def native_nc(dataset: str) -> int:
+    """Channels a data set has as stored: 1 for mnist and digits, 3 for the others."""
+    return 1 if dataset in GREY_DATASETS else 3
+
+
+def to_channels(data: np.ndarray, nc: int) -> np.ndarray:
+    """uint8 NHWC images with 1 or 3 channels -> ``nc`` channels: RGB to grey with PIL's luma
+    formula (L = 0.299 R + 0.587 G + 0.114 B, PIL's own fixed-point rounding), grey to RGB by
+    repeating the channel."""
+    if nc not in (1, 3):
+        raise ValueError(f"nc must be 1 (grey) or 3 (RGB), got {nc}")
+    have = data.shape[-1]
+    if have == nc:
+        return data
+    if have == 1:
+        return np.ascontiguousarray(np.repeat(data, 3, axis=-1))
+    rgb = data.astype(np.uint32)
+    grey = (rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) >> 16
+    return grey.astype(np.uint8)[..., None]
+
+
+@contextlib.contextmanager
+def _cleanup_on_failure(root: str | Path) -> Iterator[None]:
+    """Remove the folders a failed download created under ``root`` (and ``root`` itself if it was
+    made here): a data set that could not be fetched leaves nothing behind."""
+    root = Path(root).absolute()
+    first_new = None
+    for cand in [root, *root.parents]:
+        if cand.exists():
+            break
+        first_new = cand
+    try:
+        yield
+    except BaseException:
+        if first_new is not None and first_new.exists():
+            shutil.rmtree(first_new, ignore_errors=True)
+        raise
 
 
 def to_gan_range(img: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -50,19 +118,22 @@ def from_gan_range(x: torch.Tensor) -> torch.Tensor:
     return x.add(1).div(2).clamp(0, 1)
 
 
-def make_transform(image_size: int = 64) -> transforms.Compose:
+def make_transform(image_size: int = 64, nc: int = 3) -> transforms.Compose:
     """The canonical pipeline for PIL images: Resize, ToTensor ([0, 1]), Normalize to [-1, 1]."""
     return transforms.Compose(
         [
             transforms.Resize(image_size),
             transforms.ToTensor(),
-            transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+            transforms.Normalize((0.5,) * nc, (0.5,) * nc),
         ]
     )
 
 
 class ArrayImages(Dataset):
-    """Images held as one uint8 NHWC array, served through ``transform`` as PIL images."""
+    """Images held as one uint8 NHWC array, served through ``transform`` as PIL images.
+
+    ``nc``: convert to that many channels first (see ``to_channels``); None keeps the array's.
+    """
 
     def __init__(
         self,
@@ -70,16 +141,21 @@ class ArrayImages(Dataset):
         targets: list[int],
         image_size: int,
         classes: tuple[str, ...],
+        nc: int | None = None,
     ) -> None:
-        self.data, self.targets, self.classes = data, list(targets), classes
-        self.image_size = image_size
-        self.transform = make_transform(image_size)
+        if data.ndim == 3:  # N H W: one grey channel
+            data = data[..., None]
+        self.data = to_channels(data, nc) if nc is not None else data
+        self.targets, self.classes = list(targets), classes
+        self.image_size, self.nc = image_size, int(self.data.shape[-1])
+        self.transform = make_transform(image_size, self.nc)
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(Image.fromarray(self.data[i])), self.targets[i]
+        img = self.data[i]
+        return self.transform(Image.fromarray(img[..., 0] if self.nc == 1 else img)), self.targets[i]
 
 
 def _find_cifar_dir(root: str | Path) -> Path | None:
@@ -107,41 +183,118 @@ def read_cifar10_batches(folder: str | Path, train: bool = True) -> tuple[np.nda
 
 
 def cifar10(
-    root: str | Path = "data", train: bool = True, image_size: int = 64, download: bool = True
+    root: str | Path = "data", train: bool = True, image_size: int = 64, download: bool = True, nc: int = 3
 ) -> ArrayImages:
     """CIFAR-10 scaled to [-1, 1] and resized to ``image_size``; downloaded into ``root`` if missing.
 
-    ``root`` may be the folder holding ``cifar-10-batches-py`` or that folder itself.
+    ``root`` may be the folder holding ``cifar-10-batches-py`` or that folder itself. A failed
+    download removes the folders it created. ``nc=1``: converted to grey.
     """
     folder = _find_cifar_dir(root)
     if folder is None and download:
         try:  # torchvision's own download, checksum and extraction
-            datasets.CIFAR10(str(root), train=train, download=True)
+            with _cleanup_on_failure(root):
+                datasets.CIFAR10(str(root), train=train, download=True)
         except Exception as err:  # noqa: BLE001 - offline, blocked, disk full: all mean "not here"
             raise DatasetUnavailableError(_missing_message(root, err)) from err
         folder = _find_cifar_dir(root)
     if folder is None:
         raise DatasetUnavailableError(_missing_message(root, None))
     data, labels = read_cifar10_batches(folder, train)
-    return ArrayImages(data, labels, image_size, CIFAR10_CLASSES)
+    return ArrayImages(data, labels, image_size, CIFAR10_CLASSES, nc=nc)
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:200]
 
 
 def _missing_message(root: str | Path, err: Exception | None) -> str:
-    why = f" and could not be downloaded ({type(err).__name__}: {err})" if err else ""
+    why = f" and could not be downloaded ({_one_line(err)})" if err else ""
     return (
         f"CIFAR-10 is not in {Path(root).resolve()}{why}. Either point --data-root at a folder "
         f"holding an extracted '{CIFAR_DIR}' (from https://www.cs.toronto.edu/~kriz/cifar.html), "
-        "or train offline on the built-in set with --dataset synthetic."
+        "or train offline on a built-in set with --dataset digits or --dataset synthetic."
     )
 
 
-def image_folder(root: str | Path, image_size: int = 64) -> datasets.ImageFolder:
-    """Any folder of images in class sub-folders (torchvision ImageFolder), centre-cropped square."""
+def mnist(
+    root: str | Path = "data", train: bool = True, image_size: int = 32, download: bool = True, nc: int = 1
+) -> ArrayImages:
+    """MNIST through torchvision (``root/MNIST/raw/*-ubyte``, downloaded there if missing), 28x28
+    grey digits resized to ``image_size`` in [-1, 1]; ``nc=3`` repeats the grey channel."""
+    try:
+        with _cleanup_on_failure(root):
+            ds = datasets.MNIST(str(root), train=train, download=download)
+    except Exception as err:  # noqa: BLE001 - missing, offline, corrupt: all mean "not usable here"
+        why = "" if isinstance(err, RuntimeError) and "Dataset not found" in str(err) else f" ({_one_line(err)})"
+        raise DatasetUnavailableError(
+            f"MNIST is not in {Path(root).resolve() / 'MNIST' / 'raw'}{why}. Point --data-root at the folder "
+            "holding MNIST/raw/ (train-images-idx3-ubyte etc.), allow the download, or train offline on "
+            "--dataset digits"
+        ) from err
+    return ArrayImages(ds.data.numpy(), ds.targets.tolist(), image_size, MNIST_CLASSES, nc=nc)
+
+
+def digits_uint8(image_size: int = 32) -> tuple[np.ndarray, list[int]]:
+    """scikit-learn's 1,797 handwritten digits (8x8, 17 grey levels), bilinearly upsampled to
+    ``image_size``: uint8 (1797, S, S, 1), white digits on black, and their labels 0-9."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:
+        raise DatasetUnavailableError("--dataset digits needs scikit-learn: pip install scikit-learn") from err
+    bunch = load_digits()
+    x = torch.from_numpy(bunch.images).float().div(16)[:, None]  # (N, 1, 8, 8) in [0, 1]
+    x = torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    pixels = x.mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    return pixels, [int(t) for t in bunch.target]
+
+
+class Digits(ArrayImages):
+    """scikit-learn's handwritten digits as a trainer data set (upsampled once, stored at ``image_size``)."""
+
+    def __init__(self, image_size: int = 32, nc: int = 1) -> None:
+        data, labels = digits_uint8(image_size)
+        super().__init__(data, labels, image_size, MNIST_CLASSES, nc=nc)
+
+
+def digits_dataset(image_size: int = 32, nc: int = 1) -> TensorDataset:
+    """For the lessons: the 1,797 digits as a ``TensorDataset`` of (image, label), images float
+    (N, nc, S, S) in [-1, 1]. Offline, in memory, ~2 s of CPU per epoch for a small DCGAN at 32x32:
+    the real data set a CPU learns to draw in a few minutes."""
+    ds = Digits(image_size, nc)
+    return TensorDataset(to_gan_range(ds.data), torch.tensor(ds.targets))
+
+
+def _read_image(path: str, nc: int = 3) -> Image.Image:
+    """ImageFolder's loader, with a one-line error naming the file when it cannot be decoded."""
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            img.load()  # decode now: a truncated file fails here, not somewhere inside a transform
+            return img.convert("L" if nc == 1 else "RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise UnreadableImageError(
+            f"image {path} cannot be read ({_one_line(err)}): remove or replace it, then rerun"
+        ) from err
+
+
+def image_folder(root: str | Path, image_size: int = 64, nc: int = 3) -> datasets.ImageFolder:
+    """Any folder of images in class sub-folders (torchvision ImageFolder), centre-cropped square.
+
+    An image that cannot be decoded stops training with one line naming it (``UnreadableImageError``).
+    """
     if not Path(root).is_dir():
         raise DatasetUnavailableError(f"image folder {root} does not exist")
-    resize, *to_tensor_normalize = make_transform(image_size).transforms
+    resize, *to_tensor_normalize = make_transform(image_size, nc).transforms
     tf = transforms.Compose([resize, transforms.CenterCrop(image_size), *to_tensor_normalize])
-    return datasets.ImageFolder(str(root), transform=tf)
+    try:
+        return datasets.ImageFolder(str(root), transform=tf, loader=partial(_read_image, nc=nc))
+    except (FileNotFoundError, OSError) as err:
+        raise DatasetUnavailableError(
+            f"image folder {root} holds no images in class sub-folders ({_one_line(err)}); "
+            "expected ROOT/<class>/<image>.png|jpg"
+        ) from err
 
 
 SYNTHETIC_CLASSES = ("disc", "square", "triangle", "ring", "stripes")
@@ -208,9 +361,9 @@ def _shape_mask(kind: int, dx: np.ndarray, dy: np.ndarray, r: float, rng: np.ran
 class SyntheticShapes(ArrayImages):
     """A deterministic, offline, CIFAR-shaped data set (32x32 RGB stored, resized to image_size)."""
 
-    def __init__(self, n: int = 10000, image_size: int = 32, seed: int = 0) -> None:
+    def __init__(self, n: int = 10000, image_size: int = 32, seed: int = 0, nc: int = 3) -> None:
         data, labels = render_synthetic(n, seed)
-        super().__init__(data, labels, image_size, SYNTHETIC_CLASSES)
+        super().__init__(data, labels, image_size, SYNTHETIC_CLASSES, nc=nc)
 
 
 def make_dataset(
@@ -221,15 +374,24 @@ def make_dataset(
     n_synthetic: int = 10000,
     seed: int = 0,
     download: bool = True,
+    nc: int | None = None,
 ) -> Dataset:
-    """The trainer's data sets by name: ``cifar10``, ``folder`` or ``synthetic``."""
+    """The trainer's data sets by name (``DATASETS``); ``nc`` None: the set's own channels.
+
+    ``digits`` has no test split: ``train=False`` gives the same 1,797 images.
+    """
+    nc = native_nc(name) if nc is None else nc
     if name == "cifar10":
-        return cifar10(root, train=train, image_size=image_size, download=download)
+        return cifar10(root, train=train, image_size=image_size, download=download, nc=nc)
+    if name == "mnist":
+        return mnist(root, train=train, image_size=image_size, download=download, nc=nc)
+    if name == "digits":
+        return Digits(image_size, nc)
     if name == "folder":
-        return image_folder(root, image_size)
+        return image_folder(root, image_size, nc)
     if name == "synthetic":
-        return SyntheticShapes(n_synthetic, image_size, seed=seed if train else seed + 1)
-    raise ValueError(f"unknown dataset {name!r}: choose cifar10, folder or synthetic")
+        return SyntheticShapes(n_synthetic, image_size, seed=seed if train else seed + 1, nc=nc)
+    raise ValueError(f"unknown dataset {name!r}: choose {', '.join(DATASETS)}")
 
 
 def course_dataset(

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from . import distributed, losses
 from .checkpoint import load_checkpoint, save_checkpoint, save_generator
-from .data import gpu_batch_transform, make_dataset, uint8_images
+from .data import gpu_batch_transform, make_dataset, native_nc, uint8_images
 from .keras_gan import KERAS_IMAGE_SIZE, KerasDiscriminator, KerasGenerator
 from .models import Discriminator, Generator, weights_init
 
@@ -45,7 +45,7 @@ ARCHS = ("dcgan", "keras-cifar")
 class TrainConfig:
     """Everything a run depends on. ``None`` / "auto" = pick for the device."""
 
-    dataset: str = "cifar10"  # cifar10 | folder | synthetic
+    dataset: str = "cifar10"  # cifar10 | mnist | digits | folder | synthetic (data.DATASETS)
     data_root: str = "data"
     image_size: int = 64
     epochs: int = 25
@@ -55,7 +55,7 @@ class TrainConfig:
     ngf: int | None = None  # None: 64 for dcgan, 128 for keras-cifar
     ndf: int = 64
     dropout: float | None = None  # keras-cifar's D only; None: 0.4
-    nc: int = 3
+    nc: int | None = None  # image channels; None: the data set's own (1 for mnist and digits, else 3)
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
@@ -86,6 +86,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.nc is None:
+            self.nc = native_nc(self.dataset)
         if self.ngf is None:
             self.ngf = 128 if self.arch == "keras-cifar" else 64
         if self.arch == "keras-cifar":
@@ -446,7 +448,8 @@ def setup(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = speed.cudnn_benchmark
     if dataset is None:
-        dataset = make_dataset(cfg.dataset, cfg.data_root, cfg.image_size, n_synthetic=cfg.synthetic_size, seed=0)
+        dataset = make_dataset(cfg.dataset, cfg.data_root, cfg.image_size, n_synthetic=cfg.synthetic_size, seed=0,
+                               nc=cfg.nc)  # fmt: skip
     torch.manual_seed(cfg.seed)
     G, D = build_models(cfg, device)
     if info.enabled:  # BatchNorm statistics of the global batch, as one process would compute them
