@@ -1,28 +1,38 @@
 """Checks for lesson 06: the DCGAN generator and discriminator, at 64x64 and at 32x32.
 
-Every check builds the student's network and ``dcgan_ref``'s (``Generator`` for G,
-``SigmoidDiscriminator`` for D: this lesson's D ends in a Sigmoid) with the same arguments, and
-compares, in this order: output shape, parameter count, the layer pattern (the leaf modules in the
-order the forward pass runs them, found with forward hooks, so students may name and nest their
-layers as they like), each convolution's hyper-parameters, and finally, after copying the
-reference's weights and BatchNorm statistics into the student's layers one by one in that order,
-the outputs on the same input in train mode, the running statistics that pass leaves behind, and
-the outputs in eval mode.
+Each exercise is a probe and a judge (``_core.exercise``). The probe builds the student's network
+in the student's process, gives its BatchNorm layers seeded scales and shifts, traces one forward
+pass (the leaf modules in the order they run, so students may name and nest their layers as they
+like), and sends plain data: the module description (layers, their settings, parameters and
+buffers), the outputs in train mode, the running statistics that pass leaves behind, the outputs
+in eval mode, on a batch of one, and (G) on noise shaped (N, nz). The judge builds ``dcgan_ref``'s
+network (``Generator``; ``SigmoidDiscriminator`` for D, this lesson's D ends in a Sigmoid), and
+compares, in this order: output shape, the layer pattern, parameter count, each convolution's
+hyper-parameters, then, with the student's weights loaded into the reference's layers one by one
+in execution order, every output and running statistic.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 
-import dcgan_ref.models as ref_models
-
-from ._core import call, expect_close, expect_shape, fail, forbid, passed, randn
+from ._core import (
+    CheckFailure,
+    Layer,
+    attempt,
+    call,
+    describe_module,
+    expect_close,
+    expect_shape,
+    fail,
+    randn,
+    seeded,
+    unwrap,
+)
+from ._plain import type_name
 
 # Same float32 operations on the same inputs in the same order: the results agree to rounding.
 # The margin only covers a different summation order (e.g. another conv algorithm).
@@ -44,18 +54,42 @@ CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 ARGS_G = "(nz, ngf, nc)"
 ARGS_D = "(nc, ndf)"
 
+# (constructor args, batch): (nz, ngf, nc) for G, (nc, ndf) for D. The shown one is narrower than
+# the default width 64 to keep the check fast; the hidden ones add a grey / tiny net and width 64.
+_CONFIGS = {
+    "G": [((100, 32, 3), 4), ((16, 8, 1), 5), ((100, 64, 3), 2)],
+    "D": [((3, 32), 4), ((1, 8), 5), ((3, 64), 2)],
+}
 
-# --------------------------------------------------------------------------- tracing
+
+# --------------------------------------------------------------------------- cases (grader side)
 
 
-def trace(model: nn.Module, x: torch.Tensor) -> tuple[Any, list[tuple[nn.Module, tuple, tuple]]]:
-    """Run ``model(x)`` and record (leaf module, input shape, output shape) in execution order."""
-    records: list[tuple[nn.Module, tuple, tuple]] = []
+def _cases(kind: str, image_size: int, name: str) -> Any:
+    def cases(hidden: bool) -> dict[str, Any]:
+        configs = _CONFIGS[kind] if hidden else _CONFIGS[kind][:1]
+        out = []
+        for case, (args, batch) in enumerate(configs):
+            if kind == "G":
+                x = randn(batch, args[0], 1, 1, seed=2000 + case)
+            else:
+                x = torch.tanh(randn(batch, args[0], image_size, image_size, seed=2000 + case))
+            out.append({"args": tuple(args), "x": x, "seed": 1000 + case})
+        return {"kind": kind, "image_size": image_size, "name": name, "configs": out}
+
+    return cases
+
+
+# --------------------------------------------------------------------------- probe (student side)
+
+
+def _trace(model: nn.Module, x: torch.Tensor, names: dict[int, str]) -> tuple[Any, list[list[Any]]]:
+    """Run ``model(x)``; record [leaf name, output shape] for each leaf module, in execution order."""
+    records: list[list[Any]] = []
 
     def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
-        shape_in = tuple(inputs[0].shape) if inputs and isinstance(inputs[0], torch.Tensor) else ()
-        shape_out = tuple(output.shape) if isinstance(output, torch.Tensor) else ()
-        records.append((module, shape_in, shape_out))
+        shape = list(output.shape) if isinstance(output, torch.Tensor) else None
+        records.append([names.get(id(module), "?"), shape])
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     try:
@@ -66,151 +100,169 @@ def trace(model: nn.Module, x: torch.Tensor) -> tuple[Any, list[tuple[nn.Module,
     return out, records
 
 
-def describe(m: nn.Module) -> str:
-    """A short readable name for a layer: 'ConvTranspose2d(100, 512, k=4, s=1, p=0, bias=False)'."""
-    if isinstance(m, CONVS):
-        return (
-            f"{type(m).__name__}({m.in_channels}, {m.out_channels}, k={m.kernel_size[0]}, "
-            f"s={m.stride[0]}, p={m.padding[0]}, bias={m.bias is not None})"
-        )
-    if isinstance(m, nn.LeakyReLU):
-        return f"LeakyReLU({m.negative_slope})"
-    if isinstance(m, nn.BatchNorm2d):
-        return f"BatchNorm2d({m.num_features})"
-    return type(m).__name__
+def _seed_norm_layers(model: nn.Module, seed: int) -> None:
+    """Seeded, non-trivial scales and shifts for every 1-d parameter (BatchNorm's weight and bias), so
+    the comparison sees whether they are used; the student's conv weights stay as constructed."""
+    g = seeded(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                noise = torch.randn(p.shape, generator=g, dtype=p.dtype)
+                p.copy_((1 + 0.1 * noise) if name.endswith("weight") else 0.1 * noise)
 
 
-def significant(records: list[tuple[nn.Module, tuple, tuple]]) -> list[tuple[nn.Module, tuple, tuple]]:
-    return [r for r in records if not isinstance(r[0], NEUTRAL)]
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _from_dcgan_ref(obj: Any) -> bool:
-    return getattr(obj, "__module__", "").startswith("dcgan_ref")
-
-
-@contextmanager
-def _ref_forbidden(cls: Any) -> Iterator[None]:
-    """Constructing or running the student's model must not build dcgan_ref's networks."""
-    targets = {
-        f"dcgan_ref.models.{name}": (ref_models, name)
-        for name in ("Generator", "Discriminator", "SigmoidDiscriminator")
-    }
-    namespace = None
-    module = sys.modules.get(getattr(cls, "__module__", ""), None)
-    if module is not None and not _from_dcgan_ref(cls):
-        namespace = vars(module)
-    with forbid(
-        targets,
-        cls.__name__ if hasattr(cls, "__name__") else "your network",
-        "Write the layers yourself: the reference is what you are checked against.",
-        namespace,
-    ):
-        yield
-
-
-def _build(cls: Any, args: tuple[int, ...], arg_names: str) -> nn.Module:
-    name = getattr(cls, "__name__", "your class")
-    if isinstance(cls, type) and any(_from_dcgan_ref(c) for c in cls.__mro__):
-        bad = next(c for c in cls.__mro__ if _from_dcgan_ref(c))
-        fail(
-            f"{name} subclasses {bad.__module__}.{bad.__name__}: write the layers yourself "
-            "(subclass nn.Module only)."
-        )
-    with _ref_forbidden(cls):
-        model = call(cls, *args, what=f"{name}{arg_names}")
+def _probe_config(cls: Any, config: dict[str, Any], kind: str, name: str, first: bool) -> dict[str, Any]:
+    args = tuple(config["args"])
+    call_str = f"{name}{args}"
+    what = f"{name}{ARGS_G if kind == 'G' else ARGS_D}" if first else call_str
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config["seed"])
+        try:
+            model = call(cls, *args, what=what)
+        except CheckFailure as err:
+            return {"build": {"error": str(err)}}
     if not isinstance(model, nn.Module):
-        fail(
-            f"{name}{arg_names} should build an nn.Module, got {type(model).__name__}: "
-            "does your class subclass nn.Module?"
+        return {"build": {"value": None}, "not_module": type_name(model)}
+    _seed_norm_layers(model, config["seed"])
+    names = {id(m): n for n, m in model.named_modules()}
+    description = describe_module(model)
+    x = config["x"]
+    model.train()
+    with torch.no_grad():
+        traced = attempt(_trace, model, x.clone(), names, what=f"{call_str}'s forward pass")
+    out: dict[str, Any] = {"build": {"value": None}, "description": description, "train": traced}
+    if "error" in traced:
+        return out
+    out["after_train"] = {n: dict(m._buffers) for n, m in model.named_modules() if m._buffers}
+    model.eval()
+    with torch.no_grad():
+        out["eval"] = attempt(model, x.clone(), what=f"{call_str} in eval mode")
+        out["one"] = attempt(model, x[:1].clone(), what=f"{call_str} in eval mode on a batch of one")
+        if kind == "G":
+            out["flat"] = attempt(model, x.flatten(1).clone(), what=f"{call_str} on z of shape (N, nz)")
+    return out
+
+
+def _probe(kind: str) -> Any:
+    def probe(cls: Any, cases: dict[str, Any]) -> list[dict[str, Any]]:
+        """Build, trace and run the student's network on the grader's inputs (plain data back)."""
+        return [_probe_config(cls, c, kind, cases["name"], i == 0) for i, c in enumerate(cases["configs"])]
+
+    return probe
+
+
+# --------------------------------------------------------------------------- judge (grader side)
+
+
+def describe(m: Layer) -> str:
+    """A short readable name for a layer: 'ConvTranspose2d(100, 512, k=4, s=1, p=0, bias=False)'."""
+    if m.isa(*CONVS):
+        k, s, p = (tuple(m.attrs.get(a, ("?",)))[0] for a in ("kernel_size", "stride", "padding"))
+        return (
+            f"{m.type_name}({m.attrs.get('in_channels')}, {m.attrs.get('out_channels')}, k={k}, "
+            f"s={s}, p={p}, bias={m.params.get('bias') is not None})"
         )
-    for sub in model.modules():
-        if _from_dcgan_ref(type(sub)):
-            fail(
-                f"{name} wraps {type(sub).__module__}.{type(sub).__name__}: write the layers yourself "
-                "from nn.ConvTranspose2d / nn.Conv2d, nn.BatchNorm2d and the activations."
-            )
-    return model
+    if m.isa(nn.LeakyReLU):
+        return f"LeakyReLU({m.attrs.get('negative_slope')})"
+    if m.isa(nn.BatchNorm2d):
+        return f"BatchNorm2d({m.attrs.get('num_features')})"
+    return m.type_name
 
 
-def _run(model: nn.Module, x: torch.Tensor, name: str) -> tuple[Any, list]:
-    with _ref_forbidden(type(model)):
-        return call(trace, model, x, what=f"{name}'s forward pass")
+def _reference(kind: str, args: tuple[int, ...], image_size: int) -> nn.Module:
+    import dcgan_ref.models as ref_models
+
+    if kind == "G":
+        nz, ngf, nc = args
+        return ref_models.Generator(nz, ngf, nc, image_size=image_size)
+    nc, ndf = args
+    return ref_models.SigmoidDiscriminator(nc, ndf, image_size=image_size)
 
 
-def _pattern_message(kind: str, image_size: int, got: list[nn.Module], want: list[nn.Module]) -> str | None:
+def _reference_layers(ref: nn.Module, kind: str) -> tuple[list[nn.Module], list[Layer]]:
+    """The reference's leaf layers in execution order (its flat Sequential), and their descriptions;
+    for D the Sigmoid its forward applies as torch.sigmoid is added as a layer."""
+    leaves = [m for m in ref.modules() if not list(m.children())]
+    layers = [Layer(describe_module(m)[0]) for m in leaves]
+    if kind == "D":
+        layers.append(Layer(describe_module(nn.Sigmoid())[0]))
+    return leaves, layers
+
+
+def _pattern_message(kind: str, image_size: int, got: list[Layer], want: list[Layer]) -> str | None:
     """The likely mistake when the sequence of layers differs from DCGAN's, or None if it matches."""
-    names = [type(m).__name__ for m in got]
+    names = [m.type_name for m in got]
     table = " -> ".join(describe(m) for m in got)
     for m in got:
-        if isinstance(m, nn.Linear):
+        if m.isa(nn.Linear):
             return "found an nn.Linear: DCGAN has no fully connected layer. " + (
                 "G projects z with ConvTranspose2d(nz, ..., 4, 1, 0) (1x1 -> 4x4)."
                 if kind == "G"
                 else "D ends with Conv2d(..., 1, 4, 1, 0) (4x4 -> 1x1)."
             )
-        if isinstance(m, POOLING):
+        if m.isa(*POOLING):
             return (
-                f"found {type(m).__name__}: DCGAN uses no pooling; it downsamples with stride-2 "
+                f"found {m.type_name}: DCGAN uses no pooling; it downsamples with stride-2 "
                 "convolutions, which learn how to downsample."
             )
-        if isinstance(m, nn.Upsample):
+        if m.isa(nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d):
             return "found nn.Upsample: G upsamples with stride-2 ConvTranspose2d layers."
-        if isinstance(m, (nn.Dropout, nn.Dropout2d)):
+        if m.isa(nn.Dropout, nn.Dropout2d):
             return "found a Dropout layer: DCGAN uses none."
+    if not got:
+        return "no layer ran in the forward pass: build the layers in __init__ and call them in forward."
     conv_type = nn.ConvTranspose2d if kind == "G" else nn.Conv2d
     wrong_conv = nn.Conv2d if kind == "G" else nn.ConvTranspose2d
-    if any(type(m) is wrong_conv for m in got):
+    if any(m.isa(wrong_conv) and not m.isa(conv_type) for m in got):
         return f"found {wrong_conv.__name__}: {kind} uses {conv_type.__name__} layers only " + (
             "(transposed convolutions upsample)." if kind == "G" else "(strided convolutions downsample)."
         )
-    n_conv, n_want = sum(isinstance(m, conv_type) for m in got), sum(isinstance(m, conv_type) for m in want)
+    n_conv, n_want = sum(m.isa(conv_type) for m in got), sum(m.isa(conv_type) for m in want)
     if n_conv != n_want:
         return (
             f"found {n_conv} {conv_type.__name__} layers, expected {n_want} for {image_size}x{image_size} "
             f"images (each stride-2 layer doubles or halves H and W). Your layers: {table}"
         )
     if kind == "G":
-        if any(isinstance(m, nn.LeakyReLU) for m in got):
+        if any(m.isa(nn.LeakyReLU) for m in got):
             return "found LeakyReLU in G: DCGAN's generator uses ReLU (LeakyReLU is for D)."
-        if not isinstance(got[-1], nn.Tanh):
+        if not got[-1].isa(nn.Tanh):
             return (
                 f"G's last layer is {names[-1]}, expected nn.Tanh: images live in [-1, 1], like the "
                 "normalised training data. (Used torch.tanh in forward? Make it an nn.Tanh() layer.)"
             )
-        if len(got) >= 2 and isinstance(got[-2], nn.BatchNorm2d):
+        if len(got) >= 2 and got[-2].isa(nn.BatchNorm2d):
             return (
                 "BatchNorm on G's output layer: DCGAN puts none there (the last ConvTranspose2d "
                 "feeds Tanh directly); normalising the output fixes its mean and scale."
             )
     else:
-        if any(type(m) is nn.ReLU for m in got):
+        if any(m.type_name == "ReLU" and m.isa(nn.ReLU) for m in got):
             return "found ReLU in D: DCGAN's discriminator uses LeakyReLU(0.2), so gradients flow for x < 0."
         for m in got:
-            if isinstance(m, nn.LeakyReLU) and abs(m.negative_slope - 0.2) > 1e-12:
-                return f"found LeakyReLU({m.negative_slope}): DCGAN's discriminator uses a slope of 0.2."
-        if not isinstance(got[-1], nn.Sigmoid):
+            slope = m.attrs.get("negative_slope")
+            if m.isa(nn.LeakyReLU) and type(slope) is float and abs(slope - 0.2) > 1e-12:
+                return f"found LeakyReLU({slope}): DCGAN's discriminator uses a slope of 0.2."
+        if not got[-1].isa(nn.Sigmoid):
             return (
                 f"D's last layer is {names[-1]}, expected nn.Sigmoid: in this lesson D returns the "
                 "probability that its input is real. (Used torch.sigmoid in forward? Make it an "
                 "nn.Sigmoid() layer.)"
             )
-        if len(got) >= 2 and isinstance(got[1], nn.BatchNorm2d):
+        if len(got) >= 2 and got[1].isa(nn.BatchNorm2d):
             return (
                 "BatchNorm on D's input layer: DCGAN puts none there (Radford et al.: applying it to "
                 "D's input layer and G's output layer made training unstable)."
             )
-        if len(got) >= 2 and isinstance(got[-2], nn.BatchNorm2d):
+        if len(got) >= 2 and got[-2].isa(nn.BatchNorm2d):
             return "BatchNorm before D's Sigmoid: D's last Conv2d feeds the Sigmoid directly."
-    got_t, want_t = [type(m) for m in got], [type(m) for m in want]
+    got_t, want_t = [m.entry["type"] for m in got], [m.entry["type"] for m in want]
     if got_t == want_t:
         return None
     pairs = enumerate(zip(got_t, want_t, strict=False))
-    i = next((k for k, (a, b) in pairs if a is not b), min(len(got), len(want)))
+    i = next((k for k, (a, b) in pairs if a != b), min(len(got), len(want)))
     found = names[i] if i < len(got) else "the end of the network"
-    expected = want_t[i].__name__ if i < len(want) else "nothing more"
+    expected = want[i].type_name if i < len(want) else "nothing more"
     after = describe(got[i - 1]) if i > 0 else "the input"
     hint = ""
     if expected == "BatchNorm2d":
@@ -227,212 +279,236 @@ def _pattern_message(kind: str, image_size: int, got: list[nn.Module], want: lis
     )
 
 
-def _conv_message(got: nn.Module, want: nn.Module, k: int) -> str | None:
+def _conv_message(got: Layer, want: Layer, k: int) -> str | None:
     attrs = ("in_channels", "out_channels", "kernel_size", "stride", "padding")
-    if any(getattr(got, a) != getattr(want, a) for a in attrs) or (got.bias is None) != (want.bias is None):
+    g_bias, w_bias = got.params.get("bias") is not None, want.params.get("bias") is not None
+    differs = [a for a in attrs if tuple(_as_tuple(got.attrs.get(a))) != tuple(_as_tuple(want.attrs.get(a)))]
+    if differs or g_bias != w_bias:
         hint = ""
-        if got.bias is not None and want.bias is None:
+        if g_bias and not w_bias:
             hint = " Use bias=False: the BatchNorm (or Tanh/Sigmoid output) after it makes a bias redundant."
-        elif got.kernel_size != want.kernel_size:
+        elif "kernel_size" in differs:
             hint = " DCGAN uses 4x4 kernels everywhere."
-        elif got.stride != want.stride or got.padding != want.padding:
+        elif "stride" in differs or "padding" in differs:
             hint = " The 1x1 <-> 4x4 layer uses stride 1, padding 0; every other one stride 2, padding 1."
-        elif got.in_channels != want.in_channels or got.out_channels != want.out_channels:
-            hint = (
-                " Check the widths: ngf*8, ngf*4, ngf*2, ngf for G (fewer at 32x32); the mirror image for D."
-            )
+        elif differs:
+            hint = " Check the widths: ngf*8, ngf*4, ngf*2, ngf for G (fewer at 32x32); the mirror image for D."
         return f"convolution {k + 1} is {describe(got)}, expected {describe(want)}.{hint}"
     return None
 
 
-def _copy_weights(got: list[nn.Module], want: list[nn.Module], name: str) -> None:
-    """Load each reference layer's parameters and buffers into the matching student layer."""
-    for k, (g, w) in enumerate(zip(got, want, strict=True)):
+def _as_tuple(v: Any) -> tuple:
+    return tuple(v) if type(v) in (list, tuple) else (v,)
+
+
+def _n_params(layers: list[Layer]) -> int:
+    return sum(int(t.numel()) for m in layers for t in m.params.values() if type(t) is torch.Tensor)
+
+
+def _load(ref_leaves: list[nn.Module], got: list[Layer], call_str: str) -> None:
+    """Load each student layer's parameters and buffers (as the probe found them before the forward
+    pass) into the matching reference layer."""
+    for k, (w, g) in enumerate(zip(ref_leaves, got, strict=False)):
         state = w.state_dict()
         if not state:
             continue
-        try:
-            g.load_state_dict(state)
-        except RuntimeError as err:
-            fail(f"could not copy the reference weights into {name}'s layer {k + 1} ({describe(g)}): {err}")
+        theirs = {**g.params, **g.buffers}
+        new = {}
+        for key, value in state.items():
+            t = theirs.get(key)
+            if type(t) is not torch.Tensor or tuple(t.shape) != tuple(value.shape):
+                fail(f"{call_str}: layer {k + 1} ({describe(g)}) has no {key} of shape {tuple(value.shape)} "
+                     f"like dcgan_ref's {type(w).__name__}: keep torch's own layer classes and their defaults.")
+            new[key] = t.to(value.dtype)
+        w.load_state_dict(new)
 
 
-def _check_network(
-    cls: Any, kind: str, image_size: int, configs: list[tuple[tuple[int, ...], int]], exercise: str
-) -> None:
-    name = getattr(cls, "__name__", exercise)
-    arg_names = ARGS_G if kind == "G" else ARGS_D
+def _expect_output(outcome: Any, want: torch.Tensor, what: str, hint: str) -> torch.Tensor:
+    got = unwrap(outcome)
+    if type(got) is not torch.Tensor:
+        fail(f"{what} returned a {type_name(got)}, expected a torch.Tensor of shape {tuple(want.shape)}.")
+    expect_close(got, want, what, rtol=RTOL, atol=ATOL, hint=hint)
+    return got
+
+
+def _judge_config(cases: dict[str, Any], config: dict[str, Any], data: dict[str, Any]) -> None:
+    kind, image_size, name = cases["kind"], cases["image_size"], cases["name"]
+    args = tuple(config["args"])
+    call_str = f"{name}{args}"
+    x = config["x"]
+    batch = x.shape[0]
+    if type(data) is not dict or "build" not in data:
+        fail(f"{call_str}: the probe returned nothing for this network.")
+    unwrap(data["build"])
+    if "not_module" in data:
+        fail(f"{call_str} should build an nn.Module, got {data['not_module']}: does your class subclass nn.Module?")
     with torch.random.fork_rng(devices=[]):
-        for case, (args, batch) in enumerate(configs):
-            torch.manual_seed(1000 + case)
-            if kind == "G":
-                nz, ngf, nc = args
-                ref: nn.Module = ref_models.Generator(nz, ngf, nc, image_size=image_size)
-                x = randn(batch, nz, 1, 1, seed=2000 + case)
-                out_shape = (batch, nc, image_size, image_size)
-            else:
-                nc, ndf = args
-                ref = ref_models.SigmoidDiscriminator(nc, ndf, image_size=image_size)
-                x = torch.tanh(randn(batch, nc, image_size, image_size, seed=2000 + case))
-                out_shape = (batch,)
-            ref.apply(ref_models.weights_init)
-            call_str = f"{name}{args}"
+        torch.manual_seed(config["seed"])
+        ref = _reference(kind, args, image_size)
+    ref_leaves, want_all = _reference_layers(ref, kind)
+    nc = args[2] if kind == "G" else args[0]
+    out_shape = (batch, nc, image_size, image_size) if kind == "G" else (batch,)
 
-            model = _build(cls, args, "" if case else arg_names)
-            model.train()
-            out, records = _run(model, x, call_str)
-            ref_out, ref_records = trace(ref, x)
+    traced = unwrap(data["train"])
+    if type(traced) not in (list, tuple) or len(traced) != 2:
+        fail(f"{call_str}: the probe returned no trace of the forward pass.")
+    out, records = traced
+    by_name = {e["name"]: Layer(e) for e in data["description"]}
+    got_all = [by_name[r[0]] for r in records if r[0] in by_name]
+    got = [m for m in got_all if not m.isa(*NEUTRAL)]
+    shapes = [tuple(r[1]) if r[1] is not None else None for r in records if r[0] in by_name]
+    got_shapes = [s for m, s in zip(got_all, shapes, strict=True) if not m.isa(*NEUTRAL)]
 
-            # 1. output shape
-            if kind == "D" and isinstance(out, torch.Tensor) and out.numel() == batch and out.dim() > 1:
+    # 1. output shape
+    if type(out) is not torch.Tensor:
+        fail(f"{call_str} returned a {type_name(out)}, expected a torch.Tensor of shape {out_shape}.")
+    if kind == "D" and out.numel() == batch and out.dim() > 1:
+        fail(
+            f"{call_str} returns shape {tuple(out.shape)}, expected {out_shape}: flatten the "
+            "(N, 1, 1, 1) output to one probability per image with .view(-1)."
+        )
+    if tuple(out.shape) != out_shape:
+        ref_shapes = _reference_shapes(ref, x)
+        got_c = [(m, s) for m, s in zip(got, got_shapes, strict=True) if m.isa(*CONVS)]
+        want_c = [(m, s) for m, s in zip(want_all, ref_shapes, strict=False) if m.isa(*CONVS)]
+        if len(got_c) != len(want_c):
+            fail(
+                f"{call_str} returns {tuple(out.shape)}, expected {out_shape}: it runs "
+                f"{len(got_c)} convolutions, a {image_size}x{image_size} DCGAN {kind} has "
+                f"{len(want_c)} (each stride-2 layer doubles or halves H and W)."
+            )
+        for k, (g, w) in enumerate(zip(got_c, want_c, strict=False)):
+            if g[1] != w[1]:
+                msg = _conv_message(g[0], w[0], k) or ""
                 fail(
-                    f"{call_str} returns shape {tuple(out.shape)}, expected {out_shape}: flatten the "
-                    "(N, 1, 1, 1) output to one probability per image with .view(-1)."
+                    f"{call_str} returns {tuple(out.shape)}, expected {out_shape}; the first layer "
+                    f"to go wrong is convolution {k + 1}, output {g[1]}, expected {w[1]}: {msg}"
                 )
-            if isinstance(out, torch.Tensor) and tuple(out.shape) != out_shape:
-                got_c = [r for r in records if isinstance(r[0], CONVS)]
-                want_c = [r for r in ref_records if isinstance(r[0], CONVS)]
-                if len(got_c) != len(want_c):
-                    fail(
-                        f"{call_str} returns {tuple(out.shape)}, expected {out_shape}: it runs "
-                        f"{len(got_c)} convolutions, a {image_size}x{image_size} DCGAN {kind} has "
-                        f"{len(want_c)} (each stride-2 layer doubles or halves H and W)."
-                    )
-                for k, (g, w) in enumerate(zip(got_c, want_c, strict=False)):
-                    if g[2] != w[2]:
-                        msg = _conv_message(g[0], w[0], k) or ""
-                        fail(
-                            f"{call_str} returns {tuple(out.shape)}, expected {out_shape}; the first layer "
-                            f"to go wrong is convolution {k + 1}, output {g[2]}, expected {w[2]}: {msg}"
-                        )
-            in_desc = f"z of shape {tuple(x.shape)}" if kind == "G" else f"images of shape {tuple(x.shape)}"
-            expect_shape(
-                out,
-                out_shape,
-                f"{call_str} on {in_desc}",
-                "G maps (N, nz, 1, 1) noise to (N, nc, S, S) images."
-                if kind == "G"
-                else "D maps (N, nc, S, S) images to (N,) probabilities.",
-            )
-
-            # 2. layer pattern
-            got = [r[0] for r in significant(records)]
-            want = [r[0] for r in significant(ref_records)]
-            if kind == "D":  # SigmoidDiscriminator applies torch.sigmoid in forward: no layer to trace
-                want.append(nn.Sigmoid())
-            msg = _pattern_message(kind, image_size, got, want)
-            if msg:
-                fail(f"{call_str}: {msg}")
-            for m in got:
-                if isinstance(m, nn.BatchNorm2d) and (not m.affine or not m.track_running_stats):
-                    fail(
-                        f"{call_str}: {describe(m)} needs the defaults affine=True, track_running_stats=True."
-                    )
-
-            # 3. parameter count
-            n_got, n_want = ref_models.count_parameters(model), ref_models.count_parameters(ref)
-            if n_got != n_want:
-                conv_out = sum(m.out_channels for m in model.modules() if isinstance(m, CONVS))
-                hint = "compare your layer widths with DCGAN's (the layer table helps)."
-                if any(isinstance(m, CONVS) and m.bias is not None for m in model.modules()):
-                    exact = " - that is exactly the difference" if n_got - n_want == conv_out else ""
-                    hint = (
-                        "your convolutions have biases: use bias=False (the BatchNorm after them "
-                        f"has its own shift){exact}."
-                    )
-                fail(f"{call_str} has {n_got:,} parameters, expected {n_want:,} like dcgan_ref's: {hint}")
-
-            # 4. each convolution's hyper-parameters
-            got_c = [m for m in got if isinstance(m, CONVS)]
-            want_c = [m for m in want if isinstance(m, CONVS)]
-            for k, (g, w) in enumerate(zip(got_c, want_c, strict=True)):
-                msg = _conv_message(g, w, k)
-                if msg:
-                    fail(f"{call_str}: {msg}")
-
-            # 5. same weights -> same outputs, train mode then eval mode. Both networks ran one
-            # train-mode pass above; copying parameters and buffers makes their states identical.
-            _copy_weights(got, want, call_str)
-            model.train()
-            ref.train()
-            with torch.no_grad():
-                ref_train = ref(x)
-                with _ref_forbidden(type(model)):
-                    got_train = call(model, x, what=f"{call_str} in train mode")
-            what = "G(z)" if kind == "G" else "D(x)"
-            expect_close(
-                got_train,
-                ref_train,
-                f"{call_str}: {what} in train mode, with dcgan_ref's weights",
-                rtol=RTOL,
-                atol=ATOL,
-                hint="the layers match, so check the order of operations in forward "
-                "(conv -> BatchNorm -> activation) and the BatchNorm settings (eps, momentum).",
-            )
-            for g, w in zip(got, want, strict=True):
-                if isinstance(w, nn.BatchNorm2d):
-                    for buf in ("running_mean", "running_var"):
-                        expect_close(
-                            getattr(g, buf),
-                            getattr(w, buf),
-                            f"{call_str}: {buf} of {describe(g)} after one train-mode pass",
-                            rtol=RTOL,
-                            atol=ATOL,
-                            hint="keep BatchNorm2d's default momentum (0.1).",
-                        )
-            model.eval()
-            ref.eval()
-            with torch.no_grad():
-                ref_eval = ref(x)
-                with _ref_forbidden(type(model)):
-                    got_eval = call(model, x, what=f"{call_str} in eval mode")
-            expect_close(
-                got_eval,
-                ref_eval,
-                f"{call_str}: {what} in eval mode, with dcgan_ref's weights",
-                rtol=RTOL,
-                atol=ATOL,
-                hint="in eval mode BatchNorm uses its running statistics: keep BatchNorm2d's "
-                "defaults and do not call it functionally with training=True.",
-            )
-
-
-# --------------------------------------------------------------------------- the exercises
-
-
-# (constructor args, batch): (nz, ngf, nc) for G, (nc, ndf) for D. The shown one is narrower than
-# the default width 64 to keep the check fast; the hidden ones add a grey / tiny net and width 64.
-_CONFIGS = {
-    "G": [((100, 32, 3), 4), ((16, 8, 1), 5), ((100, 64, 3), 2)],
-    "D": [((3, 32), 4), ((1, 8), 5), ((3, 64), 2)],
-}
-
-
-def _check_exercise(cls: Any, kind: str, image_size: int, exercise: str, hidden: bool) -> None:
-    """One network exercise: the shown configuration, plus two more when hidden; then the message."""
-    configs = _CONFIGS[kind] if hidden else _CONFIGS[kind][:1]
-    _check_network(cls, kind, image_size, configs, exercise)
-    passed(
-        f"{exercise}: shapes, parameter count, layer pattern and outputs match dcgan_ref's "
-        f"({len(configs)} configuration{'s' if len(configs) > 1 else ''})."
+    in_desc = f"z of shape {tuple(x.shape)}" if kind == "G" else f"images of shape {tuple(x.shape)}"
+    expect_shape(
+        out,
+        out_shape,
+        f"{call_str} on {in_desc}",
+        "G maps (N, nz, 1, 1) noise to (N, nc, S, S) images."
+        if kind == "G"
+        else "D maps (N, nc, S, S) images to (N,) probabilities.",
     )
 
+    # 2. layer pattern
+    msg = _pattern_message(kind, image_size, got, want_all)
+    if msg:
+        fail(f"{call_str}: {msg}")
+    for m in got:
+        settings = (m.attrs.get("affine"), m.attrs.get("track_running_stats"))
+        if m.isa(nn.BatchNorm2d) and settings != (True, True):
+            fail(f"{call_str}: {describe(m)} needs the defaults affine=True, track_running_stats=True.")
 
-def check_generator(Generator: Any, hidden: bool = False) -> None:  # noqa: N803 - the student's class
-    """64x64 generator: (N, nz, 1, 1) -> (N, nc, 64, 64), equal to dcgan_ref.models.Generator."""
-    _check_exercise(Generator, "G", 64, "Generator", hidden)
+    # 3. parameter count (every parameter of the module, not only the layers that ran)
+    n_got = sum(int(t.numel()) for e in data["description"] for t in e["params"].values() if type(t) is torch.Tensor)
+    n_want = _n_params(want_all)
+    if n_got != n_want:
+        conv_out = sum(int(m.attrs.get("out_channels") or 0) for m in got if m.isa(*CONVS))
+        hint = "compare your layer widths with DCGAN's (the layer table helps)."
+        if any(m.isa(*CONVS) and m.params.get("bias") is not None for m in got):
+            exact = " - that is exactly the difference" if n_got - n_want == conv_out else ""
+            hint = f"your convolutions have biases: use bias=False (the BatchNorm after them has its own shift){exact}."
+        fail(f"{call_str} has {n_got:,} parameters, expected {n_want:,} like dcgan_ref's: {hint}")
+
+    # 4. each convolution's hyper-parameters
+    got_c = [m for m in got if m.isa(*CONVS)]
+    want_c = [m for m in want_all if m.isa(*CONVS)]
+    for k, (g, w) in enumerate(zip(got_c, want_c, strict=True)):
+        msg = _conv_message(g, w, k)
+        if msg:
+            fail(f"{call_str}: {msg}")
+
+    # 5. the student's weights in the reference's layers -> the same outputs, train mode then eval mode
+    _load(ref_leaves, got, call_str)
+    what = "G(z)" if kind == "G" else "D(x)"
+    ref.train()
+    with torch.no_grad():
+        ref_train = ref(x)
+    expect_close(
+        out, ref_train, f"{call_str}: {what} in train mode", rtol=RTOL, atol=ATOL,
+        hint="the layers match, so check the order of operations in forward "
+        "(conv -> BatchNorm -> activation) and the BatchNorm settings (eps, momentum).",
+    )
+    after = data.get("after_train", {})
+    for g, w in zip(got, ref_leaves, strict=False):
+        if isinstance(w, nn.BatchNorm2d):
+            theirs = after.get(g.name, {})
+            for buf in ("running_mean", "running_var"):
+                value = theirs.get(buf)
+                if type(value) is not torch.Tensor:
+                    fail(f"{call_str}: {describe(g)} has no {buf} after a train-mode pass: "
+                         "keep track_running_stats=True.")
+                expect_close(
+                    value, getattr(w, buf), f"{call_str}: {buf} of {describe(g)} after one train-mode pass",
+                    rtol=RTOL, atol=ATOL, hint="keep BatchNorm2d's default momentum (0.1).",
+                )
+    ref.eval()
+    with torch.no_grad():
+        ref_eval = ref(x)
+        ref_one = ref(x[:1])
+    eval_hint = ("in eval mode BatchNorm uses its running statistics: keep BatchNorm2d's defaults and do not "
+                 "call it functionally with training=True.")
+    _expect_output(data["eval"], ref_eval, f"{call_str}: {what} in eval mode", eval_hint)
+    one = unwrap(data["one"])
+    if type(one) is torch.Tensor and kind == "D" and tuple(one.shape) != (1,):
+        fail(
+            f"{call_str} on a batch of ONE image returns shape {tuple(one.shape)}, expected (1,): "
+            + (".squeeze() drops the batch dimension too when N = 1; flatten with .view(-1) instead."
+               if one.dim() == 0 else "return one probability per image, .view(-1).")
+        )
+    _expect_output(data["one"], ref_one, f"{call_str}: {what} in eval mode on a batch of one",
+                   "each image's output must not depend on the batch size in eval mode.")
+    if kind == "G":
+        try:
+            _expect_output(data["flat"], ref_eval, f"{call_str}: G(z) with z of shape {(batch, args[0])}", eval_hint)
+        except CheckFailure as err:
+            fail(
+                f"{call_str} does not accept noise shaped (N, nz) = {(batch, args[0])}: G must take it as well "
+                "as (N, nz, 1, 1) (dcgan_ref's Generator takes both): start forward with "
+                f"`if z.dim() == 2: z = z[:, :, None, None]`. ({err})"
+            )
 
 
-def check_discriminator(Discriminator: Any, hidden: bool = False) -> None:  # noqa: N803
-    """64x64 discriminator: (N, nc, 64, 64) -> (N,) probabilities, equal to SigmoidDiscriminator."""
-    _check_exercise(Discriminator, "D", 64, "Discriminator", hidden)
+def _reference_shapes(ref: nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]:
+    shapes: list[tuple[int, ...]] = []
+    leaves = [m for m in ref.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(lambda mod, i, o: shapes.append(tuple(o.shape))) for m in leaves]
+    try:
+        with torch.no_grad():
+            ref.train()(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes
 
 
-def check_generator32(Generator32: Any, hidden: bool = False) -> None:  # noqa: N803
-    """32x32 generator: (N, nz, 1, 1) -> (N, nc, 32, 32), equal to Generator(image_size=32)."""
-    _check_exercise(Generator32, "G", 32, "Generator32", hidden)
+def _judge(cases: dict[str, Any], data: Any) -> str:
+    """Every configuration: shapes, layer pattern, parameter count, convolutions, then the outputs."""
+    configs = cases["configs"]
+    if type(data) is not list or len(data) != len(configs):
+        fail(f"{cases['name']}: the probe returned {type_name(data)}, not one result per configuration.")
+    for config, result in zip(configs, data, strict=True):
+        _judge_config(cases, config, result)
+    n = len(configs)
+    return (f"{cases['name']}: shapes, parameter count, layer pattern and outputs match dcgan_ref's "
+            f"({n} configuration{'s' if n > 1 else ''}).")
 
 
-def check_discriminator32(Discriminator32: Any, hidden: bool = False) -> None:  # noqa: N803
-    """32x32 discriminator: (N, nc, 32, 32) -> (N,), equal to SigmoidDiscriminator(image_size=32)."""
-    _check_exercise(Discriminator32, "D", 32, "Discriminator32", hidden)
+def _exercise(kind: str, image_size: int, name: str) -> Any:
+    from ._core import exercise
+
+    return exercise(name, _probe(kind), _judge, _cases(kind, image_size, name))
+
+
+#: 64x64 generator: (N, nz, 1, 1) or (N, nz) -> (N, nc, 64, 64), equal to dcgan_ref.models.Generator
+check_generator = _exercise("G", 64, "Generator")
+#: 64x64 discriminator: (N, nc, 64, 64) -> (N,) probabilities, equal to SigmoidDiscriminator
+check_discriminator = _exercise("D", 64, "Discriminator")
+#: 32x32 generator, equal to Generator(image_size=32)
+check_generator32 = _exercise("G", 32, "Generator32")
+#: 32x32 discriminator, equal to SigmoidDiscriminator(image_size=32)
+check_discriminator32 = _exercise("D", 32, "Discriminator32")
