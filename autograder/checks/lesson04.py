@@ -1,56 +1,42 @@
 """Checks for lesson 04: ReLU, LeakyReLU, Sigmoid and Tanh and their derivatives, written by hand.
 
-Forward values are compared with the torch built-ins, derivatives with what autograd computes
-through those built-ins, on seeded random inputs and on extreme ones (+-1000). While the
-student's code runs the built-ins raise. Sigmoid and Tanh must also be numerically stable: no
-operation inside them may turn finite inputs into inf or NaN (watched with a TorchFunctionMode),
-and autograd through the student's sigmoid must give finite gradients at +-1000.
+Each exercise is cases -> probe -> judge (``_core.exercise``). The probe calls the student's two
+functions on the grader's inputs (seeded random ones and extremes, +-1000) with the built-in
+activation refused at the dispatcher (``_guard`` families: whatever Python name or alias reached
+it), autograd refused in the derivatives, and a watch that records the first operation turning a
+finite input into inf or NaN; it returns the outputs, the argument as it was after the call and
+what the watches saw. The judge compares with the torch built-ins and autograd, computed there, and
+names the mistake an answer matches. Tanh uses the student's sigmoid in the usual solution: it is
+probed a second time with a reference sigmoid in its place, so a broken exercise 3 costs exercise
+3's points only ("fix exercise 3 first").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from ._core import call, expect, expect_close, expect_tensor, fail, forbid, passed, seeded, student_globals
+from ._core import CheckFailure, attempt, exercise, expect, expect_close, fail, unwrap
+from ._guard import RELU, SIGMOID_TANH, DelegationError, OpFamily
+from ._plain import type_name
 
-FORBIDDEN: dict[str, tuple[Any, str]] = {
-    "torch.relu": (torch, "relu"),
-    "torch.relu_": (torch, "relu_"),
-    "F.relu": (F, "relu"),
-    "F.relu_": (F, "relu_"),
-    "Tensor.relu": (torch.Tensor, "relu"),
-    "Tensor.relu_": (torch.Tensor, "relu_"),
-    "F.leaky_relu": (F, "leaky_relu"),
-    "F.leaky_relu_": (F, "leaky_relu_"),
-    "torch.sigmoid": (torch, "sigmoid"),
-    "torch.sigmoid_": (torch, "sigmoid_"),
-    "F.sigmoid": (F, "sigmoid"),
-    "Tensor.sigmoid": (torch.Tensor, "sigmoid"),
-    "Tensor.sigmoid_": (torch.Tensor, "sigmoid_"),
-    "torch.special.expit": (torch.special, "expit"),
-    "F.logsigmoid": (F, "logsigmoid"),
-    "torch.tanh": (torch, "tanh"),
-    "torch.tanh_": (torch, "tanh_"),
-    "F.tanh": (F, "tanh"),
-    "Tensor.tanh": (torch.Tensor, "tanh"),
-    "Tensor.tanh_": (torch.Tensor, "tanh_"),
-}
-# a derivative computed by autograd is not a derivative written by hand
-FORBIDDEN_GRAD: dict[str, tuple[Any, str]] = {
-    **FORBIDDEN,
-    "torch.autograd.grad": (torch.autograd, "grad"),
-    "torch.autograd.backward": (torch.autograd, "backward"),
-    "Tensor.backward": (torch.Tensor, "backward"),
-}
+#: torch.logaddexp(0, -x) is softplus(-x), and exp(-softplus(-x)) is a sigmoid: the stability
+#: work the exercise is about, done by a built-in
+LOGADDEXP = OpFamily("torch.logaddexp / torch.logsumexp (a softplus in disguise)",
+                     lambda n: n in ("logaddexp", "logaddexp2", "logsumexp"))
+SIGMOID_FAMILIES = [SIGMOID_TANH, LOGADDEXP]
+RELU_FAMILIES = [RELU]
+
 INSTEAD = "Build it from elementary tensor operations (comparisons, torch.where, torch.exp, arithmetic)."
+GRAD_INSTEAD = "Write the derivative as a formula of x with elementary tensor operations, without autograd."
 
 # The values an activation must survive: large enough that exp overflows float32 (and float64)
-EXTREMES = [-1000.0, -100.0, -30.0, -10.0, -1.0, -1e-3, 0.0, 1e-3, 1.0, 10.0, 30.0, 100.0, 1000.0]
+EXTREMES = [-1000.0, -100.0, -30.0, -17.0, -10.0, -1.0, -1e-3, 0.0, 1e-3, 1.0, 10.0, 17.0, 30.0, 100.0, 1000.0]
 
 # float32 results of exp/divide formulas differ from torch's kernels by a few ulps (1e-7 relative);
 # tanh written as 2 * sigmoid(2x) - 1 loses ~1e-7 absolute near 0 to cancellation. rtol 1e-5 and
@@ -61,26 +47,13 @@ MATCH_RTOL = 1e-4
 MATCH_ATOL = 1e-5
 
 
-def _inputs(hidden: bool, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
-    """Seeded random inputs of several shapes, then the extremes."""
-    xs = [
-        torch.randn(500, generator=seeded(40), dtype=dtype) * 4,
-        torch.randn(3, 4, 5, generator=seeded(41), dtype=dtype) * 2,
-        torch.tensor(EXTREMES, dtype=dtype),
-    ]
-    if hidden:
-        xs += [
-            torch.randn(2, 3, 8, 8, generator=seeded(42), dtype=dtype) * 10,
-            torch.randn(64, generator=seeded(43), dtype=torch.float64) * 5,
-            torch.tensor(EXTREMES, dtype=torch.float64),
-        ]
-    return xs
+def _tiny(dtype: torch.dtype) -> float:
+    """The smallest normal number of ``dtype``: below it float results have no relative precision."""
+    return float(torch.finfo(dtype).tiny)
 
 
-def _where(x: torch.Tensor, bad: torch.Tensor) -> str:
-    """The first input value at which ``bad`` holds, for a message."""
-    idx = tuple(int(i) for i in bad.nonzero()[0])
-    return f"x = {x[idx].item():.6g}"
+# ---------------------------------------------------------------------------------------------
+# probe side: watches active while the student's code runs
 
 
 class _OverflowWatch(TorchFunctionMode):
@@ -93,12 +66,157 @@ class _OverflowWatch(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if self.first is None and isinstance(out, torch.Tensor) and out.is_floating_point():
+        if self.first is None and type(out) is torch.Tensor and out.is_floating_point():
             inputs = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.is_floating_point()]
             if all(bool(torch.isfinite(a).all()) for a in inputs) and not bool(torch.isfinite(out).all()):
                 name = getattr(func, "__name__", str(func))
                 self.first = f"{name} returned {out[~torch.isfinite(out)].flatten()[0].item()}"
         return out
+
+
+class NoAutograd(TorchFunctionMode):
+    """Refuses ``Tensor.backward`` / ``torch.autograd.grad`` (and what calls them: torch.func, functional
+    jacobians) while active: a derivative computed by autograd is not a derivative written by hand.
+    ``hits`` records the attempts, so a student who catches the error is still caught."""
+
+    REFUSED: dict[Any, str] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hits: list[str] = []
+        if not NoAutograd.REFUSED:
+            NoAutograd.REFUSED.update({torch.autograd.grad: "torch.autograd.grad",
+                                       torch.autograd.backward: "torch.autograd.backward",
+                                       torch.Tensor.backward: "Tensor.backward"})
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        label = NoAutograd.REFUSED.get(func)
+        if label is not None:
+            self.hits.append(label)
+            raise DelegationError(f"it calls {label}: autograd computes the derivative this exercise asks you to "
+                                  "write.")
+        return func(*args, **(kwargs or {}))
+
+
+def reference_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """A stable sigmoid from elementary operations: what a probe puts in place of the student's ``sigmoid``
+    when it grades an exercise that calls it (tanh), so exercise 3's mistakes stay exercise 3's."""
+    z = torch.exp(-x.abs())
+    return torch.where(x >= 0, 1 / (1 + z), z / (1 + z))
+
+
+@contextlib.contextmanager
+def substituted(fns: tuple[Any, ...], name: str, replacement: Any) -> Iterator[bool]:
+    """Replace the global ``name`` seen by the student's functions ``fns`` (their notebook's namespace)
+    with ``replacement`` while active; yields whether there was one to replace. Restored afterwards."""
+    spaces: list[dict[str, Any]] = []
+    for fn in fns:
+        space = getattr(fn, "__globals__", None)
+        if type(space) is dict and callable(space.get(name)) and all(space is not s for s in spaces):
+            spaces.append(space)
+    saved = [(s, s[name]) for s in spaces]
+    try:
+        for s in spaces:
+            s[name] = replacement
+        yield bool(spaces)
+    finally:
+        for s, value in saved:
+            s[name] = value
+
+
+def _probe_one(fn: Any, x: torch.Tensor, what: str, families: list[OpFamily], kwargs: dict[str, Any],
+               derivative: bool) -> dict[str, Any]:
+    """One call of the student's function on a copy of ``x``: outcome, argument after the call, watches."""
+    arg = x.clone()
+    overflow = _OverflowWatch()
+    no_auto = NoAutograd()
+    with overflow, (no_auto if derivative else contextlib.nullcontext()):
+        outcome = attempt(fn, arg, what=what, refuse=families, instead=GRAD_INSTEAD if derivative else INSTEAD,
+                          **kwargs)
+    if no_auto.hits and "value" in outcome:
+        outcome = {"error": f"{what.split('(')[0]} calls {no_auto.hits[0]}: autograd computes the derivative this "
+                            f"exercise asks you to write. {GRAD_INSTEAD}"}
+    return {"out": outcome, "arg_after": arg, "overflow": overflow.first}
+
+
+def _through_autograd(fn: Any, x: torch.Tensor) -> tuple[Any, Any, bool]:
+    """Forward through the student's function, backward by autograd: (out, x.grad, out.requires_grad)."""
+    xr = x.clone().requires_grad_(True)
+    out = fn(xr)
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        return out, None, False
+    out.sum().backward()
+    return out, xr.grad, True
+
+
+def _kwargs_label(name: str, kwargs: dict[str, Any]) -> str:
+    return name + (f"(x, {', '.join(f'{k}={v}' for k, v in kwargs.items())})" if kwargs else "(x)")
+
+
+def _probe_pair(fn: Any, grad_fn: Any, name: str, cases: dict[str, Any], families: list[OpFamily],
+                autograd_through: bool = False) -> dict[str, Any]:
+    """Probe side: fn and grad_fn on every input and every kwargs setting of the cases."""
+    runs = []
+    for kwargs in cases["kwargs"]:
+        label = _kwargs_label(name, kwargs)
+        grad_label = name + "_grad" + label[len(name):]
+        runs.append({
+            "fwd": [_probe_one(fn, x, label, families, kwargs, derivative=False) for x in cases["inputs"]],
+            "grad": [_probe_one(grad_fn, x, grad_label, families, kwargs, derivative=True)
+                     for x in cases["grad_inputs"]],
+        })
+    data: dict[str, Any] = {"runs": runs}
+    if autograd_through:
+        data["through"] = [attempt(_through_autograd, fn, x, what=f"{name}(x)", refuse=families, instead=INSTEAD)
+                           for x in cases["through_inputs"]]
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# cases
+
+
+def _inputs(hidden: bool) -> list[torch.Tensor]:
+    """Seeded random inputs of several shapes, then the extremes."""
+    g = torch.Generator().manual_seed(40)
+    xs = [
+        torch.randn(500, generator=g) * 4,
+        torch.randn(3, 4, 5, generator=g) * 2,
+        torch.tensor(EXTREMES),
+    ]
+    if hidden:
+        xs += [
+            torch.randn(2, 3, 8, 8, generator=g) * 10,
+            torch.randn(64, generator=g, dtype=torch.float64) * 5,
+            torch.tensor(EXTREMES, dtype=torch.float64),
+            -torch.rand(200, generator=g) * 80,  # the negative tail, where 1 - s loses everything
+        ]
+    return xs
+
+
+def _cases(hidden: bool, kink: bool, kwargs: list[dict[str, Any]], through: bool = False) -> dict[str, Any]:
+    xs = _inputs(hidden)
+    cases: dict[str, Any] = {"hidden": hidden, "kwargs": kwargs, "inputs": xs,
+                             # the derivative at a kink (x = 0) is a convention: not checked
+                             "grad_inputs": [x[x != 0] for x in xs] if kink else xs}
+    if through:
+        # x = 0 left out: formulas through |x| get slope 0 there from autograd's abs, a harmless convention
+        cases["through_inputs"] = [x[x != 0] for x in (torch.tensor(EXTREMES), torch.tensor(EXTREMES).double())]
+    return cases
+
+
+# ---------------------------------------------------------------------------------------------
+# judge side
+
+
+def _where(x: torch.Tensor, bad: torch.Tensor) -> str:
+    """The first input value at which ``bad`` holds, for a message."""
+    idx = tuple(int(i) for i in bad.nonzero()[0])
+    return f"x = {x[idx].item():.6g}"
+
+
+def _range(x: torch.Tensor) -> str:
+    return f"from {x.min().item():.4g} to {x.max().item():.4g}"
 
 
 def _nearest(actual: torch.Tensor, candidates: list[tuple[torch.Tensor, str | None]]) -> str | None:
@@ -118,17 +236,22 @@ def _nearest(actual: torch.Tensor, candidates: list[tuple[torch.Tensor, str | No
     return best_msg if best <= 1.0 else None
 
 
-def _run(fn: Any, x: torch.Tensor, what: str, forbidden: dict[str, tuple[Any, str]], **kwargs: Any) -> torch.Tensor:
-    """Call the student's elementwise function on a copy of x, built-ins forbidden; basic sanity."""
-    for label, (owner, attr) in forbidden.items():
-        if fn is getattr(owner, attr):
-            fail(f"{what.split('(')[0]} is {label} itself, the built-in this exercise re-implements. {INSTEAD}")
-    arg = x.clone()
-    with forbid(forbidden, what.split("(")[0], INSTEAD, student_globals(fn)):
-        out = call(fn, arg, what=what, **kwargs)
-    out = expect_tensor(out, f"{what} for an input of shape {tuple(x.shape)}")
+def _autograd(builtin: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """d builtin(x) / dx elementwise, by autograd (judge side)."""
+    xr = x.detach().clone().requires_grad_(True)
+    builtin(xr).sum().backward()
+    assert xr.grad is not None
+    return xr.grad
+
+
+def _judge_tensor(record: dict[str, Any], x: torch.Tensor, what: str) -> torch.Tensor:
+    """The output of one probed call, after the checks every activation shares (type, input, shape, dtype)."""
+    out = unwrap(record["out"])
+    if type(out) is not torch.Tensor:
+        fail(f"{what} should return a torch.Tensor, got {type_name(out)} for an input of shape {tuple(x.shape)}.")
+    after = record["arg_after"]
     expect(
-        torch.equal(arg, x) or bool(torch.isnan(x).any()),
+        type(after) is torch.Tensor and (torch.equal(after, x) or bool(torch.isnan(x).any())),
         f"{what} changed its input in place (for example x[x < 0] = 0): the caller's tensor is modified. "
         "Compute a new tensor instead (torch.where, arithmetic, x.clone()).",
     )
@@ -149,228 +272,291 @@ def _run(fn: Any, x: torch.Tensor, what: str, forbidden: dict[str, tuple[Any, st
     return out
 
 
-def _autograd(builtin: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """d builtin(x) / dx elementwise, by autograd."""
-    xr = x.detach().clone().requires_grad_(True)
-    builtin(xr).sum().backward()
-    assert xr.grad is not None
-    return xr.grad
-
-
-def _check_pair(
+def _judge_pair(
+    cases: dict[str, Any],
+    data: dict[str, Any],
     name: str,
-    fn: Any,
-    grad_fn: Any,
-    builtin: Callable[[torch.Tensor], torch.Tensor],
-    hidden: bool,
-    forward_candidates: Callable[[torch.Tensor], list[tuple[torch.Tensor, str | None]]],
-    grad_candidates: Callable[[torch.Tensor], list[tuple[torch.Tensor, str | None]]],
-    kink: bool,
-    forward_hint: str,
+    builtin: Callable[..., torch.Tensor],
+    forward_candidates: Callable[[torch.Tensor, dict[str, Any]], list[tuple[torch.Tensor, str | None]]],
+    grad_candidates: Callable[[torch.Tensor, dict[str, Any]], list[tuple[torch.Tensor, str | None]]],
+    forward_hint: Callable[[dict[str, Any]], str],
     grad_hint: str,
     stable: bool = False,
-    **kwargs: Any,
+    tail_relative: bool = False,
 ) -> None:
-    label = name + (f"(x, {', '.join(f'{k}={v}' for k, v in kwargs.items())})" if kwargs else "(x)")
-    grad_label = name + "_grad" + label[len(name) :]
-    for x in _inputs(hidden):
-        want = builtin(x)
-        watch = _OverflowWatch()
-        with watch:
-            got = _run(fn, x, label, FORBIDDEN, **kwargs)
-        bad = torch.isnan(got) & ~torch.isnan(want)
-        if bool(bad.any()):
-            fail(
-                f"{label} returns NaN at {_where(x, bad)} (expected {want[bad][0].item():.6g}): "
-                + (
-                    "exp overflows to inf for large |x| and inf / inf is NaN. Only ever exponentiate "
-                    "-|x|, which is <= 0, so exp(-|x|) stays in (0, 1]."
-                    if stable
-                    else forward_hint
+    """Judge side: every forward output against ``builtin``, every derivative against autograd."""
+    for kwargs, run in zip(cases["kwargs"], data["runs"], strict=True):
+        label = _kwargs_label(name, kwargs)
+        grad_label = name + "_grad" + label[len(name):]
+
+        def ref(t: torch.Tensor, kw: dict[str, Any] = kwargs) -> torch.Tensor:
+            return builtin(t, **kw)
+
+        for x, record in zip(cases["inputs"], run["fwd"], strict=True):
+            got = _judge_tensor(record, x, label)
+            want = ref(x)
+            bad = torch.isnan(got) & ~torch.isnan(want)
+            if bool(bad.any()):
+                fail(
+                    f"{label} returns NaN at {_where(x, bad)} (expected {want[bad][0].item():.6g}): "
+                    + (
+                        "exp overflows to inf for large |x| and inf / inf is NaN. Only ever exponentiate "
+                        "-|x|, which is <= 0, so exp(-|x|) stays in (0, 1]."
+                        if stable
+                        else forward_hint(kwargs)
+                    )
                 )
-            )
-        hint = _nearest(got, forward_candidates(x)) or forward_hint
-        expect_close(got, want, f"{label}", rtol=RTOL, atol=ATOL, hint=hint)
-        if stable and watch.first is not None:
+            hint = _nearest(got, forward_candidates(x, kwargs)) or forward_hint(kwargs)
+            expect_close(got, want, label, rtol=RTOL, atol=ATOL, hint=hint)
+            if tail_relative:
+                # tiny outputs (the negative tail, down to 1e-38) must be right to the same relative
+                # precision as the others: 1 - s gives exactly 0 there, which an absolute tolerance hides
+                expect_close(got, want, f"{label} in the tail", rtol=RTOL, atol=_tiny(x.dtype),
+                             hint="tiny values lose every digit to cancellation: for x < 0 compute z / (1 + z) "
+                             "with z = exp(x) = exp(-|x|), not 1 - 1 / (1 + z), which is exactly 0 once z "
+                             "is below float precision (x <= -17 in float32).")
+            if stable and record["overflow"] is not None:
+                fail(
+                    f"{label} overflows inside: on inputs {_range(x)} an operation ({record['overflow']}) turned "
+                    "finite values into inf. The output looks right, but autograd through it gives NaN gradients "
+                    "(0 * inf) and torch.where does not help, since both branches are computed. Exponentiate "
+                    "only -|x|: z = exp(-|x|) is in (0, 1], then pick the formula by the sign of x."
+                )
+        for gx, record in zip(cases["grad_inputs"], run["grad"], strict=True):
+            ggot = _judge_tensor(record, gx, grad_label)
+            gwant = _autograd(ref, gx)
+            bad = torch.isnan(ggot) & ~torch.isnan(gwant)
+            if bool(bad.any()):
+                fail(f"{grad_label} returns NaN at {_where(gx, bad)} (expected {gwant[bad][0].item():.6g}): "
+                     + grad_hint)
+            hint = _nearest(ggot, grad_candidates(gx, kwargs)) or grad_hint
+            expect_close(ggot, gwant, grad_label, rtol=RTOL, atol=ATOL, hint=hint)
+
+
+def _judge_through(cases: dict[str, Any], data: dict[str, Any], name: str,
+                   builtin: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """Autograd through the student's forward function must give the built-in's finite gradients."""
+    for x, outcome in zip(cases["through_inputs"], data["through"], strict=True):
+        _, grad, connected = unwrap(outcome)
+        if connected is not True:
             fail(
-                f"{label} overflows inside: on inputs {_range(x)} an operation ({watch.first}) turned finite "
-                "values into inf. The output looks right, but autograd through it gives NaN gradients "
-                "(0 * inf) and torch.where does not help, since both branches are computed. Exponentiate "
-                "only -|x|: z = exp(-|x|) is in (0, 1], then pick the formula by the sign of x."
+                f"{name}(x) is not connected to autograd: build it from torch operations (no .item(), NumPy "
+                "or torch.no_grad()), so a network using it can learn."
             )
-        gx = x[x != 0] if kink else x  # the derivative at a kink (x = 0) is a convention: not checked
-        gwant = _autograd(builtin, gx)
-        ggot = _run(grad_fn, gx, grad_label, FORBIDDEN_GRAD, **kwargs)
-        bad = torch.isnan(ggot) & ~torch.isnan(gwant)
+        if type(grad) is not torch.Tensor or grad.shape != x.shape:
+            fail(f"autograd through your {name} gives no gradient for x: out does not depend on x through autograd.")
+        want = _autograd(builtin, x)
+        bad = ~torch.isfinite(grad)
         if bool(bad.any()):
-            fail(f"{grad_label} returns NaN at {_where(gx, bad)} (expected {gwant[bad][0].item():.6g}): " + grad_hint)
-        hint = _nearest(ggot, grad_candidates(gx)) or grad_hint
-        expect_close(ggot, gwant, grad_label, rtol=RTOL, atol=ATOL, hint=hint)
+            fail(
+                f"autograd through your {name} gives {grad[bad][0].item()} at {_where(x, bad)}: an "
+                "intermediate overflowed to inf and the backward pass multiplied it by 0. Exponentiate only "
+                "-|x|, and avoid computing an overflowing branch even inside torch.where."
+            )
+        expect_close(grad, want, f"gradient of {name}(x) by autograd", rtol=RTOL, atol=ATOL,
+                     hint="the forward formula must be differentiable and exact in both branches.")
 
 
-def _range(x: torch.Tensor) -> str:
-    return f"from {x.min().item():.4g} to {x.max().item():.4g}"
+# ---------------------------------------------------------------------------------------------
+# relu
 
 
-def check_relu(relu: Any, relu_grad: Any, hidden: bool = False) -> None:
+def _relu_cases(hidden: bool) -> dict[str, Any]:
+    return _cases(hidden, kink=True, kwargs=[{}])
+
+
+def _probe_relu(relu: Any, relu_grad: Any, cases: dict[str, Any]) -> dict[str, Any]:
+    return _probe_pair(relu, relu_grad, "relu", cases, RELU_FAMILIES)
+
+
+def _judge_relu(cases: dict[str, Any], data: dict[str, Any]) -> str:
     """relu(x) = max(x, 0) and its derivative (1 where x > 0, else 0), elementwise on any shape."""
-    _check_pair(
-        "relu",
-        relu,
-        relu_grad,
-        torch.relu,
-        hidden,
-        forward_candidates=lambda x: [
+    _judge_pair(
+        cases, data, "relu", lambda x: torch.relu(x),
+        forward_candidates=lambda x, kw: [
             (x.clamp(min=0), None),
             (x.clamp(max=0), "the comparison is the wrong way round: keep the positive values, zero the negative."),
             (x.abs(), "negative inputs give 0, not their absolute value."),
         ],
-        grad_candidates=lambda x: [
+        grad_candidates=lambda x, kw: [
             ((x > 0).to(x.dtype), None),
             (x.clamp(min=0), "that is ReLU itself, not its derivative: the slope is 1 where x > 0 and 0 elsewhere."),
             ((x < 0).to(x.dtype), "the comparison is the wrong way round: the slope is 1 for x > 0."),
         ],
-        kink=True,
-        forward_hint="relu(x) is x where x > 0 and 0 elsewhere, e.g. torch.where(x > 0, x, 0) or x.clamp(min=0).",
+        forward_hint=lambda kw: "relu(x) is x where x > 0 and 0 elsewhere, e.g. torch.where(x > 0, x, 0) or "
+        "x.clamp(min=0).",
         grad_hint="the derivative is 1 where x > 0 and 0 where x < 0, as a float tensor of x's shape.",
     )
-    passed("relu and relu_grad match torch.relu and autograd, extreme inputs included.")
+    return "relu and relu_grad match torch.relu and autograd, extreme inputs included."
 
 
-def check_leaky_relu(leaky_relu: Any, leaky_relu_grad: Any, hidden: bool = False) -> None:
+check_relu = exercise("relu", _probe_relu, _judge_relu, _relu_cases)
+
+
+# ---------------------------------------------------------------------------------------------
+# leaky_relu
+
+
+def _leaky_cases(hidden: bool) -> dict[str, Any]:
+    # the default (0.2, DCGAN's), other slopes, among them slopes above 1, where max(x, a*x) is not LeakyReLU
+    slopes = [0.5, 1.5] + ([0.01, -0.3, 3.0] if hidden else [])
+    return _cases(hidden, kink=True, kwargs=[{}] + [{"negative_slope": s} for s in slopes])
+
+
+def _probe_leaky_relu(leaky_relu: Any, leaky_relu_grad: Any, cases: dict[str, Any]) -> dict[str, Any]:
+    return _probe_pair(leaky_relu, leaky_relu_grad, "leaky_relu", cases, RELU_FAMILIES)
+
+
+def _leaky_fwd_cands(x: torch.Tensor, kw: dict[str, Any]) -> list[tuple[torch.Tensor, str | None]]:
+    s = kw.get("negative_slope", 0.2)
+    return [
+        (F.leaky_relu(x, s), None),
+        (F.leaky_relu(x, 0.2), f"the slope is hard-coded to 0.2: use the negative_slope argument (here {s})."),
+        (
+            F.leaky_relu(x, 0.01),
+            "the negative side is multiplied by 0.01 (PyTorch's default), not by negative_slope "
+            f"({s}); DCGAN's discriminator uses 0.2.",
+        ),
+        (torch.maximum(x, s * x),
+         f"max(x, negative_slope * x) is LeakyReLU only for slopes up to 1: with negative_slope={s} it "
+         "picks negative_slope * x for positive x. Choose by the sign of x: "
+         "torch.where(x > 0, x, negative_slope * x)."),
+        (torch.where(x > 0, s * x, x), "the slope is applied on the wrong side: x > 0 stays x."),
+        (x.clamp(min=0), "negative inputs give 0: that is ReLU. Multiply them by negative_slope instead."),
+        (torch.minimum(x, s * x),
+         f"min(x, negative_slope * x) is not LeakyReLU (negative_slope={s}): choose by the sign of x, "
+         "torch.where(x > 0, x, negative_slope * x)."),
+    ]
+
+
+def _leaky_grad_cands(x: torch.Tensor, kw: dict[str, Any]) -> list[tuple[torch.Tensor, str | None]]:
+    s = kw.get("negative_slope", 0.2)
+    one = torch.ones_like(x)
+    return [
+        (torch.where(x > 0, one, s * one), None),
+        (torch.where(x > 0, one, 0.2 * one), f"the slope is hard-coded to 0.2: use negative_slope (here {s})."),
+        ((x > 0).to(x.dtype), "the slope for x < 0 is negative_slope, not 0 (that is ReLU's derivative)."),
+        (torch.where(x > 0, one, 0.01 * one), f"the slope for x < 0 is negative_slope ({s}), not 0.01."),
+        (torch.where(x > s * x, one, s * one),
+         f"the derivative follows max(x, negative_slope * x), which is LeakyReLU only for slopes up to 1 "
+         f"(here {s}): choose by the sign of x."),
+        (F.leaky_relu(x, s), "that is LeakyReLU itself, not its derivative (1 for x > 0, negative_slope below)."),
+    ]
+
+
+def _judge_leaky_relu(cases: dict[str, Any], data: dict[str, Any]) -> str:
     """leaky_relu(x, negative_slope=0.2) and its derivative (1 for x > 0, negative_slope for x < 0)."""
-    slopes = [0.2] + ([0.01, 0.5] if hidden else [])
-    for slope in slopes:
-        kwargs = {} if slope == 0.2 else {"negative_slope": slope}
-
-        def builtin(x: torch.Tensor, s: float = slope) -> torch.Tensor:
-            return F.leaky_relu(x, s)
-
-        def fwd_cands(x: torch.Tensor, s: float = slope) -> list[tuple[torch.Tensor, str | None]]:
-            return [
-                (F.leaky_relu(x, s), None),
-                (
-                    F.leaky_relu(x, 0.01),
-                    "the negative side is multiplied by 0.01 (PyTorch's default), not by negative_slope "
-                    f"({s}); DCGAN's discriminator uses 0.2.",
-                ),
-                (x.clamp(min=0), "negative inputs give 0: that is ReLU. Multiply them by negative_slope instead."),
-                (torch.where(x > 0, s * x, x), "the slope is applied on the wrong side: x > 0 stays x."),
-            ]
-
-        def grad_cands(x: torch.Tensor, s: float = slope) -> list[tuple[torch.Tensor, str | None]]:
-            one = torch.ones_like(x)
-            return [
-                (torch.where(x > 0, one, s * one), None),
-                ((x > 0).to(x.dtype), "the slope for x < 0 is negative_slope, not 0 (that is ReLU's derivative)."),
-                (torch.where(x > 0, one, 0.01 * one), f"the slope for x < 0 is negative_slope ({s}), not 0.01."),
-                (
-                    F.leaky_relu(x, s),
-                    "that is LeakyReLU itself, not its derivative (1 for x > 0, negative_slope below).",
-                ),
-            ]
-
-        _check_pair(
-            "leaky_relu",
-            leaky_relu,
-            leaky_relu_grad,
-            builtin,
-            hidden,
-            forward_candidates=fwd_cands,
-            grad_candidates=grad_cands,
-            kink=True,
-            forward_hint="leaky_relu(x) is x where x > 0 and negative_slope * x elsewhere (use the argument).",
-            grad_hint="the derivative is 1 where x > 0 and negative_slope where x < 0, as a float tensor.",
-            **kwargs,
-        )
-    passed("leaky_relu and leaky_relu_grad match F.leaky_relu and autograd, extreme inputs included.")
+    _judge_pair(
+        cases, data, "leaky_relu", lambda x, negative_slope=0.2: F.leaky_relu(x, negative_slope),
+        forward_candidates=_leaky_fwd_cands,
+        grad_candidates=_leaky_grad_cands,
+        forward_hint=lambda kw: "leaky_relu(x) is x where x > 0 and negative_slope * x elsewhere (use the "
+        f"argument, here {kw.get('negative_slope', 0.2)}).",
+        grad_hint="the derivative is 1 where x > 0 and negative_slope where x < 0, as a float tensor.",
+    )
+    slopes = ", ".join(str(kw.get("negative_slope", 0.2)) for kw in cases["kwargs"])
+    return f"leaky_relu and leaky_relu_grad match F.leaky_relu and autograd (slopes {slopes}), extreme inputs included."
 
 
-def check_sigmoid(sigmoid: Any, sigmoid_grad: Any, hidden: bool = False) -> None:
+check_leaky_relu = exercise("leaky_relu", _probe_leaky_relu, _judge_leaky_relu, _leaky_cases)
+
+
+# ---------------------------------------------------------------------------------------------
+# sigmoid
+
+
+def _sigmoid_cases(hidden: bool) -> dict[str, Any]:
+    return _cases(hidden, kink=False, kwargs=[{}], through=True)
+
+
+def _probe_sigmoid(sigmoid: Any, sigmoid_grad: Any, cases: dict[str, Any]) -> dict[str, Any]:
+    return _probe_pair(sigmoid, sigmoid_grad, "sigmoid", cases, SIGMOID_FAMILIES, autograd_through=True)
+
+
+def _judge_sigmoid(cases: dict[str, Any], data: dict[str, Any]) -> str:
     """A numerically stable sigmoid(x) = 1 / (1 + exp(-x)) and its derivative s * (1 - s)."""
-    _check_pair(
-        "sigmoid",
-        sigmoid,
-        sigmoid_grad,
-        torch.sigmoid,
-        hidden,
-        forward_candidates=lambda x: [
+    _judge_pair(
+        cases, data, "sigmoid", lambda x: torch.sigmoid(x),
+        forward_candidates=lambda x, kw: [
             (torch.sigmoid(x), None),
             (torch.sigmoid(-x), "the sign is flipped: sigmoid(x) = 1 / (1 + exp(-x)) goes to 1 as x grows."),
             (
                 torch.exp(-x.abs()) / (1 + torch.exp(-x.abs())),
                 "for x >= 0 the result is 1 / (1 + exp(-x)), not z / (1 + z).",
             ),
+            (torch.where(x >= 0, 1 / (1 + torch.exp(-x.abs())), 1 / (1 + torch.exp(-x.abs()))),
+             "for x < 0 the result is z / (1 + z) with z = exp(-|x|): 1 / (1 + z) is sigmoid(|x|)."),
         ],
-        grad_candidates=lambda x: [
+        grad_candidates=lambda x, kw: [
             (torch.sigmoid(x) * (1 - torch.sigmoid(x)), None),
             (x * (1 - x), "the derivative is s * (1 - s) with s = sigmoid(x), not x * (1 - x)."),
             (1 - torch.sigmoid(x) ** 2, "1 - s**2 is tanh's pattern; sigmoid's derivative is s * (1 - s)."),
             (torch.sigmoid(x), "that is sigmoid itself; its derivative is s * (1 - s)."),
         ],
-        kink=False,
-        forward_hint="sigmoid(x) = 1 / (1 + exp(-x)), computed as 1 / (1 + z) for x >= 0 and z / (1 + z) for "
-        "x < 0, with z = exp(-|x|).",
+        forward_hint=lambda kw: "sigmoid(x) = 1 / (1 + exp(-x)), computed as 1 / (1 + z) for x >= 0 and z / (1 + z) "
+        "for x < 0, with z = exp(-|x|).",
         grad_hint="the derivative is s * (1 - s) with s = sigmoid(x), which is 0 (not NaN) at +-1000.",
         stable=True,
+        tail_relative=True,
     )
-    # autograd through the student's sigmoid: the reason stability matters inside a network
-    for x in _inputs(hidden)[-1:] + [torch.tensor(EXTREMES, dtype=torch.float64)]:
-        # x = 0 left out: formulas through |x| get slope 0 there from autograd's abs, a harmless convention
-        x = x[x != 0]
-        xr = x.clone().requires_grad_(True)
-        with forbid(FORBIDDEN, "sigmoid", INSTEAD, student_globals(sigmoid)):
-            out = call(sigmoid, xr, what="sigmoid(x)")
-        if not out.requires_grad:
-            fail(
-                "sigmoid(x) is not connected to autograd: build it from torch operations (no .item(), NumPy "
-                "or torch.no_grad()), so a network using it can learn."
-            )
-        out.sum().backward()
-        want = _autograd(torch.sigmoid, x)
-        assert xr.grad is not None
-        bad = ~torch.isfinite(xr.grad)
-        if bool(bad.any()):
-            fail(
-                f"autograd through your sigmoid gives {xr.grad[bad][0].item()} at {_where(x, bad)}: an "
-                "intermediate overflowed to inf and the backward pass multiplied it by 0. Exponentiate only "
-                "-|x|, and avoid computing an overflowing branch even inside torch.where."
-            )
-        expect_close(
-            xr.grad,
-            want,
-            "gradient of sigmoid(x) by autograd",
-            rtol=RTOL,
-            atol=ATOL,
-            hint="the forward formula must be differentiable and exact in both branches.",
-        )
-    passed("sigmoid is stable at +-1000 (no overflow, no NaN, finite gradients); sigmoid_grad matches autograd.")
+    _judge_through(cases, data, "sigmoid", torch.sigmoid)
+    return "sigmoid is stable at +-1000 (no overflow, no NaN, finite gradients); sigmoid_grad matches autograd."
 
 
-def check_tanh(tanh: Any, tanh_grad: Any, hidden: bool = False) -> None:
-    """A numerically stable tanh(x) and its derivative 1 - tanh(x)**2."""
-    _check_pair(
-        "tanh",
-        tanh,
-        tanh_grad,
-        torch.tanh,
-        hidden,
-        forward_candidates=lambda x: [
+check_sigmoid = exercise("sigmoid", _probe_sigmoid, _judge_sigmoid, _sigmoid_cases)
+
+
+# ---------------------------------------------------------------------------------------------
+# tanh (its usual solution calls the student's sigmoid: probed as written and with a reference sigmoid)
+
+
+def _tanh_cases(hidden: bool) -> dict[str, Any]:
+    return _cases(hidden, kink=False, kwargs=[{}])
+
+
+def _probe_tanh(tanh: Any, tanh_grad: Any, cases: dict[str, Any]) -> dict[str, Any]:
+    own = _probe_pair(tanh, tanh_grad, "tanh", cases, SIGMOID_FAMILIES)
+    with substituted((tanh, tanh_grad), "sigmoid", reference_sigmoid) as found:
+        with_reference = _probe_pair(tanh, tanh_grad, "tanh", cases, SIGMOID_FAMILIES) if found else None
+    return {"own": own, "with_reference_sigmoid": with_reference}
+
+
+def _judge_tanh_run(cases: dict[str, Any], data: dict[str, Any]) -> None:
+    _judge_pair(
+        cases, data, "tanh", lambda x: torch.tanh(x),
+        forward_candidates=lambda x, kw: [
             (torch.tanh(x), None),
             (torch.sigmoid(x), "that is sigmoid (range 0 to 1); tanh(x) = 2 * sigmoid(2x) - 1 has range -1 to 1."),
             (2 * torch.sigmoid(x) - 1, "tanh(x) = 2 * sigmoid(2x) - 1: the argument is 2x, not x."),
             (torch.sigmoid(2 * x), "tanh(x) = 2 * sigmoid(2x) - 1: scale by 2 and shift by -1."),
+            (2 * torch.sigmoid(2 * x) + 1, "tanh(x) = 2 * sigmoid(2x) - 1: subtract 1, do not add it."),
         ],
-        grad_candidates=lambda x: [
+        grad_candidates=lambda x, kw: [
             (1 - torch.tanh(x) ** 2, None),
             (1 - torch.tanh(x), "the derivative is 1 - tanh(x)**2: the square is missing."),
             (1 - x**2, "the derivative is 1 - t**2 with t = tanh(x), not 1 - x**2."),
             (torch.tanh(x) ** 2, "the derivative is 1 - tanh(x)**2, not tanh(x)**2."),
+            (2 * torch.sigmoid(2 * x) * (1 - torch.sigmoid(2 * x)),
+             "by the chain rule d/dx [2 sigmoid(2x) - 1] = 4 s (1 - s) with s = sigmoid(2x): the inner 2 is missing."),
         ],
-        kink=False,
-        forward_hint="tanh(x) = (1 - exp(-2x)) / (1 + exp(-2x)) for x >= 0, mirrored for x < 0; or "
+        forward_hint=lambda kw: "tanh(x) = (1 - exp(-2x)) / (1 + exp(-2x)) for x >= 0, mirrored for x < 0; or "
         "2 * sigmoid(2x) - 1 with your stable sigmoid.",
         grad_hint="the derivative is 1 - tanh(x)**2, which is 0 (not NaN) at +-1000.",
         stable=True,
     )
-    passed("tanh is stable at +-1000 and matches torch.tanh; tanh_grad matches autograd.")
+
+
+def _judge_tanh(cases: dict[str, Any], data: dict[str, Any]) -> str:
+    """A numerically stable tanh(x) and its derivative 1 - tanh(x)**2 (graded with a reference sigmoid too)."""
+    try:
+        _judge_tanh_run(cases, data["own"])
+    except CheckFailure as own_failure:
+        if data.get("with_reference_sigmoid") is None:
+            raise
+        _judge_tanh_run(cases, data["with_reference_sigmoid"])  # its failure is tanh's own mistake
+        return ("tanh and tanh_grad are right when they use a correct sigmoid, but with your sigmoid they fail "
+                f"({own_failure}): fix exercise 3 first.")
+    return "tanh is stable at +-1000 and matches torch.tanh; tanh_grad matches autograd."
+
+
+check_tanh = exercise("tanh", _probe_tanh, _judge_tanh, _tanh_cases)
