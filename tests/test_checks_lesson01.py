@@ -47,10 +47,50 @@ def size_no_default(h, k, s, p, d):
     return (h + 2 * p - d * (k - 1) - 1) // s + 1
 
 
+def size_no_minus_one(h, k, s, p, d=1):
+    return (h + 2 * p - d * (k - 1)) // s + 1
+
+
+def size_span_dk(h, k, s, p, d=1):
+    return (h + 2 * p - d * k) // s + 1
+
+
+def size_probes_a_layer(h, k, s, p, d=1):
+    """Reads the size off a real layer instead of computing it."""
+    return nn.Conv2d(1, 1, k, s, p, d)(torch.zeros(1, 1, h, h)).shape[-1]
+
+
+def size_probes_meta(h, k, s, p, d=1):
+    x = torch.empty(1, 1, h, h, device="meta")
+    return int(F.conv2d(x, torch.empty(1, 1, k, k, device="meta"), stride=s, padding=p, dilation=d).shape[-1])
+
+
+def size_torch_arith(h, k, s, p, d=1):
+    return int(torch.div(torch.tensor(h + 2 * p - d * (k - 1) - 1), s, rounding_mode="floor")) + 1
+
+
+def size_reference_helper(h, k, s, p, d=1):
+    from autograder.checks.lesson01 import _reference_size
+
+    return _reference_size(h, k, s, p, d)
+
+
+def size_numpy_int(h, k, s, p, d=1):
+    import numpy as np
+
+    return np.int64((h + 2 * p - d * (k - 1) - 1) // s + 1)
+
+
+def size_ok_math(h, k, s, p, d=1):
+    """Correct, written another way: floor of a true division."""
+    return math.floor((h + 2 * p - d * (k - 1) - 1) / s) + 1
+
+
 def test_conv_output_size_reference_passes(capsys):
+    checks.check_conv_output_size(size_ok_math, hidden=True)
     checks.check_conv_output_size(size_ok)
     checks.check_conv_output_size(size_ok, hidden=True)
-    assert "\u2714" in capsys.readouterr().out
+    assert capsys.readouterr().out.count("\u2714") == 3
 
 
 @pytest.mark.parametrize(
@@ -63,6 +103,13 @@ def test_conv_output_size_reference_passes(capsys):
         (size_pad_once, "BOTH sides"),
         (size_no_plus_one, "add 1"),
         (size_no_default, "Is d=1 the default"),
+        (size_no_minus_one, "the -1 is missing"),
+        (size_span_dk, "not d\\*k"),
+        (size_probes_a_layer, "calls a tensor operation"),
+        (size_probes_meta, "calls a tensor operation"),
+        (size_torch_arith, "calls a tensor operation"),
+        (size_reference_helper, "calls a tensor operation"),
+        (size_numpy_int, "returned a numpy.int64, expected the int"),
     ],
 )
 def test_conv_output_size_mistakes(wrong, message):
@@ -147,6 +194,48 @@ def conv_delegates_quietly(x, w, b, stride, padding):
         return conv_no_bias(x, w, b, stride, padding)
 
 
+def conv_aten(x, w, b, stride, padding):
+    return torch.ops.aten.conv2d(x, w, b, [stride, stride], [padding, padding])
+
+
+def conv_aten_convolution(x, w, b, stride, padding):
+    return torch.ops.aten.convolution(x, w, b, [stride] * 2, [padding] * 2, [1, 1], False, [0, 0], 1)
+
+
+def conv_mkldnn(x, w, b, stride, padding):
+    return torch.ops.aten._convolution(x, w, b, [stride] * 2, [padding] * 2, [1, 1], False, [0, 0], 1,
+                                       False, False, True, True)
+
+
+def conv_via_conv1d(x, w, b, stride, padding):
+    """A 2-D convolution as a sum of 1-D convolutions over the kernel rows: still a built-in convolution."""
+    xp = F.pad(x, (padding,) * 4)
+    k = w.shape[-1]
+    H_out = (xp.shape[2] - k) // stride + 1
+    rows = [sum(F.conv1d(xp[:, :, i * stride + u], w[:, :, u], stride=stride) for u in range(k)) for i in range(H_out)]
+    out = torch.stack(rows, 2)
+    return out if b is None else out + b.view(1, -1, 1, 1)
+
+
+def conv_via_transpose_adjoint(x, w, b, stride, padding):
+    """The forward convolution read off the gradient of a transposed one: a convolution kernel all the same."""
+    H_out = (x.shape[2] + 2 * padding - w.shape[-1]) // stride + 1
+    W_out = (x.shape[3] + 2 * padding - w.shape[-1]) // stride + 1
+    y = torch.zeros(x.shape[0], w.shape[0], H_out, W_out, requires_grad=True)
+    back = F.conv_transpose2d(y, w, stride=stride, padding=padding)
+    (g,) = torch.autograd.grad(back, y, grad_outputs=x[:, :, :back.shape[2], :back.shape[3]])
+    return g if b is None else g + b.view(1, -1, 1, 1)
+
+
+def conv_nn_grad(x, w, b, stride, padding):
+    import torch.nn.grad
+
+    H_out = (x.shape[2] + 2 * padding - w.shape[-1]) // stride + 1
+    W_out = (x.shape[3] + 2 * padding - w.shape[-1]) // stride + 1
+    return torch.nn.grad.conv2d_weight(x, w.shape, torch.zeros(x.shape[0], w.shape[0], H_out, W_out),
+                                       stride=stride, padding=padding)
+
+
 def conv_pads_in_place(x, w, b, stride, padding):
     x.mul_(1.0)
     x[:, :, 0, 0] += 0.0
@@ -155,19 +244,61 @@ def conv_pads_in_place(x, w, b, stride, padding):
     return conv_ok(x, w, b, stride, padding)
 
 
+def conv_bias_twice(x, w, b, stride, padding):
+    return conv_ok(x, w, None if b is None else 2 * b, stride, padding)
+
+
+def conv_rows_cols_swapped(x, w, b, stride, padding):
+    return conv_ok(x, w.transpose(-1, -2), b, stride, padding)
+
+
+def conv_filters_transposed(x, w, b, stride, padding):
+    """The flattened filter matrix built in the wrong order (kernel-major instead of channel-major)."""
+    C_out, C_in, k, _ = w.shape
+    return conv_ok(x, w.permute(0, 2, 3, 1).reshape(C_out, C_in, k, k), b, stride, padding)
+
+
+def conv_numpy(x, w, b, stride, padding):
+    return conv_ok(x, w, b, stride, padding).numpy()
+
+
+def conv_list(x, w, b, stride, padding):
+    return conv_ok(x, w, b, stride, padding).tolist()
+
+
+def conv_wrong_channels(x, w, b, stride, padding):
+    return conv_ok(x, w, b, stride, padding)[:, :1]
+
+
+def conv_tensor_unfold(x, w, b, stride, padding):
+    """A third correct answer: Tensor.unfold (a strided view of the windows) and einsum."""
+    k = w.shape[-1]
+    windows = F.pad(x, (padding,) * 4).unfold(2, k, stride).unfold(3, k, stride)  # (N, C, H_out, W_out, k, k)
+    out = torch.einsum("nchwuv,ocuv->nohw", windows, w)
+    return out if b is None else out + b.view(1, -1, 1, 1)
+
+
+def conv_float64_inside(x, w, b, stride, padding):
+    """Correct: computes in float64 and returns float32."""
+    return conv_ok(x.double(), w.double(), None if b is None else b.double(), stride, padding).float()
+
+
 def test_conv2d_scratch_reference_passes(capsys):
-    for fn in (conv_ok, conv_loops):
+    for fn in (conv_ok, conv_loops, conv_tensor_unfold, conv_float64_inside):
         checks.check_conv2d_scratch(fn)
         checks.check_conv2d_scratch(fn, hidden=True)
-    assert capsys.readouterr().out.count("\u2714") == 4
+    assert capsys.readouterr().out.count("\u2714") == 8
 
 
-def test_builtins_are_restored_after_the_check():
-    original = F.conv2d
+def test_builtins_work_after_the_check():
     with pytest.raises(CheckFailure):
         checks.check_conv2d_scratch(conv_delegates)
-    assert F.conv2d is original and torch.conv2d is original
-    assert nn.Conv2d.forward is not None and nn.Conv2d(1, 1, 1)(torch.zeros(1, 1, 2, 2)).shape == (1, 1, 2, 2)
+    x = torch.zeros(1, 1, 2, 2)
+    assert F.conv2d(x, torch.ones(1, 1, 1, 1)).shape == (1, 1, 2, 2)
+    assert nn.Conv2d(1, 1, 1)(x).shape == (1, 1, 2, 2)
+
+
+REFUSED = "calls a built-in convolution"
 
 
 @pytest.mark.parametrize(
@@ -177,10 +308,22 @@ def test_builtins_are_restored_after_the_check():
         (conv_no_padding, r"padding=0: add exactly `padding` zeros"),
         (conv_flipped, "kernel is flipped.*cross-correlation"),
         (conv_no_bias, "bias is missing"),
+        (conv_bias_twice, "bias is added twice"),
+        (conv_rows_cols_swapped, "rows and columns are swapped"),
+        (conv_filters_transposed, "flattened filter order does not match F.unfold's"),
         (conv_ignores_stride, "stride is ignored"),
-        (conv_delegates, "calls F.conv2d, the built-in this exercise re-implements"),
-        (conv_delegates_module, "calls nn.Conv2d.forward"),
-        (conv_delegates_quietly, "calls torch.conv2d"),
+        (conv_wrong_channels, "one channel per filter"),
+        (conv_numpy, "returned a numpy.ndarray, expected a torch.Tensor"),
+        (conv_list, "returned a list, expected a torch.Tensor"),
+        (conv_delegates, REFUSED),
+        (conv_delegates_module, REFUSED),
+        (conv_delegates_quietly, REFUSED),
+        (conv_aten, REFUSED),
+        (conv_aten_convolution, REFUSED),
+        (conv_mkldnn, REFUSED),
+        (conv_via_conv1d, REFUSED),
+        (conv_via_transpose_adjoint, REFUSED),
+        (conv_nn_grad, REFUSED),
         (conv_pads_in_place, "changed its input x in place"),
     ],
 )
@@ -189,8 +332,13 @@ def test_conv2d_scratch_mistakes(wrong, message):
         checks.check_conv2d_scratch(wrong)
 
 
+def test_conv2d_scratch_refused_even_when_the_error_is_caught():
+    with pytest.raises(CheckFailure, match=r"calls a built-in convolution.*\[aten.convolution\]"):
+        checks.check_conv2d_scratch(conv_delegates_quietly)
+
+
 def test_conv2d_scratch_catches_a_from_import():
-    """`from torch.nn.functional import conv2d` in the student's namespace is patched too."""
+    """`from torch.nn.functional import conv2d` in the student's namespace: refused at the dispatcher."""
     namespace: dict = {}
     exec(
         "from torch.nn.functional import conv2d\n"
@@ -198,9 +346,16 @@ def test_conv2d_scratch_catches_a_from_import():
         "    return conv2d(x, w, b, stride=stride, padding=padding)\n",
         namespace,
     )
-    with pytest.raises(CheckFailure, match="calls F.conv2d|calls torch.conv2d"):
+    with pytest.raises(CheckFailure, match=REFUSED):
         checks.check_conv2d_scratch(namespace["conv2d_scratch"])
     assert namespace["conv2d"] is F.conv2d
+
+
+def test_conv2d_scratch_probe_returns_plain_data():
+    ex = checks.check_conv2d_scratch.exercise
+    cases = ex.cases(False)
+    data = ex.run_probe([conv_ok], cases)
+    assert [type(d["out"]["value"]) for d in data] == [torch.Tensor] * len(cases)
 
 
 # ------------------------------------------------------------------ down_block
@@ -260,13 +415,117 @@ def down_list(in_ch, out_ch, batchnorm=True):
     return [nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=False), nn.LeakyReLU(0.2)]
 
 
-def test_down_block_reference_passes(capsys):
-    checks.check_down_block(down_ok)
-    checks.check_down_block(down_ok, hidden=True)
+def down_named(in_ch, out_ch, batchnorm=True):
+    """Correct, written another way: named layers in an OrderedDict."""
+    from collections import OrderedDict
+
+    layers = OrderedDict(conv=nn.Conv2d(in_ch, out_ch, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1), bias=False))
+    if batchnorm:
+        layers["bn"] = nn.BatchNorm2d(out_ch)
+    layers["act"] = nn.LeakyReLU(negative_slope=0.2)
+    return nn.Sequential(layers)
+
+
+class DownModule(nn.Module):
+    """Correct, written another way: a module of its own with an explicit forward."""
+
+    def __init__(self, in_ch, out_ch, batchnorm=True):
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=False)
+        self.norm = nn.BatchNorm2d(out_ch) if batchnorm else nn.Identity()
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, x):
+        return self.act(self.norm(self.conv(x)))
+
+
+def down_reference_wrapper(in_ch, out_ch, batchnorm=True):
     from dcgan_ref.models import down_block
 
-    checks.check_down_block(down_block, hidden=True)
-    assert capsys.readouterr().out.count("\u2714") == 3
+    return down_block(in_ch, out_ch, batchnorm)
+
+
+def down_reference_layers(in_ch, out_ch, batchnorm=True):
+    import dcgan_ref.models
+
+    return nn.Sequential(*dcgan_ref.models.down_block(in_ch, out_ch, batchnorm=batchnorm))
+
+
+def down_reference_discriminator(in_ch, out_ch, batchnorm=True):
+    from dcgan_ref.models import Discriminator
+
+    return Discriminator()
+
+
+def test_down_block_reference_passes(capsys):
+    for fn in (down_ok, down_named, DownModule):
+        checks.check_down_block(fn)
+        checks.check_down_block(fn, hidden=True)
+    assert capsys.readouterr().out.count("\u2714") == 6
+
+
+@pytest.mark.parametrize("wrong", [down_reference_wrapper, down_reference_layers, down_reference_discriminator])
+def test_down_block_refuses_the_reference(wrong):
+    with pytest.raises(CheckFailure, match="the reference it is compared with"):
+        checks.check_down_block(wrong)
+
+
+def test_down_block_refuses_the_reference_itself():
+    from dcgan_ref.models import down_block
+
+    with pytest.raises(CheckFailure, match="is dcgan_ref.models.down_block, the reference"):
+        checks.check_down_block(down_block)
+
+
+def down_bn_momentum(in_ch, out_ch, batchnorm=True):
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=False), nn.BatchNorm2d(out_ch, momentum=0.9),
+                         nn.LeakyReLU(0.2))
+
+
+def down_bn_wrong_features(in_ch, out_ch, batchnorm=True):
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=False), nn.BatchNorm2d(in_ch), nn.LeakyReLU(0.2))
+
+
+def down_instance_norm(in_ch, out_ch, batchnorm=True):
+    layers = [nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=False)]
+    if batchnorm:
+        layers.append(nn.InstanceNorm2d(out_ch))
+    return nn.Sequential(*layers, nn.LeakyReLU(0.2))
+
+
+def down_wrong_channels(in_ch, out_ch, batchnorm=True):
+    return down_ok(out_ch, in_ch, batchnorm) if in_ch != out_ch else down_ok(in_ch, out_ch + 1, batchnorm)
+
+
+def down_no_activation(in_ch, out_ch, batchnorm=True):
+    layers = [nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=False)]
+    return nn.Sequential(*layers, *([nn.BatchNorm2d(out_ch)] if batchnorm else []))
+
+
+def down_two_convs(in_ch, out_ch, batchnorm=True):
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, 1, 1, bias=False), down_ok(out_ch, out_ch, batchnorm))
+
+
+def down_stride1(in_ch, out_ch, batchnorm=True):
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 4, 1, 1, bias=False), nn.BatchNorm2d(out_ch), nn.LeakyReLU(0.2))
+
+
+def down_raises(in_ch, out_ch, batchnorm=True):
+    raise NotImplementedError()
+
+
+class DownWrongForward(DownModule):
+    """Right layers, wrong forward: the activation before the normalisation."""
+
+    def forward(self, x):
+        return self.norm(self.act(self.conv(x)))
+
+
+class DownFreshWeights(DownModule):
+    """Right layers, but forward uses a weight it recreates each time."""
+
+    def forward(self, x):
+        return self.act(self.norm(F.conv2d(x, torch.ones_like(self.conv.weight), stride=2, padding=1)))
 
 
 @pytest.mark.parametrize(
@@ -283,6 +542,16 @@ def test_down_block_reference_passes(capsys):
         (down_bn_after, "expected the order \\[Conv2d, BatchNorm2d, LeakyReLU\\]"),
         (down_no_flag, "unexpected keyword argument 'batchnorm'"),
         (down_list, "expected an nn.Module"),
+        (down_bn_momentum, "momentum=0.9, expected the default 0.1"),
+        (down_bn_wrong_features, "BatchNorm2d has 3 features, expected out_ch = 8"),
+        (down_instance_norm, "uses InstanceNorm2d, expected nn.BatchNorm2d"),
+        (down_wrong_channels, "maps 8 -> 3 channels, expected 3 -> 8"),
+        (down_no_activation, "activation is missing"),
+        (down_two_convs, "expected exactly one nn.Conv2d"),
+        (down_stride1, "expected 4, 2, 1"),
+        (down_raises, "not implemented yet"),
+        (lambda i, o, batchnorm=True: DownWrongForward(i, o, batchnorm), "differs from the reference"),
+        (lambda i, o, batchnorm=True: DownFreshWeights(i, o, batchnorm), "differs from the reference"),
     ],
 )
 def test_down_block_mistakes(wrong, message):

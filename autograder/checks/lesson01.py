@@ -1,16 +1,17 @@
 """Checks for lesson 01, strided convolution: output size, a convolution from scratch, D's block.
 
-Every check compares the student's object with ``torch.nn.functional.conv2d`` / ``nn.Conv2d`` or
-``dcgan_ref.models.down_block``, computed here on inputs from fixed seeds. When the answer is
-wrong, the check recomputes the reference with the usual mistake built in (padding off by one,
-flipped kernel, no bias, ...) and names the mistake whose result matches the student's.
-The block helpers (``layer_pattern``, ``compare_with_reference``) are shared with lesson 02.
+Each exercise is cases -> probe -> judge (``_core.exercise``). The probes run the student's code
+(built-in convolutions refused at the dispatcher where the exercise re-implements one, dcgan_ref
+refused everywhere) and return plain data; the judges compute ``F.conv2d`` / ``nn.Conv2d`` or
+``dcgan_ref.models.down_block`` on the same inputs and, when the answer is wrong, recompute the
+reference with the usual mistake built in (padding off by one, flipped kernel, no bias, ...) to
+name the mistake whose result matches. The block helpers (``probe_blocks``,
+``check_norm_and_order``, ``compare_with_reference``) are shared with lesson 02.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -20,23 +21,22 @@ from torch import nn
 
 from autograder.checks._core import (
     CheckFailure,
+    Layer,
     attempt,
     call,
+    describe_module,
     exercise,
-    unwrap,
     expect,
     expect_close,
     expect_shape,
-    expect_tensor,
     fail,
-    forbid,
-    passed,
+    leaf_layers,
     randn,
     seeded,
-    student_globals,
+    unwrap,
 )
-from autograder.checks._guard import ANY_TENSOR_OP
-from autograder.checks._plain import type_name
+from autograder.checks._guard import ANY_TENSOR_OP, CONVOLUTION
+from autograder.checks._plain import to_plain, type_name
 
 # ---------------------------------------------------------------------------------------------
 # conv_output_size
@@ -68,6 +68,13 @@ _SIZE_MISTAKES: list[tuple[Callable[[int, int, int, int, int], int], str]] = [
      "use floor division //"),
     (lambda h, k, s, p, d: (h + p - _span(k, d)) // s + 1, "padding is added on BOTH sides: use 2*p"),
     (lambda h, k, s, p, d: (h + 2 * p - _span(k, d)) // s, "the first window counts too: add 1"),
+    (lambda h, k, s, p, d: (h + 2 * p - d * (k - 1)) // s + 1,
+     "the -1 is missing: a kernel of size k with dilation d spans d*(k-1) + 1 pixels, so subtract "
+     "d*(k-1) + 1 (for d=1: subtract k), not d*(k-1)"),
+    (lambda h, k, s, p, d: (h + 2 * p - d * k) // s + 1,
+     "a dilated kernel spans d*(k-1) + 1 pixels, not d*k: subtract d*(k-1) + 1"),
+    (lambda h, k, s, p, d: (h + 2 * p - d * (k - 1) - 1) // s + 2,
+     "the +1 counts the first window once: floor((h + 2*p - d*(k-1) - 1) / s) + 1"),
     (lambda h, k, s, p, d: h + 2 * p - _span(k, d) + 1, "the stride is missing: divide by s"),
 ]
 
@@ -169,58 +176,78 @@ check_conv_output_size = exercise("conv_output_size", _probe_conv_output_size, _
 # ---------------------------------------------------------------------------------------------
 # conv2d_scratch
 
-
-def conv_builtins() -> dict[str, tuple[Any, str]]:
-    """Every built-in that computes a convolution (forward or transposed), plus dcgan_ref's blocks."""
-    import dcgan_ref.models as ref_models
-
-    return {
-        "F.conv2d": (F, "conv2d"),
-        "torch.conv2d": (torch, "conv2d"),
-        "nn.Conv2d.forward": (nn.Conv2d, "forward"),
-        "nn.Conv2d._conv_forward": (nn.Conv2d, "_conv_forward"),
-        "F.conv_transpose2d": (F, "conv_transpose2d"),
-        "torch.conv_transpose2d": (torch, "conv_transpose2d"),
-        "nn.ConvTranspose2d.forward": (nn.ConvTranspose2d, "forward"),
-        "torch.convolution": (torch, "convolution"),
-        "torch._convolution": (torch, "_convolution"),
-        "F.conv1d": (F, "conv1d"),
-        "F.conv3d": (F, "conv3d"),
-        "dcgan_ref.models.down_block": (ref_models, "down_block"),
-        "dcgan_ref.models.up_block": (ref_models, "up_block"),
-    }
-
-
 CONV_INSTEAD = (
     "Build it from F.pad / F.unfold (or slicing) and a matrix product or torch.einsum instead."
 )
 
 
-def _conv_cases(hidden: bool) -> list[tuple[tuple[int, ...], tuple[int, ...], bool, int, int]]:
-    """(x shape, w shape, with bias, stride, padding)."""
-    cases = [
+def _conv_cases(hidden: bool) -> list[dict[str, Any]]:
+    """Plain inputs: x, w, b (or None), stride, padding, drawn from fixed seeds."""
+    shapes = [
         ((2, 3, 8, 8), (5, 3, 4, 4), True, 2, 1),  # a DCGAN discriminator layer
         ((1, 2, 7, 7), (4, 2, 3, 3), True, 1, 0),  # no padding, stride 1
         ((2, 3, 9, 7), (2, 3, 3, 3), False, 2, 1),  # H != W, no bias
         ((1, 1, 6, 6), (1, 1, 4, 4), False, 1, 0),  # asymmetric kernel values show a flip
     ]
     if hidden:
-        cases += [
+        shapes += [
             ((3, 4, 11, 13), (6, 4, 5, 5), True, 3, 2),
             ((2, 8, 16, 16), (16, 8, 4, 4), True, 2, 1),
             ((1, 3, 5, 5), (2, 3, 1, 1), True, 1, 0),  # 1x1 convolution
             ((2, 2, 4, 4), (3, 2, 4, 4), True, 1, 0),  # one output pixel per image
             ((1, 3, 10, 6), (4, 3, 3, 3), False, 2, 2),
         ]
-    return cases
+    return [{"x": randn(*xs, seed=10 + i), "w": randn(*ws, seed=20 + i),
+             "b": randn(ws[0], seed=30 + i) if with_bias else None, "stride": stride, "padding": padding}
+            for i, (xs, ws, with_bias, stride, padding) in enumerate(shapes)]
 
 
-def matches(out: torch.Tensor, expected: torch.Tensor, *, rtol: float, atol: float) -> bool:
+def matches(out: Any, expected: torch.Tensor, *, rtol: float, atol: float) -> bool:
     """Same shape and values within ``atol + rtol * |expected|`` (expect_close's criterion)."""
-    if out.shape != expected.shape or out.dtype.is_complex:
+    if type(out) is not torch.Tensor or out.shape != expected.shape or out.dtype.is_complex:
         return False
     a, e = out.detach().to("cpu", torch.float64), expected.detach().to("cpu", torch.float64)
     return bool(((a - e).abs() <= atol + rtol * e.abs()).all())
+
+
+def expect_plain_tensor(value: Any, what: str) -> torch.Tensor:
+    """Judge side: fail unless ``value`` is exactly a ``torch.Tensor`` (a numpy array, a list: named)."""
+    if type(value) is not torch.Tensor:
+        fail(f"{what} returned a {type_name(value)}, expected a torch.Tensor.")
+    return value
+
+
+def inputs_text(case: dict[str, Any], names: tuple[str, ...] = ("x", "w", "b")) -> str:
+    """'x (2, 3, 8, 8), w (5, 3, 4, 4), b (5,), stride=2, padding=1' for a message."""
+    parts = [f"{n} {tuple(case[n].shape)}" if case.get(n) is not None else f"{n} None" for n in names]
+    return ", ".join(parts + [f"stride={case['stride']}", f"padding={case['padding']}"])
+
+
+def probe_tensor_fn(fn: Callable[..., Any], name: str, cases: list[dict[str, Any]], arg_names: tuple[str, ...],
+                    **call_kwargs: Any) -> list[dict[str, Any]]:
+    """Probe side: ``fn(*case[arg_names], stride, padding)`` on fresh copies; the outcome and the
+    inputs as the call left them (so the judge can see an in-place change)."""
+    out = []
+    for case in cases:
+        args = [None if case[n] is None else case[n].clone() for n in arg_names]
+        outcome = attempt(fn, *args, case["stride"], case["padding"], what=name, **call_kwargs)
+        out.append({"out": outcome, "inputs_after": args})
+    return out
+
+
+def judge_inputs_untouched(case: dict[str, Any], after: list[Any], arg_names: tuple[str, ...], what: str,
+                           hint: str) -> None:
+    """Judge side: every tensor argument must come back from the call unchanged."""
+    for n, a in zip(arg_names, after, strict=True):
+        if case[n] is not None and not (type(a) is torch.Tensor and torch.equal(a, case[n])):
+            fail(f"{what} changed its input {n} in place: {hint}")
+
+
+def _probe_conv2d_scratch(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run the student's convolution on every case with every built-in convolution refused
+    (F.unfold / F.fold stay allowed: im2col is the construction the lesson teaches)."""
+    return probe_tensor_fn(fn, "conv2d_scratch", cases, ("x", "w", "b"), refuse=[CONVOLUTION],
+                           instead=CONV_INSTEAD)
 
 
 def _conv_shape_hint(x: torch.Tensor, w: torch.Tensor, stride: int, padding: int, got: tuple) -> str:
@@ -233,7 +260,7 @@ def _conv_shape_hint(x: torch.Tensor, w: torch.Tensor, stride: int, padding: int
         return "the output is 4-D: (N, C_out, H_out, W_out)"
     if got[1] != w.shape[0] and got[2:] == shape(stride, padding)[2:]:
         return "the output has one channel per filter: C_out = w.shape[0]"
-    for p in {padding - 1, padding + 1, 0, 2 * padding} - {padding}:
+    for p in sorted({padding - 1, padding + 1, 0, 2 * padding} - {padding}):
         if p >= 0 and got == shape(stride, p):
             return (f"this is the output for padding={p}: add exactly `padding` zeros on every side, "
                     "e.g. F.pad(x, (padding, padding, padding, padding))")
@@ -242,12 +269,12 @@ def _conv_shape_hint(x: torch.Tensor, w: torch.Tensor, stride: int, padding: int
     return "H_out = (H + 2*padding - k) // stride + 1, and the same for W"
 
 
-def _conv_value_hint(fn_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
+def _conv_value_hint(out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
                      stride: int, padding: int) -> str:
     """Name the mistake whose result matches the student's values."""
 
     def close(ref: torch.Tensor) -> bool:
-        return matches(fn_out, ref, rtol=1e-4, atol=1e-4)
+        return matches(out, ref, rtol=1e-4, atol=1e-4)
 
     if close(F.conv2d(x, w.flip(-1, -2), b, stride=stride, padding=padding)):
         return ("the kernel is flipped: this is the textbook convolution, but nn.Conv2d computes a "
@@ -258,77 +285,125 @@ def _conv_value_hint(fn_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b: 
         return "the bias is added twice"
     if close(F.conv2d(x, w.transpose(-1, -2), b, stride=stride, padding=padding)):
         return "the kernel's rows and columns are swapped"
+    if x.shape[-1] == x.shape[-2] and close(F.conv2d(x.transpose(-1, -2), w, b, stride=stride,
+                                                    padding=padding).transpose(-1, -2)):
+        return "the kernel's rows and columns are swapped"
+    C_out, k = w.shape[0], w.shape[-1]
+    scrambled = F.conv2d(x, w.reshape(-1, C_out).t().reshape(w.shape), b, stride=stride, padding=padding)
+    if close(scrambled):
+        return ("the flattened filters are laid out in the wrong order: w.reshape(C_out, -1) already has "
+                "F.unfold's order (channel, then kernel row, then column); don't transpose it")
+    if k > 1 and close(F.conv2d(x, w.permute(0, 2, 3, 1).reshape(w.shape), b, stride=stride, padding=padding)):
+        return ("the flattened filter order does not match F.unfold's, which is channel-major: "
+                "use w.reshape(C_out, -1) as it is")
     return ("check how windows are laid out: F.unfold returns (N, C_in*k*k, L) with channel-major "
             "order, matching w.reshape(C_out, -1)")
 
 
-def check_conv2d_scratch(fn: Callable[..., Any], hidden: bool = False) -> None:
-    """``fn(x, w, b, stride, padding)`` must equal F.conv2d without calling any built-in convolution."""
-    cases = _conv_cases(hidden)
-    for i, (xs, ws, with_bias, stride, padding) in enumerate(cases):
-        x = randn(*xs, seed=10 + i)
-        w = randn(*ws, seed=20 + i)
-        b = randn(ws[0], seed=30 + i) if with_bias else None
-        expected = F.conv2d(x, w, b, stride=stride, padding=padding)  # before the built-ins are patched
-        x_before = x.clone()
-        b_text = f"({ws[0]},)" if with_bias else "None"
-        args = f"x {xs}, w {ws}, b {b_text}, stride={stride}, padding={padding}"
-        with forbid(conv_builtins(), "conv2d_scratch", CONV_INSTEAD, student_globals(fn)):
-            out = call(fn, x, w, b, stride, padding, what="conv2d_scratch")
-        what = f"conv2d_scratch({args})"
-        out = expect_tensor(out, what)
+def _judge_conv2d_scratch(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -> str:
+    """``fn(x, w, b, stride, padding)`` must equal F.conv2d, computed here, on every case."""
+    for case, result in zip(cases, data, strict=True):
+        x, w, b, stride, padding = case["x"], case["w"], case["b"], case["stride"], case["padding"]
+        what = f"conv2d_scratch({inputs_text(case)})"
+        out = unwrap(result["out"])
+        expected = F.conv2d(x, w, b, stride=stride, padding=padding)
+        out = expect_plain_tensor(out, what)
         if out.shape != expected.shape:
             expect_shape(out, expected.shape, what, hint=_conv_shape_hint(x, w, stride, padding, tuple(out.shape)))
-        expect(torch.equal(x, x_before), f"{what} changed its input x in place: pad a copy (F.pad) instead.")
+        judge_inputs_untouched(case, result["inputs_after"], ("x", "w", "b"), what,
+                               "pad a copy (F.pad) instead.")
         # float32 sums taken in another order (unfold + matmul vs the conv kernel) differ by ~1e-6
         # relative; 1e-4 leaves a wide margin while every real mistake is off by O(1).
         if not matches(out, expected, rtol=1e-4, atol=1e-4):
             expect_close(out, expected, what, rtol=1e-4, atol=1e-4,
                          hint=_conv_value_hint(out, x, w, b, stride, padding))
-    passed(f"conv2d_scratch equals F.conv2d on {len(cases)} inputs without calling it"
-           + (" (hidden tests)" if hidden else "") + ".")
+    return f"conv2d_scratch equals F.conv2d on {len(cases)} inputs without calling it."
+
+
+check_conv2d_scratch = exercise("conv2d_scratch", _probe_conv2d_scratch, _judge_conv2d_scratch, _conv_cases)
 
 
 # ---------------------------------------------------------------------------------------------
-# blocks (shared with lesson 02)
+# blocks (shared with lesson 02): the probe builds the block, sets its parameters to seeded values
+# and runs it; the judge inspects the description and compares with dcgan_ref's block.
 
 POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.LPPool2d,
            nn.FractionalMaxPool2d)
 IGNORED = (nn.Identity, nn.Dropout, nn.Dropout2d)
 
 
-def build_block(fn: Callable[..., nn.Module], args: tuple, kwargs: dict, what: str) -> nn.Module:
-    """Call the student's block factory and make sure it returned a module."""
-    block = call(fn, *args, what=what, **kwargs)
-    if not isinstance(block, nn.Module):
-        fail(f"{what} returned {type(block).__name__}, expected an nn.Module "
+def block_parameters(shapes: list[tuple[int, ...]], seed: int) -> list[torch.Tensor]:
+    """Seeded parameter values for a block with these parameter shapes (both sides draw the same):
+    random, so a swapped weight and bias would show, and BatchNorm scales around 1."""
+    g = seeded(seed)
+    return [torch.randn(s, generator=g) * 0.5 + (1.0 if len(s) == 1 else 0.0) for s in shapes]
+
+
+def block_call_text(name: str, config: dict[str, Any]) -> str:
+    """'down_block(3, 8, batchnorm=False)'."""
+    args = [str(a) for a in config["args"]] + [f"{k}={v}" for k, v in config["kwargs"].items()]
+    return f"{name}({', '.join(args)})"
+
+
+def _load_parameters(block: nn.Module, seed: int) -> None:
+    params = list(block.parameters())
+    with torch.no_grad():
+        for p, v in zip(params, block_parameters([tuple(p.shape) for p in params], seed), strict=True):
+            p.copy_(v)
+
+
+def probe_blocks(fn: Callable[..., Any], name: str, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Probe side, for each config: build the block, describe it (after setting its parameters to
+    the seeded values) and run it on x in train mode, then in eval mode."""
+    results: list[dict[str, Any]] = []
+    for config in configs:
+        what = block_call_text(name, config)
+        try:
+            block = call(fn, *config["args"], what=what, **config["kwargs"])
+        except CheckFailure as err:
+            results.append({"built": {"error": str(err)}})
+            continue
+        if not isinstance(block, nn.Module):
+            results.append({"built": {"value": {"returned": type_name(to_plain(block))}}})
+            continue
+        loaded = attempt(_load_parameters, block, config["seed"], what=f"{what} (setting its parameters)")
+        entry: dict[str, Any] = {"built": {"value": {"returned": "module"}}, "loaded": loaded,
+                                 "layers": describe_module(block), "outputs": {}}
+        for mode in ("train", "eval"):
+            block.train(mode == "train")
+            with torch.no_grad():
+                entry["outputs"][mode] = attempt(block, config["x"].clone(), what=f"{what} (forward, {mode} mode)")
+        results.append(entry)
+    return results
+
+
+def pattern_text(layers: list[Layer]) -> str:
+    """'[Conv2d, BatchNorm2d, LeakyReLU]'."""
+    return "[" + ", ".join(m.type_name for m in layers) + "]"
+
+
+def judge_built_block(result: dict[str, Any], what: str) -> list[Layer]:
+    """Judge side: the block was built and is an nn.Module; its leaf layers (Identity/Dropout left out)."""
+    built = unwrap(result["built"])
+    if built.get("returned") != "module":
+        fail(f"{what} returned {built.get('returned')}, expected an nn.Module "
              "(e.g. nn.Sequential(conv, norm, activation)).")
-    return block
-
-
-def layer_pattern(block: nn.Module) -> list[nn.Module]:
-    """The leaf layers of ``block`` in registration order (Identity/Dropout left out)."""
-    return [m for m in block.modules() if not list(m.children()) and not isinstance(m, IGNORED)]
-
-
-def describe(layers: list[nn.Module]) -> str:
-    return "[" + ", ".join(type(m).__name__ for m in layers) + "]"
+    return leaf_layers(result["layers"], ignore=IGNORED)
 
 
 def check_norm_and_order(
-    layers: list[nn.Module],
+    layers: list[Layer],
     conv_type: type,
     batchnorm: bool,
     out_ch: int,
-    act_ok: Callable[[nn.Module], bool],
+    act_ok: Callable[[Layer], bool],
     act_name: str,
-    act_hint: Callable[[nn.Module], str],
+    act_hint: Callable[[Layer], str],
     what: str,
 ) -> None:
     """Exactly one ``conv_type``, one BatchNorm2d(out_ch) if ``batchnorm``, one activation, in that order."""
-    pattern = describe(layers)
-    norms = [m for m in layers if isinstance(m, nn.modules.batchnorm._NormBase)
-             or isinstance(m, (nn.GroupNorm, nn.LayerNorm))]
+    pattern = pattern_text(layers)
+    norms = [m for m in layers if m.isa(nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)]
     if batchnorm and not norms:
         fail(f"{what} has layers {pattern}: the BatchNorm2d is missing. Add nn.BatchNorm2d({out_ch}) "
              "between the convolution and the activation.")
@@ -339,13 +414,17 @@ def check_norm_and_order(
         fail(f"{what} has layers {pattern}: {len(norms)} normalisation layers, expected one BatchNorm2d.")
     if norms:
         bn = norms[0]
-        if not isinstance(bn, nn.BatchNorm2d):
-            fail(f"{what} uses {type(bn).__name__}, expected nn.BatchNorm2d({out_ch}) "
+        if not bn.isa(nn.BatchNorm2d):
+            fail(f"{what} uses {bn.type_name}, expected nn.BatchNorm2d({out_ch}) "
                  "(normalises each channel over the batch and the pixels).")
-        if bn.num_features != out_ch:
-            fail(f"{what}: BatchNorm2d has {bn.num_features} features, expected out_ch = {out_ch} "
+        if bn.attrs.get("num_features") != out_ch:
+            fail(f"{what}: BatchNorm2d has {bn.attrs.get('num_features')} features, expected out_ch = {out_ch} "
                  "(it normalises the convolution's output channels).")
-    acts = [m for m in layers if not isinstance(m, (conv_type, nn.modules.batchnorm._NormBase))]
+        for key, default in (("eps", 1e-5), ("momentum", 0.1), ("affine", True), ("track_running_stats", True)):
+            if bn.attrs.get(key) != default:
+                fail(f"{what}: BatchNorm2d has {key}={bn.attrs.get(key)}, expected the default {default}: "
+                     f"create it as nn.BatchNorm2d({out_ch}).")
+    acts = [m for m in layers if not m.isa(conv_type, nn.modules.batchnorm._NormBase)]
     if not acts:
         fail(f"{what} has layers {pattern}: the activation is missing, "
              f"expected {act_name} as the last layer.")
@@ -353,37 +432,34 @@ def check_norm_and_order(
         fail(f"{what} has layers {pattern}: expected a single activation, {act_name}.")
     if not act_ok(acts[0]):
         fail(f"{what} ends with {acts[0]!r}, expected {act_name}: {act_hint(acts[0])}")
-    order = [type(m) for m in layers]
-    expected_order = [conv_type] + ([nn.BatchNorm2d] if batchnorm else []) + [type(acts[0])]
-    if order != expected_order:
-        names = ", ".join(t.__name__ for t in expected_order)
-        fail(f"{what} has layers {pattern}, expected the order [{names}]: convolution, "
+    expected_order = [conv_type.__name__] + (["BatchNorm2d"] if batchnorm else []) + [acts[0].type_name]
+    if [m.type_name for m in layers] != expected_order:
+        fail(f"{what} has layers {pattern}, expected the order [{', '.join(expected_order)}]: convolution, "
              + ("then BatchNorm, " if batchnorm else "") + "then the activation.")
 
 
-def compare_with_reference(block: nn.Module, ref: nn.Module, x: torch.Tensor, what: str) -> None:
-    """Copy ``ref``'s (randomised) parameters and buffers into ``block`` by order; outputs must agree."""
-    g = seeded(7)
-    with torch.no_grad():
-        for p in ref.parameters():  # random values so a swapped weight/bias would show
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5 + (1.0 if p.dim() == 1 else 0.0))
-    ps, rs = list(block.parameters()), list(ref.parameters())
-    shapes = [tuple(p.shape) for p in ps]
-    ref_shapes = [tuple(p.shape) for p in rs]
+def compare_with_reference(result: dict[str, Any], ref: nn.Module, config: dict[str, Any], what: str) -> None:
+    """Judge side: with the same seeded parameters, the block's outputs (train mode, then eval mode)
+    must equal ``ref``'s on the same input."""
+    ref_params = list(ref.parameters())
+    shapes = [tuple(p.shape) for e in result["layers"] for p in e["params"].values() if p is not None]
+    ref_shapes = [tuple(p.shape) for p in ref_params]
     expect(shapes == ref_shapes,
            f"{what} has parameters of shapes {shapes}, expected {ref_shapes} (as in dcgan_ref).")
+    unwrap(result["loaded"])
+    values = block_parameters(ref_shapes, config["seed"])
+    described = [p for e in result["layers"] for p in e["params"].values() if p is not None]
+    expect(all(torch.equal(d, v) for d, v in zip(described, values, strict=True)),
+           f"{what}: its parameters did not keep the values the check set (are they recreated in forward?).")
     with torch.no_grad():
-        for p, r in zip(ps, rs, strict=True):
-            p.copy_(r)
-        for bb, rb in zip(block.buffers(), ref.buffers(), strict=False):
-            if bb.shape == rb.shape:
-                bb.copy_(rb)
+        for p, v in zip(ref_params, values, strict=True):
+            p.copy_(v)
+    x = config["x"]
     for mode in ("train", "eval"):
-        block.train(mode == "train")
         ref.train(mode == "train")
         with torch.no_grad():
             expected = ref(x.clone())
-            out = call(block, x.clone(), what=f"{what} (forward)")
+        out = expect_plain_tensor(unwrap(result["outputs"][mode]), f"{what} (forward)")
         # same layers and parameters: only float32 summation order can differ (~1e-6)
         expect_close(out, expected, f"{what} output in {mode} mode on x {tuple(x.shape)}",
                      rtol=1e-4, atol=1e-5,
@@ -391,54 +467,66 @@ def compare_with_reference(block: nn.Module, ref: nn.Module, x: torch.Tensor, wh
                           "check the layer settings")
 
 
-def _leaky_hint(m: nn.Module) -> str:
-    if isinstance(m, nn.LeakyReLU):
-        return (f"its negative_slope is {m.negative_slope}; DCGAN's discriminator uses 0.2 "
+def _leaky_hint(m: Layer) -> str:
+    if m.isa(nn.LeakyReLU):
+        return (f"its negative_slope is {m.attrs.get('negative_slope')}; DCGAN's discriminator uses 0.2 "
                 "(PyTorch's default is 0.01).")
-    if isinstance(m, nn.ReLU):
+    if m.isa(nn.ReLU):
         return ("ReLU zeroes every negative input, so no gradient flows back through it; "
                 "D uses nn.LeakyReLU(0.2) so G always gets a gradient.")
     return "the discriminator's hidden layers use nn.LeakyReLU(0.2)."
 
 
-def check_down_block(fn: Callable[..., nn.Module], hidden: bool = False) -> None:
-    """``fn(in_ch, out_ch, batchnorm=True)``: Conv 4x4/2/1 without bias, BatchNorm, LeakyReLU(0.2)."""
+def _down_cases(hidden: bool) -> list[dict[str, Any]]:
+    """(in_ch, out_ch), keyword arguments, the input x and the parameter seed of each configuration."""
+    configs = [((3, 8), {}, (2, 3, 16, 16)), ((3, 8), {"batchnorm": False}, (2, 3, 16, 16))]
+    if hidden:
+        configs += [((16, 32), {}, (4, 16, 32, 32)), ((5, 7), {}, (3, 5, 8, 8)),
+                    ((8, 4), {"batchnorm": True}, (2, 8, 4, 4)), ((6, 2), {"batchnorm": False}, (2, 6, 10, 10))]
+    return [{"args": list(args), "kwargs": kwargs, "x": randn(*xs, seed=40 + i), "seed": 7 + i}
+            for i, (args, kwargs, xs) in enumerate(configs)]
+
+
+def _probe_down_block(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Build, describe and run the student's block for every configuration."""
+    return probe_blocks(fn, "down_block", cases)
+
+
+def _judge_down_block(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -> str:
+    """Conv 4x4/2/1 without bias, BatchNorm2d (if batchnorm), LeakyReLU(0.2); outputs equal
+    dcgan_ref.models.down_block's with the same parameters."""
     from dcgan_ref.models import down_block as ref_block
 
-    cases = [((3, 8), {}, (2, 3, 16, 16)), ((3, 8), {"batchnorm": False}, (2, 3, 16, 16))]
-    if hidden:
-        cases += [((16, 32), {}, (4, 16, 32, 32)), ((5, 7), {}, (3, 5, 8, 8)),
-                  ((8, 4), {"batchnorm": True}, (2, 8, 4, 4)), ((6, 2), {"batchnorm": False}, (2, 6, 10, 10))]
-    for i, ((in_ch, out_ch), kwargs, xshape) in enumerate(cases):
-        args = ", ".join([str(in_ch), str(out_ch)] + [f"{k}={v}" for k, v in kwargs.items()])
-        what = f"down_block({args})"
-        block = build_block(fn, (in_ch, out_ch), kwargs, what)
-        layers = layer_pattern(block)
-        pattern = describe(layers)
-        pools = [m for m in layers if isinstance(m, POOLING)]
+    for config, result in zip(cases, data, strict=True):
+        in_ch, out_ch = config["args"]
+        kwargs = config["kwargs"]
+        what = block_call_text("down_block", config)
+        layers = judge_built_block(result, what)
+        pattern = pattern_text(layers)
+        pools = [m for m in layers if m.isa(*POOLING)]
         if pools:
             fail(f"{what} has layers {pattern}: DCGAN replaces pooling with a strided convolution, "
-                 f"so remove the {type(pools[0]).__name__} and give the Conv2d stride=2.")
-        convs = [m for m in layers if isinstance(m, nn.Conv2d)]
+                 f"so remove the {pools[0].type_name} and give the Conv2d stride=2.")
+        convs = [m for m in layers if m.isa(nn.Conv2d)]
         expect(len(convs) == 1, f"{what} has layers {pattern}: expected exactly one nn.Conv2d.")
         conv = convs[0]
-        expect((conv.in_channels, conv.out_channels) == (in_ch, out_ch),
-               f"{what}: the Conv2d maps {conv.in_channels} -> {conv.out_channels} channels, "
-               f"expected {in_ch} -> {out_ch}.")
-        settings = (tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.padding))
-        expect(settings == ((4, 4), (2, 2), (1, 1)),
-               f"{what}: the Conv2d has kernel_size={conv.kernel_size}, stride={conv.stride}, "
-               f"padding={conv.padding}, expected 4, 2, 1: a 4x4 kernel at stride 2 with padding 1 "
+        channels = (conv.attrs.get("in_channels"), conv.attrs.get("out_channels"))
+        expect(channels == (in_ch, out_ch),
+               f"{what}: the Conv2d maps {channels[0]} -> {channels[1]} channels, expected {in_ch} -> {out_ch}.")
+        settings = (conv.attrs.get("kernel_size"), conv.attrs.get("stride"), conv.attrs.get("padding"))
+        expect(settings == ((4, 4), (2, 2), (1, 1)) and conv.attrs.get("dilation") == (1, 1),
+               f"{what}: the Conv2d has kernel_size={settings[0]}, stride={settings[1]}, "
+               f"padding={settings[2]}, expected 4, 2, 1: a 4x4 kernel at stride 2 with padding 1 "
                "halves H and W exactly.")
-        expect(conv.bias is None,
+        expect(conv.params.get("bias") is None,
                f"{what}: the Conv2d has a bias; create it with bias=False. "
                + ("The BatchNorm right after it subtracts each channel's mean, which cancels any bias."
                   if kwargs.get("batchnorm", True) else "DCGAN's convolutions carry no bias."))
         check_norm_and_order(layers, nn.Conv2d, kwargs.get("batchnorm", True), out_ch,
-                             lambda m: isinstance(m, nn.LeakyReLU) and m.negative_slope == 0.2,
+                             lambda m: m.isa(nn.LeakyReLU) and m.attrs.get("negative_slope") == 0.2,
                              "nn.LeakyReLU(0.2)", _leaky_hint, what)
-        x = randn(*xshape, seed=40 + i)
-        ref = ref_block(in_ch, out_ch, **kwargs)
-        compare_with_reference(block, ref, x, what)
-    passed(f"down_block matches dcgan_ref.models.down_block in {len(cases)} configurations"
-           + (" (hidden tests)" if hidden else "") + ".")
+        compare_with_reference(result, ref_block(in_ch, out_ch, **kwargs), config, what)
+    return f"down_block matches dcgan_ref.models.down_block in {len(cases)} configurations."
+
+
+check_down_block = exercise("down_block", _probe_down_block, _judge_down_block, _down_cases)
