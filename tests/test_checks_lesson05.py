@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -107,8 +109,15 @@ def test_bn_weight_constant_one_is_caught():
         if isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
 
-    with pytest.raises(CheckFailure, match="BatchNorm2d weight.*still holds PyTorch's default"):
+    with pytest.raises(CheckFailure, match=r"BatchNorm2d weight .* is exactly 1 everywhere.*N\(1, 0.02\)"):
         lesson05.check_dcgan_weights_init(init)
+
+    def untouched_bn(m):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            make_init()(m)
+
+    with pytest.raises(CheckFailure, match="exactly 1 everywhere, PyTorch's default"):
+        lesson05.check_dcgan_weights_init(untouched_bn)
 
 
 def test_uniform_with_the_right_std_is_caught_by_the_exact_test():
@@ -141,5 +150,108 @@ def test_running_stats_touched_and_crashes():
 
     with pytest.raises(CheckFailure, match="raised"):
         lesson05.check_dcgan_weights_init(crashes_on_no_bias)
-    with pytest.raises(CheckFailure, match="weights_init itself"):
+    with pytest.raises(CheckFailure, match="is dcgan_ref.models.weights_init, the reference"):
         lesson05.check_dcgan_weights_init(weights_init)
+
+
+@pytest.mark.parametrize(
+    "wrapper",
+    [
+        lambda m: weights_init(m),
+        functools.partial(weights_init),
+    ],
+)
+def test_the_reference_is_refused(wrapper):
+    with pytest.raises(CheckFailure, match="reference"):
+        lesson05.check_dcgan_weights_init(wrapper)
+
+
+def test_the_reference_imported_in_the_notebook_is_refused():
+    namespace = {}
+    exec(
+        "from dcgan_ref.models import weights_init as w\n"
+        "def dcgan_weights_init(m):\n"
+        "    w(m)\n",
+        namespace,
+    )
+    with pytest.raises(CheckFailure, match="calls dcgan_ref.models.weights_init, the reference"):
+        lesson05.check_dcgan_weights_init(namespace["dcgan_weights_init"])
+
+
+def test_a_wrapper_that_swallows_the_refusal_is_still_caught():
+    def sneaky(m):
+        try:
+            weights_init(m)
+        except Exception:  # noqa: BLE001
+            dcgan_weights_init(m)
+
+    with pytest.raises(CheckFailure, match="the reference"):
+        lesson05.check_dcgan_weights_init(sneaky)
+
+
+@pytest.mark.parametrize(
+    "init",
+    [
+        # every module with a weight: Linear included
+        lambda m: (nn.init.normal_(m.weight, 1.0 if isinstance(m, nn.BatchNorm2d) else 0.0, 0.02),
+                   getattr(m, "bias", None) is not None and nn.init.zeros_(m.bias))
+        if getattr(m, "weight", None) is not None else None,
+        # DCGAN's rule, and Linear layers N(0, 0.02) too
+        lambda m: (dcgan_weights_init(m), isinstance(m, nn.Linear) and nn.init.normal_(m.weight, 0.0, 0.02)),
+        # Linear bias zeroed only
+        lambda m: (dcgan_weights_init(m), isinstance(m, nn.Linear) and nn.init.zeros_(m.bias)),
+    ],
+)
+def test_touching_linear_layers_is_named(init):
+    with pytest.raises(CheckFailure, match=r"Linear.*(was changed).*convolutions and BatchNorm only"):
+        lesson05.check_dcgan_weights_init(init)
+
+
+def test_linear_touched_only_in_the_small_models_is_caught_by_the_exact_test():
+    def init(m):
+        dcgan_weights_init(m)
+        if isinstance(m, nn.Linear) and m.in_features == 16:
+            nn.init.zeros_(m.bias)
+
+    with pytest.raises(CheckFailure, match="an nn.Linear.*was changed"):
+        lesson05.check_dcgan_weights_init(init)
+
+
+@pytest.mark.parametrize(
+    "init",
+    [
+        # the weight replaced by a new Parameter of the right values: same state_dict
+        lambda m: _assign_init(m),
+        # torch.no_grad() and in-place tensor methods instead of nn.init
+        lambda m: _inplace_init(m),
+    ],
+)
+def test_correct_variants_pass(init, capsys):
+    lesson05.check_dcgan_weights_init(init, hidden=True)
+    assert "\u2714" in capsys.readouterr().out
+
+
+def _assign_init(m):
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        m.weight.data = torch.randn(m.weight.shape) * 0.02
+        if m.bias is not None:
+            m.bias.data.zero_()
+    elif isinstance(m, nn.BatchNorm2d):
+        m.weight.data = 1.0 + 0.02 * torch.randn(m.weight.shape)
+        m.bias.data.zero_()
+
+
+def _inplace_init(m):
+    with torch.no_grad():
+        if type(m) in (nn.Conv2d, nn.ConvTranspose2d):
+            m.weight.normal_(mean=0.0, std=0.02)
+            if m.bias is not None:
+                m.bias.fill_(0.0)
+        elif type(m) is nn.BatchNorm2d:
+            m.weight.normal_(1.0, 0.02)
+            m.bias.zero_()
+
+
+def test_std_squared_and_the_variance_are_named():
+    with pytest.raises(CheckFailure, match="not its square"):
+        lesson05.check_dcgan_weights_init(make_init(conv_std=0.02**2))

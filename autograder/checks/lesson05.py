@@ -1,28 +1,33 @@
 """Checks for lesson 05: the DCGAN weight initialisation.
 
-Two ways: statistically on a model large enough that a wrong mean or std shows beyond sampling
-noise (conv and transposed-conv weights N(0, 0.02), BatchNorm weight N(1, 0.02), biases 0), and
-exactly against ``dcgan_ref.models.weights_init`` applied with ``model.apply`` to an identically
-built model under the same seed, which also pins the order in which random numbers are drawn.
+Cases -> probe -> judge (``_core.exercise``). The probe builds test models from fixed seeds, applies
+the student's function with ``model.apply`` under a fixed seed (every call into ``dcgan_ref``
+refused, a wrapper around its ``weights_init`` included) and returns each model's ``state_dict``
+before and after, as plain tensors. The judge decides from those alone, two ways: statistically on
+a model large enough that a wrong mean or std shows beyond sampling noise (conv and transposed-conv
+weights N(0, 0.02), BatchNorm weight N(1, 0.02), biases 0, every other module and every buffer left
+alone), and exactly against ``dcgan_ref.models.weights_init`` applied, in the judge, to the same
+starting values under the same seed, which also pins the order in which random numbers are drawn.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from dcgan_ref.models import Discriminator, Generator, weights_init
-
-from ._core import call, fail, passed
+from ._core import CheckFailure, call, exercise, fail
+from ._guard import reference_origin
 
 STD = 0.02
 
 
 def _big_model() -> nn.Sequential:
-    """Every layer kind DCGAN initialises, large enough for tight statistics; biases on some convs."""
+    """Every layer kind DCGAN initialises, large enough for tight statistics; biases on some convs;
+    a Linear layer, which the DCGAN rule leaves alone."""
     return nn.Sequential(
         nn.Conv2d(64, 128, 4, 2, 1, bias=True),  # 131k weights
         nn.BatchNorm2d(20000),  # 20k weights: the BatchNorm std is known to within 1 %
@@ -30,21 +35,95 @@ def _big_model() -> nn.Sequential:
         nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=True),  # 131k weights
         nn.ReLU(),
         nn.Sequential(nn.Conv2d(64, 32, 3, bias=False), nn.BatchNorm2d(32), nn.Tanh()),  # nested, no bias
+        nn.Flatten(),
+        nn.Linear(512, 64),  # not a convolution: keeps PyTorch's default
     )
 
 
-def _apply(fn: Any, model: nn.Module, seed: int) -> nn.Module:
-    """model.apply(fn) under a fixed seed, without disturbing the caller's random state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        call(model.apply, fn, what="model.apply(dcgan_weights_init)")
-    return model
+def _dcgan_generator() -> nn.Module:
+    from dcgan_ref.models import Generator
+
+    return Generator(nz=16, ngf=8, image_size=32)
 
 
-def _build(factory: Any, seed: int) -> nn.Module:
+def _dcgan_discriminator() -> nn.Module:
+    from dcgan_ref.models import Discriminator
+
+    return Discriminator(ndf=8, image_size=32)
+
+
+def _biased() -> nn.Module:
+    return nn.Sequential(nn.ConvTranspose2d(8, 4, 4, 2, 1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 3), nn.Tanh())
+
+
+def _projected() -> nn.Module:
+    """A generator that starts with a Linear projection (as in Keras-style GANs): the Linear stays as it is."""
+    return nn.Sequential(nn.Linear(16, 8 * 4 * 4), nn.Unflatten(1, (8, 4, 4)), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.ConvTranspose2d(8, 3, 4, 2, 1, bias=False), nn.Tanh())
+
+
+MODELS: dict[str, tuple[str, Callable[[], nn.Module]]] = {
+    "big": ("a model with every layer kind", _big_model),
+    "generator": ("Generator(nz=16, ngf=8, image_size=32)", _dcgan_generator),
+    "discriminator": ("Discriminator(ndf=8, image_size=32)", _dcgan_discriminator),
+    "biased": ("a model with biased convolutions", _biased),
+    "projected": ("a generator with a Linear projection", _projected),
+}
+
+
+def _cases(hidden: bool) -> dict[str, Any]:
+    """(model key, seed) pairs: statistics on the big model, exact agreement on the small ones."""
+    seeds = [0] + ([1, 2] if hidden else [])
+    return {
+        "statistics": [("big", s) for s in seeds[:2]],
+        "exact": [(key, 100 + s) for s in seeds for key in ("generator", "discriminator", "biased", "projected")],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# probe side
+
+
+def _build(key: str, seed: int) -> nn.Module:
+    """The test model ``key`` with PyTorch's default init drawn under ``seed`` (the caller's RNG untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return factory()
+        return MODELS[key][1]()
+
+
+def _apply_to(model: nn.Module, fn: Any) -> None:
+    """``model.apply(fn)``, returning nothing (the model itself may be a dcgan_ref class)."""
+    model.apply(fn)
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _probe(fn: Any, cases: dict[str, Any]) -> dict[str, Any]:
+    """Each test model's state_dict before and after ``model.apply(fn)`` under a fixed seed."""
+    origin = reference_origin(fn)
+    if origin is not None:
+        return {"error": f"dcgan_weights_init is {origin}, the reference it is compared with: write your own."}
+    out: dict[str, Any] = {}
+    for group in ("statistics", "exact"):
+        results = []
+        for key, seed in cases[group]:
+            model = _build(key, seed)
+            before = _state(model)
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed + 1)
+                    call(_apply_to, model, fn, what="model.apply(dcgan_weights_init)")
+            except CheckFailure as err:
+                return {"error": str(err)}
+            results.append({"before": before, "after": _state(model)})
+        out[group] = results
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# judge side
 
 
 def _std_hint(std: float, kind: str) -> str:
@@ -58,25 +137,55 @@ def _std_hint(std: float, kind: str) -> str:
         )
     if abs(std - STD / 10) < 0.1 * STD / 10:
         return f"{kind} std is {std:.4g}, a tenth of 0.02: a zero too many (0.002)."
+    if abs(std - STD**2) < 0.1 * STD**2:
+        return f"{kind} std is {std:.4g} = 0.02**2: the standard deviation is 0.02, not its square."
     if std == 0:
         return f"{kind} is a constant: draw it from a normal distribution, nn.init.normal_(..., std=0.02)."
     return f"{kind} std is {std:.4g}, expected 0.02: use nn.init.normal_(m.weight, mean, 0.02)."
 
 
-def _check_statistics(fn: Any, seed: int) -> None:
-    before = _build(_big_model, seed)
-    model = _apply(fn, _build(_big_model, seed), seed + 1)
-    for (name, p), (_, p0) in zip(model.named_parameters(), before.named_parameters(), strict=True):
+def _same_keys(record: dict[str, Any], label: str) -> None:
+    before, after = record["before"], record["after"]
+    if type(after) is not dict or set(after) != set(before):
+        fail(f"the state_dict of {label} changed its entries: initialise the existing weights in place "
+             "(nn.init.normal_(m.weight, ...)), do not replace, add or delete parameters.")
+    for name, value in after.items():
+        if type(value) is not torch.Tensor or value.shape != before[name].shape or value.dtype != before[name].dtype:
+            fail(f"{name} of {label} changed its shape or dtype: initialise it in place with nn.init.normal_ / "
+                 "nn.init.zeros_.")
+
+
+def _judge_statistics(record: dict[str, Any]) -> None:
+    label = MODELS["big"][0]
+    _same_keys(record, label)
+    model = _build("big", 0)  # the structure: which module each entry belongs to
+    before, after = record["before"], record["after"]
+    params = dict(model.named_parameters())
+    for name in params:
         module = model.get_submodule(name.rsplit(".", 1)[0])
         kind = f"{type(module).__name__} {name.rsplit('.', 1)[1]} ({name})"
-        v = p.detach().double().flatten()
+        p, p0 = after[name], before[name]
+        v = p.double().flatten()
+        if isinstance(module, nn.Linear):
+            if not torch.equal(p, p0):
+                fail(f"{kind} was changed: DCGAN's rule covers convolutions and BatchNorm only, every other "
+                     "module keeps PyTorch's default. Test the module's type, isinstance(m, (nn.Conv2d, "
+                     "nn.ConvTranspose2d)) and isinstance(m, nn.BatchNorm2d), not hasattr(m, 'weight'), and "
+                     "leave the rest alone.")
+            continue
         bn_bias = isinstance(module, nn.BatchNorm2d) and name.endswith("bias")  # default zeros: already right
-        if torch.equal(p.detach(), p0.detach()) and not bn_bias:
+        if torch.equal(p, p0) and not bn_bias:
             if isinstance(module, nn.ConvTranspose2d) and name.endswith("weight"):
                 fail(
                     f"{kind} was not initialised: it still holds PyTorch's default values. "
                     "isinstance(m, nn.Conv2d) is False for nn.ConvTranspose2d (neither class derives from "
                     "the other): test for both, isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))."
+                )
+            if isinstance(module, nn.BatchNorm2d):
+                fail(
+                    f"{kind} is exactly 1 everywhere, PyTorch's default (left as it is, or set with "
+                    "nn.init.ones_). The DCGAN rule, as in pytorch/examples' dcgan that this course follows, "
+                    "draws it from N(1, 0.02): nn.init.normal_(m.weight, 1.0, 0.02)."
                 )
             if name.endswith("bias"):
                 fail(
@@ -115,30 +224,29 @@ def _check_statistics(fn: Any, seed: int) -> None:
                 )
             fail(f"{kind} has mean {mean:.4g}, expected {want_mean:g} (tolerance {mean_tol:.2g}).")
     # the modules' other state (BatchNorm running statistics) is not DCGAN's business
-    for (name, b), (_, b0) in zip(model.named_buffers(), before.named_buffers(), strict=True):
-        if not torch.equal(b, b0):
+    for name in (n for n in before if n not in params):
+        if not torch.equal(after[name], before[name]):
             fail(f"buffer {name} changed: initialise only weights and biases, not the running statistics.")
 
 
-def _small_models() -> list[tuple[str, Any]]:
-    return [
-        ("Generator(nz=16, ngf=8, image_size=32)", lambda: Generator(nz=16, ngf=8, image_size=32)),
-        ("Discriminator(ndf=8, image_size=32)", lambda: Discriminator(ndf=8, image_size=32)),
-        (
-            "a model with biased convolutions",
-            lambda: nn.Sequential(
-                nn.ConvTranspose2d(8, 4, 4, 2, 1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 3), nn.Tanh()
-            ),
-        ),
-    ]
+def _judge_exact(key: str, seed: int, record: dict[str, Any]) -> None:
+    from dcgan_ref.models import weights_init
 
-
-def _check_exact(fn: Any, label: str, factory: Any, seed: int) -> None:
-    theirs = _apply(fn, _build(factory, seed), seed + 1)
-    ours = _apply(weights_init, _build(factory, seed), seed + 1)
-    for (name, got), (_, want) in zip(theirs.state_dict().items(), ours.state_dict().items(), strict=True):
+    label = MODELS[key][0]
+    _same_keys(record, label)
+    model = _build(key, seed)  # its own draws are replaced by the probe's starting values
+    model.load_state_dict(record["before"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        model.apply(weights_init)
+    for name, want in model.state_dict().items():
+        got = record["after"][name]
         # the same random draws give the same numbers up to float rounding (normal_ vs randn * std)
-        if got.shape != want.shape or not torch.allclose(got.double(), want.double(), rtol=0, atol=1e-6):
+        if not torch.allclose(got.double(), want.double(), rtol=0, atol=1e-6):
+            module = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+            if isinstance(module, nn.Linear):
+                fail(f"{name} of {label} (an nn.Linear) was changed: DCGAN's rule covers convolutions and "
+                     "BatchNorm only; leave every other module as PyTorch made it.")
             fail(
                 f"{name} of {label} differs from dcgan_ref.models.weights_init under the same seed, although "
                 "its statistics are right: the random numbers were drawn differently. Draw exactly one "
@@ -147,18 +255,16 @@ def _check_exact(fn: Any, label: str, factory: Any, seed: int) -> None:
             )
 
 
-def check_dcgan_weights_init(fn: Any, hidden: bool = False) -> None:
-    """dcgan_weights_init(m), used as model.apply(dcgan_weights_init)."""
-    if fn is weights_init:
-        fail("dcgan_weights_init is dcgan_ref's weights_init itself: write your own.")
-    _check_statistics(fn, seed=0)
-    if hidden:
-        _check_statistics(fn, seed=1)
-    seeds = [0] + ([1, 2] if hidden else [])
-    for seed in seeds:
-        for label, factory in _small_models():
-            _check_exact(fn, label, factory, 100 + seed)
-    passed(
-        "dcgan_weights_init: conv weights N(0, 0.02), BatchNorm weights N(1, 0.02), biases 0, and the same "
-        "numbers as dcgan_ref under the same seed."
-    )
+def _judge(cases: dict[str, Any], data: dict[str, Any]) -> str:
+    """Statistics on the big model, then exact agreement with dcgan_ref under the same seed."""
+    if "error" in data:
+        fail(str(data["error"]))
+    for record in data["statistics"]:
+        _judge_statistics(record)
+    for (key, seed), record in zip(cases["exact"], data["exact"], strict=True):
+        _judge_exact(key, seed, record)
+    return ("dcgan_weights_init: conv weights N(0, 0.02), BatchNorm weights N(1, 0.02), biases 0, other modules "
+            "untouched, and the same numbers as dcgan_ref under the same seed.")
+
+
+check_dcgan_weights_init = exercise("dcgan_weights_init", _probe, _judge, _cases)
