@@ -22,27 +22,48 @@ def _cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_check(args: argparse.Namespace) -> int:
-    from autograder.grade import grade_notebook
+#: exit statuses of `check`
+EXIT_FULL_MARKS, EXIT_NOT_FULL, EXIT_USAGE, EXIT_CANNOT_GRADE = 0, 1, 2, 3
 
-    reports = []
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    try:
+        from autograder.grade import GradingError, grade_notebook
+    except ImportError as err:
+        print(f"check needs the instructor tools ({err.name} is missing): pip install 'dcgan-course[instructor]'",
+              file=sys.stderr)
+        return EXIT_CANNOT_GRADE
+    reports: list[dict] = []
+    status = EXIT_FULL_MARKS
     for path in args.notebooks:
         progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
-        report = grade_notebook(
-            path,
-            assignment=args.assignment,
-            timeout=args.timeout,
-            use_source=not args.no_source,
-            keep_executed=args.executed,
-            progress=progress,
-        )
-        reports.append(report)
+        try:
+            report = grade_notebook(path, assignment=args.assignment, root=args.course, timeout=args.timeout,
+                                    keep_executed=args.executed, progress=progress, containment=args.containment)
+        except GradingError as err:
+            status = EXIT_CANNOT_GRADE
+            reports.append({"notebook": str(path), "assignment": args.assignment, "error": str(err),
+                            "score": None, "max_score": None, "full_marks": False})
+            if not args.json:
+                print(f"{path}: could not grade: {err}", file=sys.stderr)
+            continue
+        reports.append(report.to_dict())
+        if report.error:
+            status = EXIT_CANNOT_GRADE
+        elif not report.full_marks and status == EXIT_FULL_MARKS:
+            status = EXIT_NOT_FULL
         if not args.json:
             print(report.format_text(), flush=True)
     if args.json:
-        data = [r.to_dict() for r in reports]
-        print(json.dumps(data[0] if len(data) == 1 else data, indent=2))
-    return 0 if all(r.full_marks for r in reports) else 1
+        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
+    return status
+
+
+def _cmd_manifest(args: argparse.Namespace) -> int:
+    from autograder.sandbox import write_manifest
+
+    print(f"recorded the hashes of the course package in {write_manifest()}")
+    return 0
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
@@ -91,14 +112,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true")
     g.set_defaults(func=_cmd_release, database=True, release_dir=None)
 
-    c = sub.add_parser("check", help="execute a notebook and grade it; exit 0 only at full marks")
+    c = sub.add_parser(
+        "check", help="grade notebooks the trusted way; exit 0 full marks, 1 not full marks, 3 could not grade",
+        description="Grade notebooks as nbgrader autograde does: the test cells (hidden tests included) come from "
+        "the course (COURSE/solutions, or COURSE/lessons plus COURSE/autograder/gradebook.db), the student's code "
+        "runs in a sandboxed worker (bubblewrap where it can run), the checks judge in this process. Exit status: "
+        "0 full marks, 1 graded but not full marks, 2 usage error, 3 could not grade (no course or source tests, "
+        "the package failed verification, the worker could not start). The course folder is --course, else "
+        "$DCGAN_COURSE_ROOT, else the repository this package runs from.")
     c.add_argument("notebooks", nargs="+", metavar="PATH.ipynb")
-    c.add_argument("--json", action="store_true", help="print the report as JSON")
+    c.add_argument("--json", action="store_true", help="print the report as JSON (always, even when it cannot grade)")
     c.add_argument("--assignment", help="lesson name (default: guessed from the file name)")
+    c.add_argument("--course", metavar="DIR", help="the course folder (default: $DCGAN_COURSE_ROOT or the repository)")
     c.add_argument("--timeout", type=float, default=None, help="seconds per cell (default 60)")
-    c.add_argument("--no-source", action="store_true", help="grade with the notebook's own test cells")
-    c.add_argument("--executed", metavar="OUT.ipynb", help="also save the executed notebook")
+    c.add_argument("--containment", choices=["auto", "bwrap", "user", "process"], default=None,
+                   help="where the student's code runs (default: $AUTOGRADER_SANDBOX or auto: bwrap if it works)")
+    c.add_argument("--executed", metavar="OUT.ipynb", help="also save the graded notebook with its outputs")
     c.set_defaults(func=_cmd_check)
+
+    h = sub.add_parser("manifest", help="record the hashes of the course package (after editing the checks)")
+    h.set_defaults(func=_cmd_manifest)
 
     k = sub.add_parser("collect", help="repair submissions into autograder/submitted/ and report every repair")
     k.add_argument("assignment", help="lesson name, e.g. 01_strided_convolution")

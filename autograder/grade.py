@@ -1,12 +1,12 @@
-"""Execute a notebook and score its graded test cells by nbgrader's rules, without nbgrader.
+"""Grade a notebook by nbgrader's rules, without nbgrader (``python -m autograder check``).
 
 Students in Colab have no nbgrader, and ``nbgrader validate`` neither exits non-zero nor speaks
-JSON, so ``python -m autograder check`` does the grading itself: it executes the notebook in a
-fresh ``python3`` kernel (nbclient, per-cell timeout, ``NBGRADER_EXECUTION=autograde``), with the
-test cells of the source notebook (hidden tests included, matched by grade id, as nbgrader's
-``OverwriteCells`` does), and scores every graded cell the way ``nbgrader.utils.determine_grade``
-does: an error output or anything on stderr scores 0, a single number as the cell's result is
-partial credit, anything else full points.
+JSON, so ``check`` does the grading itself: it repairs the notebook against the released one,
+takes the test cells from the course (``solutions/``, or the gradebook when the solutions stay
+private; hidden tests included, matched by grade id, as nbgrader's ``OverwriteCells`` does),
+grades it the trusted way (``autograder/trusted.py``: the student's code in a sandboxed worker,
+the judges here), and scores every graded cell the way ``nbgrader.utils.determine_grade`` does:
+an error output or anything on stderr scores 0, anything else full points.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import copy
 import hashlib
 import os
 import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,19 +26,10 @@ from nbformat import NotebookNode
 
 from autograder import course
 from autograder.repair import Repair, overwrite_from_source, repair_notebook
+from autograder.trusted import GradingError
 
 #: seconds a cell may run while grading (nbgrader: ``c.Execute.timeout`` in nbgrader_config.py)
 DEFAULT_TIMEOUT = 60
-#: the kernel arguments nbgrader_config.py gives nbgrader's Execute preprocessor too
-KERNEL_ARGUMENTS = [
-    "--HistoryManager.hist_file=:memory:",
-    "--IPKernelApp.exec_lines=import autograder.kernel_init",
-]
-TIMEOUT_ERROR = {
-    "ename": "CellTimeoutError",
-    "evalue": "",
-    "traceback": ["\x1b[0;31mCellTimeoutError\x1b[0m: No reply from kernel before timeout"],
-}
 
 
 # --- nbgrader's scoring rules, re-implemented (tests/test_grade.py compares with nbgrader) ---
@@ -165,7 +154,7 @@ class CellResult:
 
 @dataclass
 class GradeReport:
-    """Scores of one notebook: per graded cell, per exercise, in total; and what was repaired."""
+    """Scores of one notebook: per graded cell, per exercise, in total; what was repaired, how it ran."""
 
     notebook: str
     assignment: str | None
@@ -173,6 +162,17 @@ class GradeReport:
     repairs: list[Repair] = field(default_factory=list)
     seconds: float = 0.0
     used_source: bool = False
+    source: str = ""
+    containment: str = ""
+    containment_detail: str = ""
+    flags: list[dict[str, Any]] = field(default_factory=list)
+    restarts: int = 0
+    error: str | None = None
+
+    @property
+    def review(self) -> bool:
+        """An instructor should look at it: an answer used what an honest answer never needs."""
+        return bool(self.flags)
 
     @property
     def score(self) -> float:
@@ -206,6 +206,13 @@ class GradeReport:
             "max_score": self.max_score,
             "full_marks": self.full_marks,
             "used_source_tests": self.used_source,
+            "source_tests": self.source,
+            "containment": self.containment,
+            "containment_detail": self.containment_detail,
+            "review": self.review,
+            "flags": self.flags,
+            "worker_restarts": self.restarts,
+            "error": self.error,
             "seconds": round(self.seconds, 2),
             "exercises": [
                 {"exercise": k, "points": v[0], "max_points": v[1]} for k, v in self.exercises().items()
@@ -217,6 +224,12 @@ class GradeReport:
     def format_text(self) -> str:
         """Human-readable report: one line per exercise with the first failure, then the total."""
         lines = [f"{self.notebook}" + (f" ({self.assignment})" if self.assignment else "")]
+        if self.error:
+            lines.append(f"  could not grade: {self.error}")
+        if self.containment:
+            lines.append(f"  containment: {self.containment}")
+        for flag in self.flags:
+            lines.append(f"  REVIEW: {flag['cell']} uses what an answer never needs: {'; '.join(flag['findings'][:3])}")
         for r in self.repairs:
             lines.append(f"  repaired: {r.message}")
         width = max([len(c.exercise) for c in self.cells] + [8])
@@ -262,70 +275,60 @@ def score_notebook(nb: NotebookNode, timeout: float | None = None) -> list[CellR
     return results
 
 
-# --- execution ---
+# --- the course's source tests: from solutions/, or from the gradebook when solutions stay private ---
 
 
-def _on_cell_executed(cell: NotebookNode, cell_index: int, execute_reply: dict[str, Any], **_: Any) -> None:
-    """As nbgrader's Execute: record an error reply (a timeout) that produced no error output."""
-    content = execute_reply.get("content", {})
-    if content.get("status") != "error":
-        return
-    if any(o.output_type == "error" and o.get("ename") == content.get("ename") for o in cell.outputs):
-        return
-    cell.outputs.append(
-        nbformat.v4.new_output(
-            "error",
-            ename=content.get("ename", "Error"),
-            evalue=content.get("evalue", ""),
-            traceback=content.get("traceback") or ["ERROR: An error occurred while showtraceback was disabled"],
-        )
-    )
+def read_notebook(path: str | os.PathLike[str]) -> NotebookNode:
+    """Read a notebook as Colab and editors save it (a UTF-8 byte-order mark included)."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return nbformat.read(f, as_version=4)
+    except (OSError, ValueError, nbformat.reader.NotJSONError) as err:
+        raise GradingError(f"{path}: not a readable notebook ({type(err).__name__}: {str(err)[:120]})") from None
 
 
-def execute_notebook(
-    nb: NotebookNode,
-    cwd: str | os.PathLike[str],
-    timeout: float | None = DEFAULT_TIMEOUT,
-    kernel_name: str = "python3",
-    env: dict[str, str] | None = None,
-) -> NotebookNode:
-    """Run every cell in a fresh kernel started in ``cwd``, as nbgrader autograde does.
+def gradebook_path(root: str | os.PathLike[str] | None = None) -> Path:
+    """``autograder/gradebook.db`` of the course."""
+    return course.course_root(root) / course.GRADER_DIR / "gradebook.db"
 
-    Errors do not stop the run; a cell past ``timeout`` seconds is interrupted and gets a
-    ``CellTimeoutError`` output; the kernel sees ``NBGRADER_EXECUTION=autograde``.
+
+def _source_from_gradebook(assignment: str, release: NotebookNode, root: str | os.PathLike[str] | None) -> NotebookNode:
+    """The released notebook with every test cell's source (hidden tests included) from the gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    nb = copy.deepcopy(release)
+    with Gradebook("sqlite:///" + str(gradebook_path(root))) as gb:
+        for cell in nb.cells:
+            meta = nbgrader_meta(cell)
+            if meta.get("grade") and not meta.get("solution"):
+                try:
+                    cell.source = gb.find_source_cell(meta["grade_id"], assignment, assignment).source
+                except MissingEntry:
+                    raise GradingError(f"the gradebook has no test cell {meta['grade_id']} for {assignment}: run "
+                                       "`python -m autograder generate` with the course's solutions first") from None
+    return nb
+
+
+def source_tests(assignment: str, root: str | os.PathLike[str] | None = None) -> tuple[NotebookNode, str]:
+    """The notebook whose test cells grade ``assignment``, and where it came from.
+
+    ``solutions/<assignment>`` when the course has it; else the released notebook with the test
+    cells the gradebook recorded at ``generate`` (a course whose solutions stay private). Neither:
+    grading is impossible (``GradingError``), never a grade from the submission's own test cells.
     """
-    from nbclient import NotebookClient
-
-    client = NotebookClient(
-        nb,
-        timeout=None if timeout is None else int(timeout),
-        kernel_name=kernel_name,
-        allow_errors=True,
-        interrupt_on_timeout=True,
-        error_on_timeout=dict(TIMEOUT_ERROR),
-        raise_on_iopub_timeout=True,
-        extra_arguments=list(KERNEL_ARGUMENTS),
-        record_timing=False,
-        resources={"metadata": {"path": str(cwd)}},
-        on_cell_executed=_on_cell_executed,
+    source_path = course.source_notebook(assignment, root)
+    if source_path.exists():
+        return read_notebook(source_path), str(source_path)
+    release_path = course.release_notebook(assignment, root)
+    if release_path.exists() and gradebook_path(root).exists():
+        try:
+            return _source_from_gradebook(assignment, read_notebook(release_path), root), str(gradebook_path(root))
+        except ImportError:
+            raise GradingError("reading the gradebook needs nbgrader: pip install 'dcgan-course[instructor]'") from None
+    raise GradingError(
+        f"no source tests for {assignment}: neither {source_path} nor {release_path} with a gradebook at "
+        f"{gradebook_path(root)}. Point --course (or DCGAN_COURSE_ROOT) at the course folder"
     )
-    kernel_env = course.tool_env({"NBGRADER_EXECUTION": "autograde", **(env or {})})
-    # the kernel process's own stderr (ipykernel's start-up warnings) is noise here; what a cell
-    # writes to stderr arrives as a "stderr" output, which is what the scoring looks at
-    quiet = {} if os.environ.get("AUTOGRADER_DEBUG") else {"stderr": subprocess.DEVNULL}
-    return client.execute(cwd=str(cwd), env=kernel_env, **quiet)
-
-
-def _copy_assignment_files(src_dir: Path, dest: Path) -> None:
-    """Copy the assignment's other files next to the notebook, as nbgrader autograde does."""
-    ignore = shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints", "__pycache__", "*.pyc", "feedback")
-    for item in src_dir.iterdir():
-        if ignore(str(src_dir), [item.name]):
-            continue
-        if item.is_dir():
-            shutil.copytree(item, dest / item.name, ignore=ignore, dirs_exist_ok=True)
-        else:
-            shutil.copy2(item, dest / item.name)
 
 
 def _has_markers(nb: NotebookNode) -> bool:
@@ -336,34 +339,21 @@ def _has_markers(nb: NotebookNode) -> bool:
 
 
 def prepare_notebook(
-    nb: NotebookNode,
-    assignment: str | None,
-    root: str | os.PathLike[str] | None = None,
-    use_source: bool = True,
-) -> tuple[NotebookNode, list[Repair], bool]:
+    nb: NotebookNode, assignment: str, root: str | os.PathLike[str] | None = None
+) -> tuple[NotebookNode, list[Repair], NotebookNode, NotebookNode | None, str]:
     """Repair a submission against the released notebook, then take its test cells from the source.
 
-    Returns (notebook ready to execute, repairs made, whether source test cells were used).
-    Without a known assignment the notebook is graded as it is, with its own test cells.
+    Returns (notebook ready to grade, repairs made, source notebook, released notebook or None,
+    where the source tests came from).
     """
     nb = copy.deepcopy(nb)
-    repairs: list[Repair] = []
-    used_source = False
-    if assignment is None:
-        return nb, repairs, used_source
+    source, origin = source_tests(assignment, root)
     release_path = course.release_notebook(assignment, root)
-    source_path = course.source_notebook(assignment, root)
-    reference_path = release_path if release_path.exists() else source_path if source_path.exists() else None
-    if source_path.exists() and _has_markers(nb):
-        reference_path = source_path  # a solution notebook: its locked cells are the source's
-    if reference_path is not None:
-        reference = nbformat.read(reference_path, as_version=4)
-        nb, repairs = repair_notebook(nb, reference)
-    if use_source and source_path.exists():
-        source = nbformat.read(source_path, as_version=4)
-        nb = overwrite_from_source(nb, source)
-        used_source = True
-    return nb, repairs, used_source
+    release = read_notebook(release_path) if release_path.exists() else None
+    reference = source if (release is None or _has_markers(nb)) else release
+    nb, repairs = repair_notebook(nb, reference)
+    nb = overwrite_from_source(nb, source)
+    return nb, repairs, source, release, origin
 
 
 def grade_notebook(
@@ -371,39 +361,53 @@ def grade_notebook(
     assignment: str | None = None,
     root: str | os.PathLike[str] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
-    use_source: bool = True,
     keep_executed: str | os.PathLike[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    containment: str | None = None,
 ) -> GradeReport:
-    """Grade one notebook file the way nbgrader autograde would, and return the report.
+    """Grade one notebook file as ``nbgrader autograde`` does, the trusted way, and return the report.
 
-    ``assignment`` defaults to the lesson guessed from the file name; when its source notebook is
-    in ``solutions/`` its test cells (hidden tests included) replace the notebook's own. The
-    kernel runs in a temporary folder holding the assignment's other files.
+    ``assignment`` defaults to the lesson guessed from the file name. The test cells come from the
+    course (``source_tests``), the student's code runs in the sandboxed worker and the judges run
+    here (``autograder/trusted.py``). A notebook that cannot be graded at all gives a report with
+    ``error`` set and no points.
     """
+    from autograder import sandbox, trusted
+
     t0 = time.perf_counter()
     path = Path(path)
-    nb = nbformat.read(path, as_version=4)
     if assignment is None:
         assignment = course.guess_assignment(path, root)
-    nb, repairs, used_source = prepare_notebook(nb, assignment, root, use_source)
+    if assignment is None:
+        raise GradingError(f"cannot tell which lesson {path.name} is: name it with --assignment "
+                           f"(lessons: {', '.join(course.assignments(root)) or 'none found'})")
+    nb = read_notebook(path)
+    nb, repairs, source, release, origin = prepare_notebook(nb, assignment, root)
     if progress:
-        progress(f"executing {path.name}" + (f" as {assignment}" if assignment else ""))
-    src_dir = course.source_notebook(assignment, root).parent if assignment else None
-    if src_dir is not None and src_dir.is_dir():
-        with tempfile.TemporaryDirectory(prefix="autograder-") as tmp:
-            _copy_assignment_files(src_dir, Path(tmp))
-            executed = execute_notebook(nb, tmp, timeout=timeout)
-    else:  # not a lesson of this course: run it where it lies
-        executed = execute_notebook(nb, path.parent, timeout=timeout)
+        progress(f"grading {path.name} as {assignment}")
+    try:
+        chosen = sandbox.choose(containment)
+    except sandbox.SandboxError as err:
+        raise GradingError(str(err)) from None
+    workdir = trusted.new_workdir()
+    try:
+        release_dir = course.release_notebook(assignment, root).parent
+        trusted.copy_assignment_files(release_dir if release_dir.is_dir() else
+                                      course.source_notebook(assignment, root).parent, workdir)
+        search = [course.source_notebook(assignment, root).parent, release_dir]
+        try:
+            executed, run = trusted.grade_trusted(nb, workdir, release=release or source, search=search,
+                                                  timeout=timeout or DEFAULT_TIMEOUT, containment=chosen,
+                                                  progress=progress)
+        except sandbox.SandboxError as err:
+            raise GradingError(str(err)) from None
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     if keep_executed is not None:
         nbformat.write(executed, keep_executed)
     cells = score_notebook(executed, timeout)
     return GradeReport(
-        notebook=str(path),
-        assignment=assignment,
-        cells=cells,
-        repairs=repairs,
-        seconds=time.perf_counter() - t0,
-        used_source=used_source,
+        notebook=str(path), assignment=assignment, cells=cells, repairs=repairs,
+        seconds=time.perf_counter() - t0, used_source=True, source=origin, containment=run.containment,
+        containment_detail=run.containment_detail, flags=run.flags, restarts=run.restarts, error=run.error,
     )

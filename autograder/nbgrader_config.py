@@ -45,6 +45,22 @@ c.Execute.extra_arguments = [
     "--IPKernelApp.exec_lines=import autograder.kernel_init",
 ]
 
+# Autograde the trusted way: the student's code runs in a sandboxed worker, the checks judge in
+# nbgrader's own process (autograder/preprocess.py, autograder/trusted.py); the rest of nbgrader's
+# autograde steps are its own. By name: imported when autograde runs.
+c.Autograde.autograde_preprocessors = [
+    "autograder.preprocess.TrustedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
+# ... and keep what trusted grading recorded (containment, answers flagged for review) in the notebook
+c.ClearMetadataPreprocessor.preserve_nb_metadata_mask = {("language_info", "name"), ("autograder",)}
+
 # A test cell deleted by a student is put back (with the original hidden tests) and graded.
 c.OverwriteCells.add_missing_cells = True
 

@@ -1,7 +1,7 @@
 """A tiny course for the pipeline's own tests: one lesson, five one-line exercises, its own checks.
 
 It follows autograder/AUTHORING.md (cell ids = grade ids, locked text, answer cells, graded test
-cells with hidden tests that re-import the checks from disk), so the pipeline is tested on
+cells with hidden tests), so the pipeline is tested on
 something small and fast that does not change when the real lessons do. The real lessons are
 tested by the same code, parametrised over ``solutions/``.
 """
@@ -25,54 +25,78 @@ LESSON01 = "01_strided_convolution"
 MIXED_LESSON = LESSON01 if LESSON01 in course.assignments() else FIXTURE
 
 CHECKS_SOURCE = '''\
-"""Checks of the fixture lesson (tests/course_fixture.py)."""
+"""Checks of the fixture lesson (tests/course_fixture.py): cases, probe, judge, as AUTHORING.md says."""
 import torch
 
-from autograder.checks._core import call, expect, expect_close, expect_shape, passed, randn
+from autograder.checks._core import attempt, exercise, expect, expect_close, expect_shape, randn, unwrap
 
 
 def _cases(hidden):
-    return [(2, 3)] + ([(1, 1), (4, 5, 6)] if hidden else [])
+    return {"shapes": [(2, 3)] + ([(1, 1), (4, 5, 6)] if hidden else [])}
 
 
-def check_double(fn, hidden=False):
-    for i, shape in enumerate(_cases(hidden)):
-        x = randn(*shape, seed=i)
-        expect_close(call(fn, x, what="double"), 2 * x, "double(x)", rtol=0, atol=0, hint="is it 2 * x?")
-    passed("double(x) == 2 * x")
+def _x(i, shape):
+    return randn(*shape, seed=i)
 
 
-def check_add_bias(fn, hidden=False):
-    for i, shape in enumerate(_cases(hidden)):
-        x, b = randn(*shape, seed=i), randn(shape[-1], seed=100 + i)
-        expect_close(call(fn, x, b, what="add_bias"), x + b, "add_bias(x, b)", rtol=0, atol=0)
-    passed("add_bias adds b to every row")
+def _probe_unary(name):
+    def probe(fn, cases):
+        return [attempt(fn, _x(i, s), what=name) for i, s in enumerate(cases["shapes"])]
+    return probe
 
 
-def check_flatten_batch(fn, hidden=False):
-    for i, shape in enumerate(_cases(hidden)):
-        x = randn(*shape, seed=i)
-        n = x.shape[0]
-        expect_shape(call(fn, x, what="flatten_batch"), (n, x.numel() // n), "flatten_batch(x)",
+def _judge_double(cases, data):
+    for i, (s, out) in enumerate(zip(cases["shapes"], data)):
+        expect_close(unwrap(out), 2 * _x(i, s), "double(x)", rtol=0, atol=0, hint="is it 2 * x?")
+    return "double(x) == 2 * x"
+
+
+def _probe_add_bias(fn, cases):
+    return [attempt(fn, _x(i, s), randn(s[-1], seed=100 + i), what="add_bias") for i, s in enumerate(cases["shapes"])]
+
+
+def _judge_add_bias(cases, data):
+    for i, (s, out) in enumerate(zip(cases["shapes"], data)):
+        expect_close(unwrap(out), _x(i, s) + randn(s[-1], seed=100 + i), "add_bias(x, b)", rtol=0, atol=0)
+    return "add_bias adds b to every row"
+
+
+def _judge_flatten_batch(cases, data):
+    for i, (s, out) in enumerate(zip(cases["shapes"], data)):
+        x = _x(i, s)
+        expect_shape(unwrap(out), (s[0], x.numel() // s[0]), "flatten_batch(x)",
                      hint="keep the batch dimension: x.reshape(x.shape[0], -1)")
-    passed("flatten_batch keeps the batch dimension")
+    return "flatten_batch keeps the batch dimension"
 
 
-def check_relu(fn, hidden=False):
-    for i, shape in enumerate(_cases(hidden)):
-        x = randn(*shape, seed=i)
-        expect_close(call(fn, x, what="relu"), x.clamp(min=0), "relu(x)", rtol=0, atol=0)
-    passed("relu is max(x, 0)")
+def _judge_relu(cases, data):
+    for i, (s, out) in enumerate(zip(cases["shapes"], data)):
+        expect_close(unwrap(out), _x(i, s).clamp(min=0), "relu(x)", rtol=0, atol=0)
+    return "relu is max(x, 0)"
 
 
-def check_as_float(fn, hidden=False):
-    for i, shape in enumerate(_cases(hidden)):
-        x = torch.arange(int(torch.tensor(shape).prod())).reshape(shape)
-        got = call(fn, x, what="as_float")
-        expect(isinstance(got, torch.Tensor) and got.dtype == torch.float32,
-               f"as_float should return a float32 tensor, got {getattr(got, 'dtype', type(got))}")
-        expect_close(got, x.float(), "as_float(x)", rtol=0, atol=0)
-    passed("as_float converts to float32")
+def _ints(shape):
+    return torch.arange(int(torch.tensor(shape).prod())).reshape(shape)
+
+
+def _probe_as_float(fn, cases):
+    return [attempt(fn, _ints(s), what="as_float") for s in cases["shapes"]]
+
+
+def _judge_as_float(cases, data):
+    for s, out in zip(cases["shapes"], data):
+        got = unwrap(out)
+        expect(type(got) is torch.Tensor and got.dtype == torch.float32,
+               f"as_float should return a float32 tensor, got {getattr(got, 'dtype', type(got).__name__)}")
+        expect_close(got, _ints(s).float(), "as_float(x)", rtol=0, atol=0)
+    return "as_float converts to float32"
+
+
+check_double = exercise("double", _probe_unary("double"), _judge_double, _cases)
+check_add_bias = exercise("add_bias", _probe_add_bias, _judge_add_bias, _cases)
+check_flatten_batch = exercise("flatten_batch", _probe_unary("flatten_batch"), _judge_flatten_batch, _cases)
+check_relu = exercise("relu", _probe_unary("relu"), _judge_relu, _cases)
+check_as_float = exercise("as_float", _probe_as_float, _judge_as_float, _cases)
 '''
 
 # (exercise, signature, docstring, solution body, points)
@@ -97,14 +121,12 @@ def answer_source(name: str, args: str, doc: str, body: str) -> str:
 
 
 def check_cell_source(name: str) -> str:
-    """The source notebook's test cell: visible check, then hidden tests re-imported from disk."""
+    """The source notebook's test cell: the visible check, then the hidden one (AUTHORING.md)."""
     return (
         f"from {CHECKS_MODULE} import check_{name}\n"
         f"check_{name}({name})\n"
         "### BEGIN HIDDEN TESTS\n"
-        "import importlib, sys\n"
-        f"sys.modules.pop({CHECKS_MODULE!r}, None)\n"
-        f"importlib.import_module({CHECKS_MODULE!r}).check_{name}({name}, hidden=True)  # {HIDDEN_SENTINEL}-{name}\n"
+        f"check_{name}({name}, hidden=True)  # {HIDDEN_SENTINEL}-{name}\n"
         "### END HIDDEN TESTS"
     )
 

@@ -151,7 +151,7 @@ def unwrap(outcome: Any) -> Any:
 def expect_tensor(value: Any, what: str) -> torch.Tensor:
     """Fail unless ``value`` is a tensor."""
     if not isinstance(value, torch.Tensor):
-        fail(f"{what} should be a torch.Tensor, got {type(value).__name__}.")
+        fail(f"{what} should be a torch.Tensor, got {type_name(value)}.")
     return value
 
 

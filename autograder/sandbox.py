@@ -1,0 +1,281 @@
+"""Where the grading worker runs: a bubblewrap sandbox, or the best containment this machine allows.
+
+``bubblewrap`` (Debian's ``bwrap``): new PID, network, IPC, UTS and user namespaces, no
+capabilities, dies with the grader, uid ``nobody``; the file system holds only the system's
+read-only folders, the Python installation (read-only), a verified copy of the course package
+(``autograder``, ``dcgan_ref``: read-only, nothing else of the course), an empty ``/tmp`` and the
+submission's own working folder. No ``solutions/``, no gradebook, no other submission, no
+network. A detached process the student's code starts dies with the sandbox.
+
+Where bwrap cannot run, a root grader runs the worker as a dedicated unprivileged uid in its own
+session, on a root-owned read-only copy of the package (every process of that uid is killed after
+each worker); elsewhere it is only a separate process. The report says which containment was in
+force (``AUTOGRADER_SANDBOX`` = ``auto`` | ``bwrap`` | ``user`` | ``process`` chooses).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import signal
+import site
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+#: the uid the worker runs as without bwrap (no passwd entry: nothing else on the machine uses it)
+SANDBOX_UID = 61999
+#: where the package copy appears inside the bwrap sandbox
+PKG_MOUNT = "/opt/dcgan-course"
+WORK_MOUNT = "/home/student/work"
+PACKAGES = ("autograder", "dcgan_ref")
+MANIFEST = "MANIFEST.sha256"
+
+
+class SandboxError(RuntimeError):
+    """The worker could not be contained as asked, or the course package failed verification."""
+
+
+@dataclass(frozen=True)
+class Containment:
+    """What the worker runs inside: ``kind`` and a sentence for the report."""
+
+    kind: str
+    detail: str
+
+
+# --- the course package: verified, then copied for the worker ---
+
+
+def package_dirs() -> dict[str, Path]:
+    """The folders ``autograder`` and ``dcgan_ref`` are imported from."""
+    import autograder
+    import dcgan_ref
+
+    return {"autograder": Path(autograder.__file__).resolve().parent,
+            "dcgan_ref": Path(dcgan_ref.__file__).resolve().parent}
+
+
+def _package_files(dirs: dict[str, Path]) -> list[tuple[str, Path]]:
+    out = []
+    for name, d in dirs.items():
+        for path in sorted(d.rglob("*.py")):
+            if "__pycache__" in path.parts:
+                continue
+            out.append((f"{name}/{path.relative_to(d).as_posix()}", path))
+    return out
+
+
+def compute_manifest(dirs: dict[str, Path] | None = None) -> dict[str, str]:
+    """``relative path -> sha256`` of every module of the course package."""
+    return {rel: hashlib.sha256(p.read_bytes()).hexdigest() for rel, p in _package_files(dirs or package_dirs())}
+
+
+def manifest_path() -> Path:
+    """The recorded hashes, shipped inside the package (``autograder/MANIFEST.sha256``)."""
+    return package_dirs()["autograder"] / MANIFEST
+
+
+def write_manifest() -> Path:
+    """Record the hashes of the package as it is now (``python -m autograder manifest``)."""
+    path = manifest_path()
+    lines = [f"{digest}  {rel}" for rel, digest in sorted(compute_manifest().items())]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def read_manifest() -> dict[str, str]:
+    """The recorded hashes; empty when there is no manifest."""
+    path = manifest_path()
+    if not path.exists():
+        return {}
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            digest, rel = line.split(None, 1)
+            out[rel.strip()] = digest
+    return out
+
+
+def verify_package() -> None:
+    """Stop with one line unless every module of the package matches the recorded hashes.
+
+    ``AUTOGRADER_UNVERIFIED=1`` skips this while the checks are being written (never when grading).
+    """
+    if os.environ.get("AUTOGRADER_UNVERIFIED") == "1":
+        return
+    recorded = read_manifest()
+    if not recorded:
+        raise SandboxError(f"no {MANIFEST} in {manifest_path().parent}: the course package cannot be verified "
+                           "(run `python -m autograder manifest` after editing the checks)")
+    actual = compute_manifest()
+    for rel, digest in sorted(actual.items()):
+        if recorded.get(rel) != digest:
+            what = "is not in the recorded manifest" if rel not in recorded else "does not match its recorded hash"
+            raise SandboxError(f"{rel} {what}: the checks on disk were changed. Reinstall the package, or run "
+                               "`python -m autograder manifest` if you edited them yourself")
+    missing = sorted(set(recorded) - set(actual))
+    if missing:
+        raise SandboxError(f"{missing[0]} is missing from the installed package: reinstall it")
+
+
+@functools.lru_cache(maxsize=1)
+def package_copy() -> Path:
+    """A read-only copy of the verified package's modules (only ``*.py``; no course data), made once."""
+    verify_package()
+    root = Path(tempfile.mkdtemp(prefix="autograder-pkg-"))
+    for rel, path in _package_files(package_dirs()):
+        dest = root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+    for p in [root, *root.rglob("*")]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    return root
+
+
+# --- choosing the containment ---
+
+
+def _bwrap() -> str | None:
+    return shutil.which("bwrap")
+
+
+def _ro_binds() -> list[str]:
+    """System folders and the Python installation, read-only; symlinked top-level folders as symlinks."""
+    args: list[str] = []
+    for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/sys"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    python_dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
+    python_dirs |= set(site.getsitepackages())
+    with_parents = set()
+    for d in python_dirs:
+        real = os.path.realpath(d)
+        if os.path.isdir(real) and not real.startswith(("/usr/", "/etc/")):
+            with_parents.add(real)
+        if os.path.isdir(d) and not d.startswith(("/usr/", "/etc/")):
+            with_parents.add(os.path.abspath(d))
+    # bind each once, outermost first (a prefix bound covers the folders inside it)
+    kept: list[str] = []
+    for d in sorted(with_parents, key=len):
+        if not any(d == k or d.startswith(k + os.sep) for k in kept):
+            kept.append(d)
+    for d in kept:
+        args += ["--ro-bind", d, d]
+    return args
+
+
+def bwrap_argv(workdir: Path, pkg: Path) -> list[str]:
+    """The bwrap command line around the worker (the worker's own argv is appended)."""
+    return [
+        _bwrap() or "bwrap", "--die-with-parent", "--new-session", "--unshare-all", "--unshare-user",
+        "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL", "--hostname", "sandbox",
+        *_ro_binds(),
+        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/home/student",
+        "--ro-bind", str(pkg), PKG_MOUNT, "--bind", str(workdir), WORK_MOUNT, "--chdir", WORK_MOUNT,
+    ]
+
+
+@functools.lru_cache(maxsize=4)
+def _bwrap_works() -> str | None:
+    """None when bwrap runs here, else why not (one line)."""
+    if _bwrap() is None:
+        return "bwrap is not installed (Debian: apt-get install bubblewrap)"
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = bwrap_argv(Path(tmp), Path(tmp)) + [sys.executable, "-c", "print(1)"]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return f"bwrap failed to start: {err}"
+    if proc.returncode != 0 or proc.stdout.strip() != "1":
+        return "bwrap cannot create namespaces here: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
+    return None
+
+
+def choose(preference: str | None = None) -> Containment:
+    """The containment to use: ``AUTOGRADER_SANDBOX`` or ``preference``, ``auto`` by default."""
+    want = (preference or os.environ.get("AUTOGRADER_SANDBOX") or "auto").lower()
+    if want not in ("auto", "bwrap", "user", "process"):
+        raise SandboxError(f"AUTOGRADER_SANDBOX={want!r}: use auto, bwrap, user or process")
+    why_not = _bwrap_works() if want in ("auto", "bwrap") else None
+    if want == "bwrap" and why_not:
+        raise SandboxError(f"AUTOGRADER_SANDBOX=bwrap but {why_not}")
+    if want in ("auto", "bwrap") and why_not is None:
+        return Containment("bwrap", "bubblewrap: own PID/network/user namespaces, read-only course package and "
+                                    "Python, no solutions, gradebook or other submissions, dies with the grader")
+    if want in ("auto", "user") and os.geteuid() == 0:
+        return Containment("user", f"unprivileged uid {SANDBOX_UID} in its own session, read-only package copy "
+                                   f"(bubblewrap unavailable: {why_not or 'not chosen'}); the course folder is "
+                                   "readable by that uid")
+    if want == "user":
+        raise SandboxError("AUTOGRADER_SANDBOX=user needs a root grader (to switch to the sandbox uid)")
+    return Containment("process", "a separate process only, NOT contained: "
+                                  + (why_not or "chosen") + "; install bubblewrap for real containment")
+
+
+@dataclass
+class Launch:
+    """How to start the worker: argv, environment, cwd, what to run in the child before exec."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    preexec: Callable[[], None] | None
+
+
+def launch(containment: Containment, workdir: Path, worker_args: list[str]) -> Launch:
+    """The worker's command line under ``containment``, working in ``workdir``."""
+    pkg = package_copy()
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "MPLBACKEND": "Agg",
+        "NBGRADER_EXECUTION": "autograde", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
+        "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        "MKL_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "TORCHINDUCTOR_CACHE_DIR": "/tmp/inductor",
+    }
+    python = [sys.executable, "-m", "autograder.worker", *worker_args]
+    if containment.kind == "bwrap":
+        env.update(HOME="/tmp", PYTHONPATH=PKG_MOUNT, MPLCONFIGDIR="/tmp/mpl")
+        return Launch(bwrap_argv(workdir, pkg) + python, env, str(workdir), None)
+    env.update(HOME=str(workdir), PYTHONPATH=str(pkg), MPLCONFIGDIR=str(workdir / ".mpl"),
+               TORCHINDUCTOR_CACHE_DIR=str(workdir / ".inductor"))
+    if containment.kind == "user":
+        os.chown(workdir, SANDBOX_UID, SANDBOX_UID)
+
+        def drop() -> None:
+            os.setsid()
+            os.setgroups([])
+            os.setgid(SANDBOX_UID)
+            os.setuid(SANDBOX_UID)
+
+        return Launch(python, env, str(workdir), drop)
+    return Launch(python, env, str(workdir), os.setsid)
+
+
+def kill_all(containment: Containment, proc: subprocess.Popen) -> None:
+    """Kill the worker and everything it started (its session; with ``user``, every process of the uid)."""
+    with_suppress(lambda: os.killpg(proc.pid, signal.SIGKILL))
+    with_suppress(proc.kill)
+    if containment.kind == "user":
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    if os.stat(f"/proc/{pid}").st_uid == SANDBOX_UID:
+                        os.kill(int(pid), signal.SIGKILL)
+                except OSError:
+                    continue
+    with_suppress(lambda: proc.wait(timeout=10))
+
+
+def with_suppress(fn: Callable[[], object]) -> None:
+    """Run ``fn``, ignoring OS errors and time-outs (the process may be gone already)."""
+    try:
+        fn()
+    except (OSError, subprocess.TimeoutExpired, ProcessLookupError):
+        pass

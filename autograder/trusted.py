@@ -1,0 +1,512 @@
+"""Trusted grading: the student's code runs in a sandboxed worker, the judgement here.
+
+For one notebook (already repaired, its test cells taken from the source or the gradebook):
+
+1. every cell the student could have written is screened (``autograder/screen.py``); a cell
+   that uses what an honest answer never needs is not run, and its exercise scores 0;
+2. a worker is started in the sandbox (``autograder/sandbox.py``) and runs the other cells in
+   order (``autograder/worker.py``);
+3. each graded test cell is *not* run as code: its check calls (``checks.check_x(name, ...,
+   hidden=True)``, parsed from the trusted source) become probe requests; the worker runs the
+   probe on the student's objects, returns plain data, and the exercise's judge decides here, in
+   this process, with the reference computed here;
+4. a cell that kills, hangs or exhausts the worker costs that cell: the worker is killed,
+   restarted, the earlier cells re-run, and grading goes on.
+
+The outputs of every cell are written into the notebook, the test cells' by the judge only, so
+nbgrader's own scoring (``SaveAutoGrades``) and ``python -m autograder check`` read the same grade.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import nbformat
+from nbformat import NotebookNode
+
+from autograder import sandbox
+from autograder.checks._core import CheckFailure, Exercise
+from autograder.checks._plain import PlainDataError, dumps, loads
+from autograder.screen import COMMON_MODULE_NAMES, Finding, screen_source
+from autograder.worker import write_frame
+
+#: how long the worker may take to start (importing torch on a loaded machine)
+START_TIMEOUT = 120.0
+#: restarts of a dead or stuck worker per notebook, before the rest is marked ungraded
+MAX_RESTARTS = 8
+#: the largest reply read from the worker (bytes)
+MAX_REPLY = 256 << 20
+FAIL_MARK = "\u2718"
+PASS_MARK = "\u2714"
+
+
+class GradingError(RuntimeError):
+    """The notebook cannot be graded at all (no course, no source tests, no sandbox): a one-line reason."""
+
+
+class TestCellError(ValueError):
+    """A source test cell that is not a list of check calls (an authoring error)."""
+
+
+# --- test cells: which probe, which judge ---
+
+
+@dataclass(frozen=True)
+class CheckCall:
+    """``module.function(*names, hidden=hidden)``, parsed from a trusted test cell."""
+
+    module: str
+    function: str
+    names: tuple[str, ...]
+    hidden: bool
+
+    def __str__(self) -> str:
+        return f"{self.function}({', '.join(self.names)}{', hidden=True' if self.hidden else ''})"
+
+
+def parse_test_cell(source: str) -> list[CheckCall]:
+    """The check calls of a test cell: imports of check modules, then ``checks.check_x(names)`` lines."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as err:
+        raise TestCellError(f"test cell does not parse: {err}") from None
+    aliases: dict[str, tuple[str, str | None]] = {}  # local name -> (module, attribute or None)
+    calls: list[CheckCall] = []
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ImportFrom) and stmt.module and not stmt.level:
+            for a in stmt.names:
+                if stmt.module == "autograder.checks" or stmt.module.startswith("autograder.checks."):
+                    full = f"{stmt.module}.{a.name}" if stmt.module == "autograder.checks" else stmt.module
+                    aliases[a.asname or a.name] = (full, None if stmt.module == "autograder.checks" else a.name)
+                else:
+                    aliases[a.asname or a.name] = (stmt.module, a.name)
+        elif isinstance(stmt, ast.Import):
+            for a in stmt.names:
+                if a.asname:
+                    aliases[a.asname] = (a.name, None)
+        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+            call = stmt.value
+            if isinstance(call.func, ast.Attribute) and isinstance(call.func.value, ast.Name):
+                module, attr = aliases.get(call.func.value.id, (None, None))
+                function = call.func.attr
+                if module is None or attr is not None:
+                    raise TestCellError(f"{ast.unparse(call.func)}: {call.func.value.id} is not a checks module")
+            elif isinstance(call.func, ast.Name) and call.func.id in aliases and aliases[call.func.id][1]:
+                module, function = aliases[call.func.id]
+            else:
+                raise TestCellError(f"not a check call: {ast.unparse(call)}")
+            if not all(isinstance(a, ast.Name) for a in call.args):
+                raise TestCellError(f"{ast.unparse(call)}: a check takes the student's names only")
+            hidden = False
+            for kw in call.keywords:
+                if kw.arg != "hidden" or not isinstance(kw.value, ast.Constant) or type(kw.value.value) is not bool:
+                    raise TestCellError(f"{ast.unparse(call)}: the only keyword is hidden=True/False")
+                hidden = kw.value.value
+            calls.append(CheckCall(str(module), str(function), tuple(a.id for a in call.args), hidden))
+        else:
+            raise TestCellError(f"a test cell holds imports and check calls only, not: {ast.unparse(stmt)[:80]}")
+    if not calls:
+        raise TestCellError("a test cell without a check call")
+    return calls
+
+
+def load_check_module(name: str, search: list[Path]) -> ModuleType:
+    """The grader's copy of a check module: ``autograder.checks.*`` from the package, others from
+    the course's own assignment folders (``search``), never from the submission."""
+    if name.startswith("autograder."):
+        return importlib.import_module(name)
+    for folder in search:
+        path = folder / (name.replace(".", "/") + ".py")
+        if path.is_file():
+            key = f"_course_checks_{abs(hash(str(path)))}_{name}"
+            if key in sys.modules:
+                return sys.modules[key]
+            spec = importlib.util.spec_from_file_location(key, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[key] = module
+            spec.loader.exec_module(module)
+            return module
+    raise GradingError(f"check module {name} not found in the course")
+
+
+def exercise_of(call: CheckCall, search: list[Path]) -> Exercise:
+    """The ``Exercise`` behind a parsed check call."""
+    fn = getattr(load_check_module(call.module, search), call.function, None)
+    ex = getattr(fn, "exercise", None)
+    if not isinstance(ex, Exercise):
+        raise GradingError(f"{call.module}.{call.function} is not an exercise check (built with _core.exercise)")
+    return ex
+
+
+# --- the worker, from this side ---
+
+
+class WorkerDied(RuntimeError):
+    """The worker exited (``os._exit``, a crash, out of memory) or broke the protocol."""
+
+
+class WorkerTimeout(RuntimeError):
+    """The worker did not answer in time (an endless loop)."""
+
+
+class WorkerHandle:
+    """A running worker: send a request, wait for its reply with a deadline, kill it."""
+
+    def __init__(self, containment: sandbox.Containment, workdir: Path, preload: list[str]) -> None:
+        self.containment = containment
+        req_r, self._req_w = os.pipe()
+        self._rep_r, rep_w = os.pipe()
+        launch = sandbox.launch(containment, workdir, [str(req_r), str(rep_w), *preload])
+        if containment.kind == "user":
+            for fd in (req_r, rep_w):
+                os.set_inheritable(fd, True)
+        self.proc = subprocess.Popen(
+            launch.argv, env=launch.env, cwd=launch.cwd, pass_fds=(req_r, rep_w), preexec_fn=launch.preexec,
+            start_new_session=launch.preexec is None, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=None if os.environ.get("AUTOGRADER_DEBUG") else subprocess.DEVNULL,
+        )
+        os.close(req_r)
+        os.close(rep_w)
+        ready = self._receive(START_TIMEOUT)
+        if ready.get("op") != "ready":
+            self.kill()
+            raise WorkerDied("the worker did not start")
+
+    def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send ``message``; the reply (validated plain data) within ``timeout`` seconds."""
+        try:
+            write_frame(self._req_w, dumps(message))
+        except OSError:
+            raise WorkerDied("the worker is gone") from None
+        return self._receive(timeout)
+
+    def _receive(self, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WorkerTimeout()
+            ready, _, _ = select.select([self._rep_r], [], [], min(left, 1.0))
+            if ready:
+                break
+            if self.proc.poll() is not None:
+                raise WorkerDied(f"the worker exited with status {self.proc.returncode}")
+        head = os.read(self._rep_r, 8)
+        if len(head) < 8:
+            status = self.proc.poll()
+            raise WorkerDied("the worker exited" + (f" with status {status}" if status is not None else ""))
+        n = int.from_bytes(head, "big")
+        if n > MAX_REPLY:
+            raise WorkerDied("the worker sent an oversized reply")
+        chunks, got = [], 0
+        while got < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WorkerTimeout()
+            ready, _, _ = select.select([self._rep_r], [], [], min(left, 1.0))
+            if not ready:
+                continue
+            chunk = os.read(self._rep_r, min(n - got, 1 << 20))
+            if not chunk:
+                raise WorkerDied("the worker exited mid-reply")
+            chunks.append(chunk)
+            got += len(chunk)
+        try:
+            reply = loads(b"".join(chunks))
+        except PlainDataError as err:
+            raise WorkerDied(f"the worker broke the protocol: {err}") from None
+        if type(reply) is not dict:
+            raise WorkerDied("the worker broke the protocol: reply is not a dict")
+        return reply
+
+    def kill(self) -> None:
+        """Kill the worker and everything it started."""
+        for fd in (self._req_w, self._rep_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        sandbox.kill_all(self.containment, self.proc)
+
+
+# --- grading one notebook ---
+
+
+@dataclass
+class TrustedRun:
+    """What trusted grading adds to a report: containment, screening flags, restarts, errors."""
+
+    containment: str = ""
+    containment_detail: str = ""
+    flags: list[dict[str, Any]] = field(default_factory=list)
+    restarts: int = 0
+    error: str | None = None
+
+
+def _meta(cell: NotebookNode) -> dict[str, Any]:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def _stream(text: str, name: str = "stdout") -> NotebookNode:
+    return nbformat.v4.new_output("stream", name=name, text=text)
+
+
+def _error(ename: str, evalue: str, line: str | None = None) -> NotebookNode:
+    return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[line or f"{ename}: {evalue}"])
+
+
+def _failure(message: str) -> NotebookNode:
+    return _error("CheckFailure", message, f"{FAIL_MARK} {message}")
+
+
+def trusted_cells(nb: NotebookNode, release: NotebookNode | None) -> set[int]:
+    """Indices of the cells whose source is the course's own (locked, identical to the release)."""
+    locked: dict[str, str] = {}
+    if release is not None:
+        for c in release.cells:
+            m = _meta(c)
+            if m.get("grade_id") and not m.get("solution") and (m.get("locked") or m.get("grade")):
+                locked[m["grade_id"]] = c.source
+    out = set()
+    for i, c in enumerate(nb.cells):
+        m = _meta(c)
+        if m.get("grade") and not m.get("solution"):
+            out.add(i)  # test cells: parsed, never run
+        elif m.get("grade_id") in locked and locked[m["grade_id"]] == c.source:
+            out.add(i)
+    return out
+
+
+def _exercise_cells(nb: NotebookNode) -> dict[int, int]:
+    """test cell index -> index of the answer cell before it."""
+    out, answer = {}, None
+    for i, c in enumerate(nb.cells):
+        m = _meta(c)
+        if m.get("solution") and not m.get("grade"):
+            answer = i
+        elif m.get("grade") and not m.get("solution") and answer is not None:
+            out[i] = answer
+    return out
+
+
+def grade_trusted(
+    nb: NotebookNode,
+    workdir: Path,
+    *,
+    release: NotebookNode | None,
+    search: list[Path],
+    timeout: float,
+    containment: sandbox.Containment | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[NotebookNode, TrustedRun]:
+    """Execute ``nb`` (prepared: repaired, source test cells) the trusted way; returns it with outputs.
+
+    ``workdir``: the submission's working folder (the assignment's released files), the only
+    writable folder the worker sees. ``search``: course folders holding non-package check modules.
+    """
+    run = TrustedRun()
+    containment = containment or sandbox.choose()
+    run.containment, run.containment_detail = containment.kind, containment.detail
+    trusted = trusted_cells(nb, release)
+    answer_of = _exercise_cells(nb)
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+
+    # 1. screen every cell the student could have written; parse every test cell
+    refused: dict[int, list[Finding]] = {}
+    modules = set(COMMON_MODULE_NAMES)
+    calls: dict[int, list[CheckCall] | str] = {}
+    for i in code:
+        cell = nb.cells[i]
+        m = _meta(cell)
+        if m.get("grade") and not m.get("solution"):
+            try:
+                calls[i] = parse_test_cell(cell.source)
+            except TestCellError as err:
+                calls[i] = str(err)
+            continue
+        findings = screen_source(cell.source, modules) if i not in trusted else []
+        if i in trusted:
+            screen_source(cell.source, modules)  # learn the module names the lesson binds
+        if findings:
+            refused[i] = findings
+            run.flags.append({"cell": m.get("grade_id") or f"cell {i}", "findings": [str(f) for f in findings]})
+    preload = sorted({c.module for v in calls.values() if isinstance(v, list) for c in v})
+
+    # 2. the worker
+    worker: WorkerHandle | None = None
+    done: list[int] = []  # cells that ran to the end (errors included): re-run after a restart
+
+    def start() -> WorkerHandle:
+        last: Exception | None = None
+        for attempt in range(3):
+            try:
+                w = WorkerHandle(containment, workdir, preload)
+            except (WorkerDied, WorkerTimeout, OSError) as err:
+                last = err
+                time.sleep(1 + attempt)
+                continue
+            for j in list(done):
+                try:
+                    w.request({"op": "run", "source": nb.cells[j].source}, timeout)
+                except (WorkerDied, WorkerTimeout):
+                    done.remove(j)  # it broke the worker this time: leave it out
+                    w.kill()
+                    return start()
+            return w
+        raise GradingError(f"the grading worker could not start ({containment.kind}): {last}")
+
+    def restart() -> None:
+        nonlocal worker
+        if worker is not None:
+            worker.kill()
+        worker = None
+        run.restarts += 1
+
+    for i in code:  # until judged, every test cell reads "not graded" (no output would be full marks)
+        nb.cells[i].outputs, nb.cells[i].execution_count = [], None
+        if i in calls:
+            nb.cells[i].outputs = [_error("GradingError", "not graded: grading stopped before this cell")]
+    try:
+        for i in code:
+            cell = nb.cells[i]
+            if run.restarts > MAX_RESTARTS:
+                cell.outputs = [_error("GradingError", "not graded: the notebook crashed the grader too often")]
+                continue
+            m = _meta(cell)
+            if i in refused:
+                why = "; ".join(str(f) for f in refused[i][:3])
+                cell.outputs = [_error("NotAllowed", f"not run: it uses what an answer never needs ({why})")]
+                continue
+            if worker is None:
+                worker = start()
+            if m.get("grade") and not m.get("solution"):
+                if progress:
+                    progress(f"  {m.get('grade_id')}")
+                worker = _grade_test_cell(cell, i, calls[i], answer_of, refused, worker, search, timeout, restart)
+                continue
+            try:
+                reply = worker.request({"op": "run", "source": cell.source}, timeout)
+            except WorkerTimeout:
+                cell.outputs = [_error("CellTimeoutError", "", "this cell ran past the time limit and was stopped")]
+                restart()
+                continue
+            except WorkerDied as err:
+                cell.outputs = [_error("DeadKernelError", f"the notebook's process died in this cell ({err}): "
+                                       "os._exit, a crash or out of memory")]
+                restart()
+                continue
+            done.append(i)
+            if reply.get("stdout"):
+                cell.outputs.append(_stream(str(reply["stdout"])))
+            if reply.get("stderr"):
+                cell.outputs.append(_stream(str(reply["stderr"]), "stderr"))
+            if reply.get("ename"):
+                cell.outputs.append(_error(str(reply["ename"]), str(reply.get("evalue") or "")))
+    except GradingError as err:
+        run.error = str(err)
+    finally:
+        if worker is not None:
+            worker.kill()
+    return nb, run
+
+
+def _grade_test_cell(
+    cell: NotebookNode,
+    index: int,
+    calls: list[CheckCall] | str,
+    answer_of: dict[int, int],
+    refused: dict[int, list[Finding]],
+    worker: WorkerHandle,
+    search: list[Path],
+    timeout: float,
+    restart: Callable[[], None],
+) -> WorkerHandle | None:
+    """Judge one test cell: each check call's probe in the worker, its judge here."""
+    cell.outputs = []
+    if isinstance(calls, str):
+        cell.outputs = [_error("GradingError", f"this test cell cannot be graded: {calls}")]
+        return worker
+    answer = answer_of.get(index)
+    if answer is not None and answer in refused:
+        findings = refused[answer]
+        cell.outputs = [_failure(f"your answer was not run: {findings[0]}. An answer to this exercise never needs "
+                                 "that; it is not allowed in graded work (flagged for the instructor).")]
+        return worker
+    deadline = time.monotonic() + timeout
+    for call in calls:
+        try:
+            ex = exercise_of(call, search)
+            cases = ex.cases(call.hidden)
+        except GradingError as err:
+            cell.outputs.append(_error("GradingError", str(err)))
+            return worker
+        try:
+            reply = worker.request({"op": "probe", "module": call.module, "function": call.function,
+                                    "names": list(call.names), "cases": cases},
+                                   max(1.0, deadline - time.monotonic()))
+        except WorkerTimeout:
+            cell.outputs.append(_error("CellTimeoutError", "", "this cell ran past the time limit and was stopped"))
+            restart()
+            return None
+        except WorkerDied as err:
+            cell.outputs.append(_failure(f"your code killed its process while this check ran ({err}): "
+                                         "os._exit, a crash or out of memory."))
+            restart()
+            return None
+        student_out = reply.get("stdout")
+        if type(student_out) is str and student_out:
+            cell.outputs.append(_stream(student_out))
+        status = reply.get("status")
+        if status == "failure":
+            cell.outputs.append(_failure(str(reply.get("message", "the check failed"))))
+            return worker
+        if status != "ok":
+            cell.outputs.append(_failure(f"the check could not run your code: {str(reply.get('message'))[:500]}"))
+            return worker
+        try:
+            message = ex.judge(cases, reply.get("data"))
+        except CheckFailure as failure:
+            cell.outputs.append(_failure(str(failure)))
+            return worker
+        except Exception as err:  # noqa: BLE001 - malformed data from the student's side fails, never passes
+            cell.outputs.append(_failure(f"what your code returned could not be checked ({type(err).__name__}: "
+                                         f"{str(err)[:200]}): return the types the docstring asks for."))
+            return worker
+        suffix = " (hidden tests)" if call.hidden and "hidden" not in str(message) else ""
+        cell.outputs.append(_stream(f"{PASS_MARK} {message}{suffix}\n"))
+    return worker
+
+
+def copy_assignment_files(src_dir: Path, dest: Path) -> None:
+    """The assignment's other released files next to the notebook (never notebooks or feedback)."""
+    ignore = shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints", "__pycache__", "*.pyc", "feedback", "runs",
+                                    "data", "*.orig")
+    if not src_dir.is_dir():
+        return
+    for item in src_dir.iterdir():
+        if ignore(str(src_dir), [item.name]):
+            continue
+        if item.is_dir():
+            shutil.copytree(item, dest / item.name, ignore=ignore, dirs_exist_ok=True)
+        else:
+            shutil.copy2(item, dest / item.name)
+
+
+def new_workdir() -> Path:
+    """A fresh, private working folder for one submission's worker."""
+    return Path(tempfile.mkdtemp(prefix="autograder-work-"))
