@@ -1,257 +1,728 @@
 """Checks for lesson 08: picking the device, a mixed-precision training epoch, exact resumption.
 
-- ``pick_device``: CUDA, then Apple's MPS, then the CPU, with the availability functions patched
-  so every branch is exercised on any machine.
-- ``train_epoch``: on the CPU it must apply exactly ``dcgan_ref.train.train_step`` batch by
-  batch (same parameters afterwards, same mean losses); autocast must be off there. On a CUDA
-  machine the hidden run also trains with fp16 autocast and a GradScaler and compares loosely.
-- ``save_checkpoint`` / ``load_checkpoint``: a run saved, disturbed (fresh weights, RNG drawn
-  from) and restored must continue *bit for bit* like the run that never stopped.
+Each exercise is cases -> probe -> judge (``_core.exercise``):
+
+- ``pick_device``: the probe calls the student's function with the availability functions of
+  CUDA and MPS patched, so every branch runs on any machine; the judge asks
+  ``dcgan_ref.train.pick_device`` the same questions in its own process.
+- ``train_epoch``: the GPU half is made visible on a CPU. The probe's loader yields batches that
+  record ``.to(device)``, a hook on G's output records when a gradient reaches the fakes (before
+  D's step: no ``detach``), forward pre-hooks record whether autocast was on, and a recording
+  ``torch.amp.GradScaler`` (a real CPU scaler, power-of-two scale, so the numbers stay exact)
+  records ``scale`` / ``step`` / ``update`` and whether the scaled loss was what went backward.
+  The judge runs ``dcgan_ref.train.train_step`` batch by batch on the same models and data and
+  compares every parameter, buffer, the scaler's state and the mean losses. On a CUDA machine the
+  hidden run also trains under autocast and compares loosely.
+- ``save_checkpoint`` / ``load_checkpoint``: the probe trains a little, saves, wrecks the state
+  (fresh networks, optimizers and scaler, the RNG moved on), loads and takes one more step; the
+  judge rebuilds the same run from its seeds and compares what was restored, part by part.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
+import os
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import dcgan_ref.train as ref_train
 from dcgan_ref.models import Discriminator, Generator, weights_init
 
-from ._core import call, expect, fail, forbid, passed, seeded, student_globals
+from ._core import attempt, exercise, expect, fail, unwrap
+from ._plain import marker, type_name
 
 # --------------------------------------------------------------------------- pick_device
 
+_SITUATIONS = [(True, True), (False, True), (False, False)]
 
-def _patched_availability(cuda: bool, mps: bool) -> list[tuple[Any, str, Any]]:
+
+@contextlib.contextmanager
+def _availability(cuda: bool, mps: bool) -> Iterator[None]:
+    """Pretend CUDA / MPS are (not) available while the student's code runs."""
     saved = [(torch.cuda, "is_available", torch.cuda.is_available)]
     torch.cuda.is_available = lambda: cuda  # type: ignore[assignment]
     mps_mod = getattr(torch.backends, "mps", None)
     if mps_mod is not None:
         saved.append((mps_mod, "is_available", mps_mod.is_available))
         mps_mod.is_available = lambda: mps  # type: ignore[assignment]
-    return saved
+    try:
+        yield
+    finally:
+        for owner, attr, value in saved:
+            setattr(owner, attr, value)
 
 
-def check_pick_device(fn: Any, hidden: bool = False) -> None:
-    """``pick_device() -> torch.device``: cuda if available, else mps, else cpu."""
-    cases = [((True, True), "cuda"), ((False, True), "mps"), ((False, False), "cpu")]
-    if hidden:
-        cases.append(((True, False), "cuda"))
-    for (cuda, mps), want in cases:
-        saved = _patched_availability(cuda, mps)
+def _mps_available() -> bool:
+    mps_mod = getattr(torch.backends, "mps", None)
+    return bool(mps_mod is not None and mps_mod.is_available())
+
+
+def _course_helper_watch(fn: Any) -> tuple[Any, list[str]]:
+    """``fn`` wrapped so that a call of the course's own ``autograder.notebook.pick_device`` (the
+    setup cell's helper, the answer in disguise) is recorded; chains any profile hook already set."""
+    import autograder.notebook as notebook
+
+    target = notebook.pick_device.__code__
+    hits: list[str] = []
+
+    def run() -> Any:
+        previous = sys.getprofile()
+
+        def hook(frame: Any, event: str, arg: Any) -> None:
+            if event == "call" and frame.f_code is target:
+                hits.append("autograder.notebook.pick_device")
+            if previous is not None:
+                previous(frame, event, arg)
+
+        sys.setprofile(hook)
         try:
-            got = call(fn, what="pick_device")
+            return fn()
         finally:
-            for owner, attr, value in saved:
-                setattr(owner, attr, value)
+            sys.setprofile(previous)
+
+    run.__name__ = getattr(fn, "__name__", "pick_device")
+    return run, hits
+
+
+def _pick_device_cases(hidden: bool) -> dict[str, Any]:
+    return {"situations": _SITUATIONS + ([(True, False)] if hidden else [])}
+
+
+def _attempt_pick_device(fn: Any) -> dict[str, Any]:
+    if not callable(fn):
+        return attempt(fn, what="pick_device")
+    run, hits = _course_helper_watch(fn)
+    outcome = attempt(run, what="pick_device")
+    if hits:
+        return {"error": "pick_device calls autograder.notebook.pick_device, the setup cell's helper: "
+                         "write the three tests yourself."}  # fmt: skip
+    return outcome
+
+
+def _probe_pick_device(fn: Any, cases: dict[str, Any]) -> dict[str, Any]:
+    """The student's pick_device in each pretended situation, then on this machine as it is."""
+    outcomes = []
+    for cuda, mps in cases["situations"]:
+        with _availability(cuda, mps):
+            outcomes.append(_attempt_pick_device(fn))
+    return {"situations": outcomes, "real": _attempt_pick_device(fn),
+            "real_flags": [torch.cuda.is_available(), _mps_available()]}  # fmt: skip
+
+
+_DEVICE_HINTS = {
+    "cuda": "check torch.cuda.is_available() first: a GPU beats everything else",
+    "mps": "after CUDA, try Apple's GPU: torch.backends.mps.is_available()",
+    "cpu": "fall back to the CPU when neither GPU is there",
+}
+
+
+def _device_type(value: Any, situation: str) -> str:
+    """The device type of a returned value, or a failure naming what came back instead."""
+    if type(value) is str:
+        fail(f"pick_device() returned the string {value!r} {situation}: return torch.device({value!r}).")
+    if marker(value) != "__device__":
+        fail(f"pick_device() should return a torch.device, got {type_name(value)} {situation}.")
+    return str(value["__device__"]).split(":")[0]
+
+
+def _judge_pick_device(cases: dict[str, Any], data: dict[str, Any]) -> str:
+    """Every situation's device must be the one dcgan_ref.train.pick_device picks there."""
+    for (cuda, mps), outcome in zip(cases["situations"], data["situations"], strict=True):
         situation = (f"with CUDA {'available' if cuda else 'unavailable'} "
-                     f"and MPS {'available' if mps else 'unavailable'}")
-        if isinstance(got, str):
-            fail(f"pick_device() returned the string {got!r} {situation}: return torch.device({got!r}).")
-        expect(isinstance(got, torch.device), f"pick_device() should return a torch.device, got {type(got).__name__}.")
-        if got.type != want:
-            hint = {
-                "cuda": "check torch.cuda.is_available() first: a GPU beats everything else",
-                "mps": "after CUDA, try Apple's GPU: torch.backends.mps.is_available()",
-                "cpu": "fall back to the CPU when neither GPU is there",
-            }[want]
-            fail(f"pick_device() returned {got} {situation}, expected {want}: {hint}.")
-    real = call(fn, what="pick_device")
-    ref = ref_train.pick_device("auto")
-    expect(real.type == ref.type, f"on this machine pick_device() returned {real}, dcgan_ref picks {ref}.")
-    passed(f"pick_device prefers cuda > mps > cpu (here: {real})")
+                     f"and MPS {'available' if mps else 'unavailable'}")  # fmt: skip
+        got = _device_type(unwrap(outcome), situation)
+        with _availability(cuda, mps):
+            want = ref_train.pick_device("auto").type
+        if got != want:
+            fail(f"pick_device() returned {got} {situation}, expected {want}: {_DEVICE_HINTS[want]}.")
+    flags = data["real_flags"]
+    cuda, mps = (bool(f) for f in flags) if type(flags) is list and len(flags) == 2 else (False, False)
+    with _availability(cuda, mps):
+        want = ref_train.pick_device("auto").type
+    got = _device_type(unwrap(data["real"]), "on this machine")
+    expect(got == want, f"on this machine pick_device() returned {got}, expected {want}: {_DEVICE_HINTS[want]}.")
+    return f"pick_device prefers cuda > mps > cpu (here: {got})"
 
 
-# --------------------------------------------------------------------------- train_epoch
+check_pick_device = exercise("pick_device", _probe_pick_device, _judge_pick_device, _pick_device_cases)
+
+
+# --------------------------------------------------------------------------- shared set-up
 
 NZ = 16
+BATCH = 8
+#: the recording scaler's scale: a power of two, so scaling and unscaling the gradients is exact
+#: and a scaled epoch equals an unscaled one to the bit; the growth interval lets update() show
+INIT_SCALE = 2.0**11
+GROWTH_INTERVAL = 2
 # Same float32 operations in the same order on the CPU: parameters agree to rounding. The margin
-# covers a different but equivalent order (e.g. two D forward passes instead of one cat batch:
-# BatchNorm would then differ by far more than this, which is the point).
+# covers a different but equivalent order (e.g. BCELoss on sigmoid(D(x)) instead of the logits
+# loss); one D pass on torch.cat([real, fake]) changes BatchNorm's statistics, far beyond this.
 RTOL, ATOL = 1e-4, 1e-5
 
 
 def _models(seed: int) -> tuple[nn.Module, nn.Module]:
-    torch.manual_seed(seed)
-    G = Generator(nz=NZ, ngf=8, nc=3, image_size=32)
-    G.apply(weights_init)
-    D = Discriminator(nc=3, ndf=8, image_size=32)
-    D.apply(weights_init)
+    """A small 32x32 DCGAN pair, initialised from ``seed`` without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        G = Generator(nz=NZ, ngf=8, nc=3, image_size=32)
+        G.apply(weights_init)
+        D = Discriminator(nc=3, ndf=8, image_size=32)
+        D.apply(weights_init)
     return G, D
 
 
-def _loader(seed: int, batches: int, batch_size: int = 8) -> list[torch.Tensor]:
-    g = seeded(seed)
-    return [torch.rand(batch_size, 3, 32, 32, generator=g) * 2 - 1 for _ in range(batches)]
+def _optimizers(G: nn.Module, D: nn.Module) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam(2e-4, betas (0.5, 0.999)) for each, as lesson 07's make_optimizers."""
+    return (torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999)),
+            torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999)))  # fmt: skip
 
 
-def _reference_epoch(G: nn.Module, D: nn.Module, opt_G: Any, opt_D: Any, loader: list[torch.Tensor],
-                     device: torch.device, amp_dtype: torch.dtype | None = None,
-                     scaler: Any = None) -> dict[str, float]:  # fmt: skip
-    sums = {"loss_D": 0.0, "loss_G": 0.0}
-    for real in loader:
-        real = real.to(device)
-        z = torch.randn(real.shape[0], NZ, device=device)
-        logs = ref_train.train_step(G, D, opt_G, opt_D, real, z, amp_dtype=amp_dtype, scaler=scaler)
-        for k in sums:
-            sums[k] += float(logs[k])
-    return {k: v / len(loader) for k, v in sums.items()}
+def _scaler(device: str = "cpu") -> torch.amp.GradScaler:
+    return torch.amp.GradScaler(device, init_scale=INIT_SCALE, growth_interval=GROWTH_INTERVAL)
 
 
-def _first_difference(a: nn.Module, b: nn.Module, rtol: float, atol: float) -> str | None:
-    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
-        if pa.dtype.is_floating_point and not torch.allclose(pa.float(), pb.float(), rtol=rtol, atol=atol):
-            return f"{name} (max abs difference {(pa.float() - pb.float()).abs().max():.3g})"
-        if not pa.dtype.is_floating_point and not torch.equal(pa, pb):
-            return f"{name} ({pa.tolist()} vs {pb.tolist()})"
+def _batches(seed: int, n: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(BATCH, 3, 32, 32, generator=g) * 2 - 1 for _ in range(n)]
+
+
+def _module_state(m: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").clone() for k, v in m.state_dict().items()}
+
+
+def _optimizer_state(opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """An optimizer's state_dict as plain data (its int keys as strings)."""
+    sd = opt.state_dict()
+    copy = {str(k): {n: (x.detach().clone() if isinstance(x, torch.Tensor) else x) for n, x in v.items()}
+            for k, v in sd["state"].items()}  # fmt: skip
+    return {"state": copy,
+            "param_groups": [dict(g) for g in sd["param_groups"]]}  # fmt: skip
+
+
+def _first_difference(mine: Any, ref: dict[str, torch.Tensor], rtol: float, atol: float) -> str | None:
+    """Where a plain state dict from the probe first differs from the reference's, or None."""
+    if type(mine) is not dict:
+        return f"the whole state ({type_name(mine)})"
+    for name, want in ref.items():
+        got = mine.get(name)
+        if type(got) is not torch.Tensor or got.shape != want.shape:
+            return f"{name} (missing or reshaped)"
+        if want.dtype.is_floating_point:
+            if not torch.allclose(got.double(), want.double(), rtol=rtol, atol=atol):
+                return f"{name} (max abs difference {(got.double() - want.double()).abs().max():.3g})"
+        elif not torch.equal(got, want):
+            return f"{name} ({got.tolist()} vs {want.tolist()})"
     return None
 
 
-def _run_student_epoch(fn: Any, seed: int, batches: int, device: torch.device, scaler: Any = None,
-                       ) -> tuple[nn.Module, nn.Module, Any]:  # fmt: skip
-    G, D = (m.to(device) for m in _models(seed))
-    opt_G, opt_D = ref_train.make_optimizers(G, D)
-    loader = _loader(seed + 1, batches)
-    torch.manual_seed(seed + 2)
-    forbidden = {
-        "dcgan_ref.train.train_step": (ref_train, "train_step"),
-        "dcgan_ref.train.discriminator_step": (ref_train, "discriminator_step"),
-        "dcgan_ref.train.generator_step": (ref_train, "generator_step"),
-    }
-    with forbid(forbidden, "train_epoch", "Write the D step and the G step yourself (lesson 07), "
-                "inside autocast, with the scaler.", student_globals(fn)):  # fmt: skip
-        out = call(fn, G, D, opt_G, opt_D, loader, NZ, device, scaler, what="train_epoch")
-    return (G, D, out)
+def _step(G: nn.Module, D: nn.Module, opt_G: Any, opt_D: Any, real: torch.Tensor, scaler: Any) -> None:
+    """The checkpoint check's own training step (plain torch): noise from the global RNG."""
+    z = torch.randn(real.shape[0], NZ, 1, 1)
+    fake = G(z)
+    opt_D.zero_grad()
+    out_real, out_fake = D(real), D(fake.detach())
+    loss_D = (F.binary_cross_entropy_with_logits(out_real, torch.ones_like(out_real))
+              + F.binary_cross_entropy_with_logits(out_fake, torch.zeros_like(out_fake)))  # fmt: skip
+    for loss, opt in ((loss_D, opt_D), (None, opt_G)):
+        if loss is None:
+            opt_G.zero_grad()
+            out = D(fake)
+            loss = F.binary_cross_entropy_with_logits(out, torch.ones_like(out))
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+    if scaler is not None:
+        scaler.update()
 
 
-def check_train_epoch(fn: Any, hidden: bool = False) -> None:
-    """``train_epoch(G, D, opt_G, opt_D, loader, nz, device, scaler=None) -> {'loss_D', 'loss_G'}``."""
+# --------------------------------------------------------------------------- train_epoch
+
+
+class _TrackedBatch(torch.Tensor):
+    """A real batch that records ``.to`` / ``.cpu`` / ``.cuda`` (and gives back a plain tensor)."""
+
+    _log: list
+    _index: int
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        with torch._C.DisableTorchFunctionSubclass():
+            out = func(*args, **kwargs)
+        if func in (torch.Tensor.to, torch.Tensor.cpu, torch.Tensor.cuda) and args and isinstance(args[0], cls):
+            if isinstance(out, torch.Tensor):
+                args[0]._log.append(("to", args[0]._index, str(out.device.type)))
+        if isinstance(out, cls):
+            with torch._C.DisableTorchFunctionSubclass():
+                out = out.as_subclass(torch.Tensor)
+        return out
+
+
+class _Loader:
+    """The epoch's batches; iterating records which batch is current."""
+
+    def __init__(self, batches: list[torch.Tensor], events: list) -> None:
+        self.events = events
+        self.batches = []
+        for i, b in enumerate(batches):
+            t = b.clone().as_subclass(_TrackedBatch)
+            t._log, t._index = events, i
+            self.batches.append(t)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for i, b in enumerate(self.batches):
+            self.events.append(("batch", i))
+            yield b
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class _RecordingScaler(torch.amp.GradScaler):
+    """A real GradScaler that records how it is used, and whether its scaled loss went backward."""
+
+    def __init__(self, device: str, events: list, names: dict[int, str]) -> None:
+        super().__init__(device, init_scale=INIT_SCALE, growth_interval=GROWTH_INTERVAL)
+        self._events, self._names = events, names
+
+    def scale(self, outputs: Any) -> Any:
+        out = super().scale(outputs)
+        self._events.append(("scale",))
+        if isinstance(out, torch.Tensor) and out.requires_grad:
+            out.register_hook(lambda g: self._events.append(("scaled_backward",)))
+        return out
+
+    def unscale_(self, optimizer: Any) -> None:
+        self._events.append(("unscale", self._names.get(id(optimizer), "?")))
+        super().unscale_(optimizer)
+
+    def step(self, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
+        self._events.append(("scaler_step", self._names.get(id(optimizer), "?")))
+        return super().step(optimizer, *args, **kwargs)
+
+    def update(self, new_scale: Any = None) -> None:
+        self._events.append(("update",))
+        super().update(new_scale)
+
+
+def _epoch_cases(hidden: bool) -> dict[str, Any]:
+    """Runs of (seed, batches, with a scaler): their data sets, and whether to try CUDA."""
+    runs = [(0, 3, False), (5, 3, True)] + ([(10, 1, False), (20, 2, True)] if hidden else [])
+    return {"runs": [{"seed": s, "scaler": sc, "batches": _batches(s + 1, n)} for s, n, sc in runs],
+            "cuda": hidden}  # fmt: skip
+
+
+def _instrumented_epoch(fn: Any, run: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Probe side: one call of the student's train_epoch on recording objects; what they saw."""
+    events: list = []
+    G, D = (m.to(device) for m in _models(run["seed"]))
+    opt_G, opt_D = _optimizers(G, D)
+    names = {id(opt_D): "D", id(opt_G): "G"}
+    scaler = _RecordingScaler(device.type, events, names) if run["scaler"] else None
+    loader = _Loader(run["batches"], events)
+
+    def on_forward(name: str) -> Any:
+        def hook(module: nn.Module, inputs: Any) -> None:
+            events.append(("forward", name, bool(torch.is_autocast_enabled(device.type)),
+                           str(torch.get_autocast_dtype(device.type))))  # fmt: skip
+        return hook
+
+    def on_fake(module: nn.Module, inputs: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor) and output.requires_grad:
+            output.register_hook(lambda g: events.append(("grad_fake",)))
+
+    hooks = [G.register_forward_pre_hook(on_forward("G")), D.register_forward_pre_hook(on_forward("D")),
+             G.register_forward_hook(on_fake),
+             opt_D.register_step_pre_hook(lambda *a: events.append(("step", "D"))),
+             opt_G.register_step_pre_hook(lambda *a: events.append(("step", "G")))]  # fmt: skip
+    devices = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(run["seed"] + 2)
+            outcome = attempt(fn, G, D, opt_G, opt_D, loader, NZ, device, scaler, what="train_epoch",
+                              allow_reference=[Generator, Discriminator])  # fmt: skip
+    finally:
+        for h in hooks:
+            h.remove()
+    return {"outcome": outcome, "events": events, "G": _module_state(G), "D": _module_state(D),
+            "scaler": None if scaler is None else dict(scaler.state_dict()), "device": device.type}  # fmt: skip
+
+
+def _probe_train_epoch(fn: Any, cases: dict[str, Any]) -> dict[str, Any]:
+    """The student's epoch on each CPU run; on a CUDA machine (hidden run) once more on the GPU."""
     cpu = torch.device("cpu")
-    for seed, batches in [(0, 3)] + ([(10, 1), (20, 2)] if hidden else []):
-        G, D, out = _run_student_epoch(fn, seed, batches, cpu)
-        rG, rD = _models(seed)
-        ropt_G, ropt_D = ref_train.make_optimizers(rG, rD)
-        loader = _loader(seed + 1, batches)
+    data: dict[str, Any] = {"runs": [_instrumented_epoch(fn, run, cpu) for run in cases["runs"]], "cuda": None}
+    if cases["cuda"] and torch.cuda.is_available():
+        data["cuda"] = _instrumented_epoch(fn, {**cases["runs"][1], "seed": 30}, torch.device("cuda"))
+    return data
+
+
+def _reference_epoch(run: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
+    """Judge side: dcgan_ref.train.train_step batch by batch, float32 on the CPU."""
+    seed = run["seed"] if seed is None else seed
+    G, D = _models(seed)
+    opt_G, opt_D = _optimizers(G, D)
+    scaler = _scaler() if run["scaler"] else None
+    sums = {"loss_D": 0.0, "loss_G": 0.0}
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 2)
-        ref = _reference_epoch(rG, rD, ropt_G, ropt_D, loader, cpu)
-
-        where = f"after one epoch of {batches} batches on the CPU"
-        for net, mine, untouched in (("G", G, _models(seed)[0]), ("D", D, _models(seed)[1])):
-            if all(torch.equal(a, b) for a, b in zip(mine.parameters(), untouched.parameters(), strict=True)):
-                fail(f"{where}, {net}'s parameters never changed: is opt_{net}.step() called every batch?")
-        for net, mine, theirs in (("D", D, rD), ("G", G, rG)):
-            diff = _first_difference(mine, theirs, RTOL, atol=ATOL)
-            if diff is None:
-                continue
-            # CPU autocast runs in bfloat16: the same loop with autocast on gives these numbers
-            bG, bD = _models(seed)
-            bopt_G, bopt_D = ref_train.make_optimizers(bG, bD)
-            torch.manual_seed(seed + 2)
-            _reference_epoch(bG, bD, bopt_G, bopt_D, loader, cpu, amp_dtype=torch.bfloat16)
-            if _first_difference(mine, bG if net == "G" else bD, 1e-3, 1e-4) is None:
-                fail(f"{where}, {net}'s parameters match a run under bfloat16 autocast: on the CPU mixed "
-                     "precision must be off. Use torch.autocast('cuda', dtype=torch.float16, "
-                     "enabled=(device.type == 'cuda')).")  # fmt: skip
-            fail(
-                f"{where}, {net}'s parameters differ from dcgan_ref.train.train_step applied batch by batch, "
-                f"first at {diff}. Per batch: real to the device, z = torch.randn(batch, nz, device=device) "
-                "(one draw per batch, after moving real), fake = G(z); D step on real (target 1) and "
-                "fake.detach() (target 0) with BCE-with-logits; then G step on D(fake) with target 1."
-            )
-        expect(isinstance(out, dict) and {"loss_D", "loss_G"} <= set(out),
-               f"train_epoch should return a dict with 'loss_D' and 'loss_G', got {out!r}.")  # fmt: skip
-        for k in ("loss_D", "loss_G"):
-            got = float(out[k])
-            expect(abs(got - ref[k]) <= 1e-4 * max(1.0, abs(ref[k])),
-                   f"train_epoch returned {k} = {got:.6g}, expected the mean over the epoch's batches "
-                   f"{ref[k]:.6g}: add loss.item() for each batch and divide by the number of batches.")  # fmt: skip
-
-    if hidden and torch.cuda.is_available():
-        _check_cuda_amp(fn)
-    elif hidden:
-        print("note: no CUDA GPU here, the mixed-precision path of train_epoch was not run.")
-    passed("train_epoch matches dcgan_ref.train.train_step batch by batch on the CPU")
+        for real in run["batches"]:
+            z = torch.randn(real.shape[0], NZ, 1, 1)
+            logs = ref_train.train_step(G, D, opt_G, opt_D, real.clone(), z, scaler=scaler)
+            for k in sums:
+                sums[k] += float(logs[k])
+    n = len(run["batches"])
+    return {"G": _module_state(G), "D": _module_state(D), "scaler": None if scaler is None else scaler.state_dict(),
+            "losses": {k: v / n for k, v in sums.items()}}  # fmt: skip
 
 
-def _check_cuda_amp(fn: Any) -> None:
-    """On a GPU: fp16 autocast + GradScaler. Loose comparison: fp16 rounding and nondeterministic kernels."""
-    dev = torch.device("cuda")
-    scaler = torch.amp.GradScaler("cuda")
-    G, D, out = _run_student_epoch(fn, 30, 3, dev, scaler)
-    expect(all(torch.isfinite(p).all() for p in [*G.parameters(), *D.parameters()]),
-           "after a CUDA epoch with autocast some parameters are NaN/inf: is the scaler used for every "
-           "backward (scaler.scale(loss).backward(), scaler.step(opt), scaler.update())?")  # fmt: skip
-    expect(scaler._scale is not None, "the GradScaler passed in was never used: scale the losses with it.")
-    rG, rD = (m.to(dev) for m in _models(30))
-    ropt_G, ropt_D = ref_train.make_optimizers(rG, rD)
-    torch.manual_seed(32)
-    ref = _reference_epoch(rG, rD, ropt_G, ropt_D, _loader(31, 3), dev, torch.float16, torch.amp.GradScaler("cuda"))
+def _per_batch(events: list, n: int) -> list[list]:
+    """The events of each batch (from the loader yielding it to the next one)."""
+    out: list[list] = [[] for _ in range(n)]
+    current = None
+    for e in events:
+        if type(e) not in (list, tuple) or not e:
+            continue
+        if e[0] == "batch" and type(e[1]) is int and 0 <= e[1] < n:
+            current = e[1]
+        elif current is not None:
+            out[current].append(tuple(e))
+    return out
+
+
+def _judge_scaler_steps(evs: list, at: str, with_scaler: bool) -> None:
+    """With a scaler, each optimizer step goes through scaler.step after a scaled backward."""
+    if not with_scaler:
+        return
+    scaled_since = False
+    for k, e in enumerate(evs):
+        if e == ("scaled_backward",):
+            scaled_since = True
+        if e[0] == "step":
+            before = [x for x in evs[:k] if x[0] != "unscale"]
+            if not before or before[-1] != ("scaler_step", e[1]):
+                fail(f"{at}: a GradScaler was passed in, but opt_{e[1]}.step() was called directly: use "
+                     f"scaler.step(opt_{e[1]}) (it unscales the gradients first and skips a step whose "
+                     "gradients overflowed).")
+            if not scaled_since:
+                fail(f"{at}: a GradScaler was passed in, but the loss of opt_{e[1]}'s step went backward "
+                     "unscaled: scaler.scale(loss).backward(), so that small float16 gradients do not "
+                     "round to zero.")
+            scaled_since = False
+
+
+def _judge_events(events: list, n: int, device: str, with_scaler: bool, where: str, partial: bool = False) -> None:
+    """What the recording objects saw must be the recipe: moves, autocast, detach, steps, scaler.
+
+    ``partial``: the student's code raised part-way; only the checks that explain an error run
+    (autocast, how the scaler was used), so the message names the cause rather than the symptom.
+    """
+    if type(events) is not list:
+        fail(f"{where}: the probe recorded nothing.")
+    moved = {e[1] for e in events if type(e) in (list, tuple) and len(e) == 3 and e[0] == "to" and e[2] == device}
+    missing = [i for i in range(n) if i not in moved]
+    if missing and not partial:
+        fail(f"{where}, batch {missing[0] + 1} of {n} was never moved to the device (no real.to(device)): "
+             "on a GPU, D would get CPU images and fail. Start each batch with real = real.to(device).")
+    batches = _per_batch(events, n)
+    last_seen = max((e[1] for e in events if type(e) in (list, tuple) and e and e[0] == "batch"
+                     and type(e[1]) is int), default=-1)  # fmt: skip
+    for i, evs in enumerate(batches):
+        at = f"{where}, batch {i + 1}"
+        if partial and i > last_seen:
+            break
+        local_only = partial and i == last_seen
+        forwards = [e for e in evs if e[0] == "forward"]
+        if device == "cpu" and any(e[2] for e in forwards):
+            dtype = next(e[3] for e in forwards if e[2]).replace("torch.", "")
+            fail(f"{at}: G or D ran under {dtype} autocast on the CPU. Mixed precision is for the GPU; on a CPU "
+                 "it is emulated (slow) and rounds differently: use torch.autocast(device.type, "
+                 "dtype=torch.float16, enabled=(device.type == 'cuda')).")  # fmt: skip
+        if device == "cuda" and forwards and not all(e[2] for e in forwards):
+            fail(f"{at}: on CUDA, G or D ran without autocast: wrap G(z) and both D passes in "
+                 "torch.autocast('cuda', dtype=torch.float16, enabled=True).")
+        if local_only:
+            _judge_scaler_steps(evs, at, with_scaler)
+            continue
+        steps = [e[1] for e in evs if e[0] == "step"]
+        if steps.count("D") != 1 or steps.count("G") != 1:
+            fail(f"{at}: opt_D.step() ran {steps.count('D')} time(s) and opt_G.step() {steps.count('G')} "
+                 "time(s): exactly one D update, then one G update per batch.")
+        if steps != ["D", "G"]:
+            fail(f"{at}: G was updated before D: first the D step (on real and fake.detach()), then the G step.")
+        d_at = evs.index(("step", "D"))
+        if ("grad_fake",) in evs[:d_at]:
+            fail(f"{at}: D's loss backpropagated into G's fakes before opt_D.step() (D(fake) instead of "
+                 "D(fake.detach()) in the D step; retain_graph=True only hides the error). Use "
+                 "fake.detach() in the D step: D's loss must not reach G.")
+        if ("grad_fake",) not in evs[d_at:]:
+            fail(f"{at}: no gradient reached G's fakes in the G step: compute loss_G on D(fake), not on "
+                 "D(fake.detach()) or a new G(z) under torch.no_grad().")
+        if not with_scaler:
+            continue
+        _judge_scaler_steps(evs, at, with_scaler)
+        updates = [k for k, e in enumerate(evs) if e == ("update",)]
+        if len(updates) != 1:
+            fail(f"{at}: scaler.update() ran {len(updates)} time(s): call it exactly once per batch, after "
+                 "both optimizer steps (it adapts the scale for the next iteration).")
+        if updates[0] < evs.index(("step", "G")):
+            fail(f"{at}: scaler.update() ran before the G step: call it once per batch after both steps.")
+
+
+def _judge_losses(value: Any, ref: dict[str, float], where: str, rtol: float) -> None:
+    if type(value) is not dict or not {"loss_D", "loss_G"} <= set(value):
+        fail(f"train_epoch should return a dict with 'loss_D' and 'loss_G', got {type_name(value)}"
+             + (f" with keys {sorted(value)}" if type(value) is dict else "") + ".")
     for k in ("loss_D", "loss_G"):
-        # fp16 activations: ~1e-3 relative per op; three batches of a tiny net stay within 5 %
-        expect(abs(float(out[k]) - ref[k]) <= 0.05 * max(1.0, abs(ref[k])),
-               f"on CUDA with fp16 autocast train_epoch gave {k} = {float(out[k]):.4g}, "
-               f"dcgan_ref {ref[k]:.4g}.")  # fmt: skip
+        got = value[k]
+        if type(got) is torch.Tensor:
+            fail(f"train_epoch returned {k} as a tensor: return a float, the mean of loss.item() over the "
+                 "batches (summing the loss tensors keeps every batch's graph alive).")
+        if type(got) is not float:
+            fail(f"train_epoch returned {k} as {type_name(got)}, expected a float (the mean of loss.item()).")
+        if not abs(got - ref[k]) <= rtol * max(1.0, abs(ref[k])):
+            n_hint = ("add loss.item() for each batch and divide by the number of batches"
+                      if got != 0 else "is the loss of each batch added up?")
+            fail(f"{where}, train_epoch returned {k} = {got:.6g}, expected the mean over the epoch's "
+                 f"batches {ref[k]:.6g}: {n_hint}.")
+
+
+def _judge_train_epoch(cases: dict[str, Any], data: dict[str, Any]) -> str:
+    """Recipe from the recording objects, then parameters, scaler and losses against train_step."""
+    for run, got in zip(cases["runs"], data["runs"], strict=True):
+        n = len(run["batches"])
+        where = f"one epoch of {n} batch{'es' if n > 1 else ''} on the CPU" + (
+            " with a GradScaler passed in" if run["scaler"] else " with scaler=None")
+        try:
+            value = unwrap(got["outcome"])
+        except Exception as err:
+            if not run["scaler"] and "NoneType" in str(err):
+                fail(f"{err} ({where}: without a GPU there is no scaler; with scaler=None use plain "
+                     "loss.backward() and opt.step()).")
+            _judge_events(got["events"], n, "cpu", run["scaler"], f"in {where}", partial=True)
+            raise
+        _judge_events(got["events"], n, "cpu", run["scaler"], f"in {where}")
+        ref = _reference_epoch(run)
+        untouched = _models(run["seed"])
+        for net, k in (("G", 0), ("D", 1)):
+            params = {n: v for n, v in _module_state(untouched[k]).items() if n.endswith(("weight", "bias"))}
+            if _first_difference(got[net], params, 0, 0) is None:
+                fail(f"after {where}, {net}'s parameters never changed: is opt_{net}.step() called every batch?")
+        for net in ("D", "G"):
+            diff = _first_difference(got[net], ref[net], RTOL, ATOL)
+            if diff is not None:
+                fail(
+                    f"after {where}, {net}'s parameters differ from dcgan_ref.train.train_step applied batch by "
+                    f"batch, first at {diff}. Per batch: real to the device, z = torch.randn(batch, nz, 1, 1, "
+                    "device=device) (one draw per batch, after moving real), fake = G(z); D step on D(real) "
+                    "(target 1) and D(fake.detach()) (target 0) as two passes, with BCE-with-logits; then the "
+                    "G step on D(fake) with target 1."
+                )
+        if run["scaler"]:
+            mine, want = got["scaler"], ref["scaler"]
+            if type(mine) is not dict or any(mine.get(k) != want[k] for k in ("scale", "_growth_tracker")):
+                fail(f"after {where}, the GradScaler's state is {mine!r}, expected {want!r}: one "
+                     "scaler.update() per batch, after both steps.")
+        _judge_losses(value, ref["losses"], f"after {where}", 1e-4)
+
+    note = ""
+    cuda = data.get("cuda")
+    if cases["cuda"] and cuda is None:
+        note = " (no CUDA GPU here: the mixed-precision path was not run)"
+    elif cases["cuda"] and type(cuda) is dict:
+        run = {**cases["runs"][1], "seed": 30}
+        where = "on CUDA with a GradScaler"
+        value = unwrap(cuda["outcome"])
+        _judge_events(cuda["events"], len(run["batches"]), "cuda", True, where)
+        for net in ("G", "D"):
+            state = cuda[net]
+            if type(state) is not dict or not all(type(v) is torch.Tensor and bool(torch.isfinite(v.double()).all())
+                                                  for v in state.values()):  # fmt: skip
+                fail(f"{where}: some of {net}'s parameters are NaN/inf after the epoch: is the scaler used for "
+                     "every backward (scaler.scale(loss).backward(), scaler.step(opt), scaler.update())?")
+        # float16 activations: ~1e-3 relative per operation; three batches of a tiny net stay within 5 %
+        _judge_losses(value, _reference_epoch(run)["losses"], where, 0.05)
+        note = " and under CUDA autocast"
+    return "train_epoch matches dcgan_ref.train.train_step batch by batch on the CPU, with and without a scaler" + note
+
+
+check_train_epoch = exercise("train_epoch", _probe_train_epoch, _judge_train_epoch, _epoch_cases)
 
 
 # --------------------------------------------------------------------------- checkpoints
 
 
-def check_checkpoint(save_fn: Any, load_fn: Any, hidden: bool = False) -> None:
-    """save_checkpoint(path, G, D, opt_G, opt_D, scaler, epoch) / load_checkpoint(...) -> epoch:
-    training continued after a save/load round trip equals training that never stopped."""
-    cpu = torch.device("cpu")
-    for seed, epoch in [(40, 3)] + ([(50, 7)] if hidden else []):
-        # a run trained for one epoch: Adam has moments, BatchNorm has running statistics
-        G, D = _models(seed)
-        opt_G, opt_D = ref_train.make_optimizers(G, D)
-        torch.manual_seed(seed + 1)
-        _reference_epoch(G, D, opt_G, opt_D, _loader(seed + 2, 2), cpu)
+def _ckpt_cases(hidden: bool) -> dict[str, Any]:
+    """Runs (seed, epoch, with a scaler): two training steps, then save / wreck / load / one more step."""
+    runs = [(40, 3, True), (45, 1, False)] + ([(50, 7, True)] if hidden else [])
+    return {"runs": [{"seed": s, "epoch": e, "scaler": sc, "batches": _batches(s + 2, 3)} for s, e, sc in runs]}
 
-        with tempfile.TemporaryDirectory() as tmp:
+
+def _trained(run: dict[str, Any]) -> tuple[Any, ...]:
+    """G, D, optimizers and scaler after two steps; the global RNG seeded and moved by them."""
+    torch.manual_seed(run["seed"] + 1)
+    G, D = _models(run["seed"])
+    opt_G, opt_D = _optimizers(G, D)
+    scaler = _scaler() if run["scaler"] else None
+    for real in run["batches"][:2]:
+        _step(G, D, opt_G, opt_D, real.clone(), scaler)
+    return G, D, opt_G, opt_D, scaler
+
+
+def _snapshot(G: nn.Module, D: nn.Module, opt_G: Any, opt_D: Any, scaler: Any) -> dict[str, Any]:
+    return {"G": _module_state(G), "D": _module_state(D), "opt_G": _optimizer_state(opt_G),
+            "opt_D": _optimizer_state(opt_D), "scaler": None if scaler is None else dict(scaler.state_dict()),
+            "rng": torch.get_rng_state()}  # fmt: skip
+
+
+def _probe_checkpoint(save_fn: Any, load_fn: Any, cases: dict[str, Any]) -> list[dict[str, Any]]:
+    """Save a trained run, wreck everything, load it into fresh objects, take one more step."""
+    results = []
+    allow = [Generator, Discriminator]
+    for run in cases["runs"]:
+        res: dict[str, Any] = {}
+        with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory() as tmp:
+            G, D, opt_G, opt_D, scaler = _trained(run)
+            cuda_rng = torch.cuda.get_rng_state() if torch.cuda.is_available() else None
             path = Path(tmp) / "ckpt.pt"
-            call(save_fn, path, G, D, opt_G, opt_D, None, epoch, what="save_checkpoint")
-            expect(path.is_file(), f"save_checkpoint did not write {path}: torch.save(state, path).")
-            # the uninterrupted run goes on from here
-            uG, uD, uoG, uoD = copy.deepcopy((G, D, opt_G, opt_D))
-            rng = torch.get_rng_state()
-            _reference_epoch(uG, uD, uoG, uoD, _loader(seed + 3, 2), cpu)
-            # the interrupted one: a new process with fresh models, whose RNG has moved on
-            torch.set_rng_state(rng)
+            res["save"] = attempt(save_fn, path, G, D, opt_G, opt_D, scaler, run["epoch"], what="save_checkpoint",
+                                  allow_reference=allow)  # fmt: skip
+            res["written"] = path.is_file() and os.path.getsize(path) > 0
+            # a new process: fresh networks, optimizers and scaler, the RNG somewhere else
             torch.randn(1000)
-            rG, rD = _models(seed + 100)
-            ropt_G, ropt_D = ref_train.make_optimizers(rG, rD)
-            got_epoch = call(load_fn, path, rG, rD, ropt_G, ropt_D, None, what="load_checkpoint")
-            after_load_rng = torch.get_rng_state()
-            state = torch.load(path, map_location="cpu", weights_only=False)
+            if cuda_rng is not None:
+                torch.randn(1000, device="cuda")
+            rG, rD = _models(run["seed"] + 100)
+            ropt_G, ropt_D = _optimizers(rG, rD)
+            rscaler = torch.amp.GradScaler("cpu") if run["scaler"] else None
+            if res["written"] and "error" not in res["save"]:
+                res["load"] = attempt(load_fn, path, rG, rD, ropt_G, ropt_D, rscaler, what="load_checkpoint",
+                                      allow_reference=allow)  # fmt: skip
+                res["restored"] = _snapshot(rG, rD, ropt_G, ropt_D, rscaler)
+                if cuda_rng is not None:
+                    res["cuda_rng"] = [cuda_rng, torch.cuda.get_rng_state()]
+                if "error" not in res["load"]:
+                    try:
+                        _step(rG, rD, ropt_G, ropt_D, run["batches"][2].clone(), rscaler)
+                        res["after_step"] = {"G": _module_state(rG), "D": _module_state(rD)}
+                    except Exception as err:  # noqa: BLE001 - restored objects that cannot train
+                        res["after_step"] = f"{type(err).__name__}: {err}"
+        results.append(res)
+    return results
 
-        expect(got_epoch == epoch, f"load_checkpoint returned {got_epoch!r}, expected the saved epoch {epoch}.")
-        for net, mine, orig in (("G", rG, G), ("D", rD, D)):
-            diff = _first_difference(mine, orig, 0, 0)
-            if diff is not None:
-                fail(f"after load_checkpoint, {net}'s state differs from the saved one at {diff}: save "
-                     f"{net}.state_dict() (parameters *and* BatchNorm buffers) and load it with "
-                     "load_state_dict.")  # fmt: skip
-        for name, mine, orig in (("opt_G", ropt_G, opt_G), ("opt_D", ropt_D, opt_D)):
-            if not mine.state or len(mine.state) != len(orig.state):
-                fail(f"after load_checkpoint, {name} has no Adam state (step counts, moment estimates): save "
-                     f"{name}.state_dict() and restore it with {name}.load_state_dict(...), or the first "
-                     "steps after resuming use fresh moments and the run changes course.")  # fmt: skip
-        if not torch.equal(after_load_rng, rng):
+
+_PART_HINTS = {
+    "G": "save G.state_dict() (parameters *and* BatchNorm buffers) and restore it with G.load_state_dict(...)",
+    "D": "save D.state_dict() (parameters *and* BatchNorm buffers) and restore it with D.load_state_dict(...)",
+}
+
+
+def _judge_module(name: str, got: Any, want: dict[str, torch.Tensor]) -> None:
+    diff = _first_difference(got, want, 1e-6, 1e-8)
+    if diff is None:
+        return
+    params_only = all(_first_difference({k: got.get(k)} if type(got) is dict else got, {k: v}, 1e-6, 1e-8) is None
+                      for k, v in want.items() if "running" not in k and "num_batches" not in k)  # fmt: skip
+    if params_only:
+        fail(f"after load_checkpoint, {name}'s BatchNorm buffers (running_mean, running_var, "
+             f"num_batches_tracked) are not the saved ones, first at {diff}: save {name}.state_dict(), not "
+             "only its parameters; the buffers are what eval-mode sampling uses.")
+    fail(f"after load_checkpoint, {name}'s state differs from the saved one at {diff}: {_PART_HINTS[name]}.")
+
+
+def _judge_optimizer(name: str, got: Any, want: dict[str, Any]) -> None:
+    if type(got) is not dict or type(got.get("state")) is not dict or not got["state"]:
+        fail(f"after load_checkpoint, {name} has no Adam state (step counts, moment estimates): save "
+             f"{name}.state_dict() and restore it with {name}.load_state_dict(...) on the optimizer passed in, "
+             "or the first steps after resuming use fresh moments and the run changes course.")
+    if len(got["state"]) != len(want["state"]):
+        fail(f"after load_checkpoint, {name} has state for {len(got['state'])} parameters, the saved one for "
+             f"{len(want['state'])}: was the other optimizer's state loaded into {name}?")
+    for key, entry in want["state"].items():
+        mine = got["state"].get(key)
+        if type(mine) is not dict:
+            fail(f"after load_checkpoint, {name} has no state for parameter {key}.")
+        diff = _first_difference(mine, entry, 1e-6, 1e-12)
+        if diff is not None:
+            fail(f"after load_checkpoint, {name}'s Adam state differs from the saved one at parameter {key}, "
+                 f"{diff}: was opt_G's state loaded into opt_D (or the other way round)?")
+    groups = got.get("param_groups")
+    for mine, group in zip(groups if type(groups) is list else [], want["param_groups"], strict=False):
+        for k in ("lr", "betas"):
+            value = mine.get(k) if type(mine) is dict else None
+            if (tuple(value) if type(value) in (list, tuple) else value) != group[k]:
+                fail(f"after load_checkpoint, {name}'s {k} is {value!r}, the saved one {group[k]!r}.")
+
+
+def _judge_checkpoint(cases: dict[str, Any], data: Any) -> str:
+    """Every restored part equals the same run rebuilt here from its seeds; one more step agrees too."""
+    if type(data) is not list or len(data) != len(cases["runs"]):
+        fail("the probe returned no result for the checkpoint runs.")
+    for run, res in zip(cases["runs"], data, strict=True):
+        with torch.random.fork_rng(devices=[]):
+            objects = _trained(run)
+            want = _snapshot(*objects)
+            _step(*objects[:4], run["batches"][2].clone(), objects[4])
+            after = {"G": _module_state(objects[0]), "D": _module_state(objects[1])}
+        with_scaler = "with a GradScaler" if run["scaler"] else "with scaler=None"
+        try:
+            unwrap(res.get("save"))
+        except Exception as err:
+            if not run["scaler"] and "NoneType" in str(err):
+                fail(f"{err} (save_checkpoint {with_scaler}: on a CPU there is no scaler; save None for it).")
+            raise
+        expect(res.get("written") is True,
+               "save_checkpoint wrote nothing at the path it was given: torch.save(state, path).")
+        try:
+            epoch = unwrap(res.get("load"))
+        except Exception as err:
+            if not run["scaler"] and "NoneType" in str(err):
+                fail(f"{err} (load_checkpoint {with_scaler}: only restore the scaler when there is one).")
+            raise
+        if type(epoch) is not int or epoch != run["epoch"]:
+            fail(f"load_checkpoint returned {epoch!r} ({type_name(epoch)}), expected the saved epoch "
+                 f"{run['epoch']} (an int): return state['epoch'].")
+        got = res.get("restored")
+        expect(type(got) is dict, "the probe recorded no restored state.")
+        _judge_module("G", got.get("G"), want["G"])
+        _judge_module("D", got.get("D"), want["D"])
+        _judge_optimizer("opt_G", got.get("opt_G"), want["opt_G"])
+        _judge_optimizer("opt_D", got.get("opt_D"), want["opt_D"])
+        if run["scaler"]:
+            mine = got.get("scaler")
+            if type(mine) is not dict or any(mine.get(k) != v for k, v in want["scaler"].items()):
+                fail(f"after load_checkpoint {with_scaler}, the scaler's state is {mine!r}, the saved one "
+                     f"{want['scaler']!r}: save scaler.state_dict() and restore it with scaler.load_state_dict(...). "
+                     "A fresh scaler starts at 65536 again and skips the first steps of the resumed run.")
+        rng = got.get("rng")
+        if type(rng) is not torch.Tensor or not torch.equal(rng, want["rng"]):
             fail("after load_checkpoint the random number generator is not where it was at the save, so the "
                  "resumed run draws different noise: save torch.get_rng_state() and restore it with "
-                 "torch.set_rng_state(...).")  # fmt: skip
-        expect(isinstance(state, dict), "the checkpoint file should hold a dict (one entry per object).")
-
-        _reference_epoch(rG, rD, ropt_G, ropt_D, _loader(seed + 3, 2), cpu)
-        for net, mine, theirs in (("G", rG, uG), ("D", rD, uD)):
-            # CPU, same ops, same inputs, same state: identical to the bit, no tolerance needed
-            diff = _first_difference(mine, theirs, 0, 0)
+                 "torch.set_rng_state(...).")
+        cuda_rng = res.get("cuda_rng")
+        if type(cuda_rng) is list and len(cuda_rng) == 2 and not torch.equal(cuda_rng[0], cuda_rng[1]):
+            fail("after load_checkpoint the CUDA random number generator is not where it was at the save: save "
+                 "torch.cuda.get_rng_state_all() and restore it with torch.cuda.set_rng_state_all(...).")
+        step = res.get("after_step")
+        if type(step) is str:
+            fail(f"one step after resuming {with_scaler}, training failed: {step}")
+        for net in ("G", "D"):
+            diff = _first_difference(step.get(net) if type(step) is dict else step, after[net], 1e-6, 1e-8)
             if diff is not None:
-                fail(f"one epoch after resuming, {net} differs from the run that never stopped at {diff}: "
-                     "something in the training state is not saved or not restored.")
-    passed("a resumed run continues exactly like the uninterrupted one")
+                fail(f"one step after resuming {with_scaler}, {net} differs from the run that never stopped at "
+                     f"{diff}: something in the training state is not saved or not restored.")
+    return "a resumed run continues exactly like the uninterrupted one (networks, Adam, scaler, RNG)"
+
+
+check_checkpoint = exercise("checkpoint", _probe_checkpoint, _judge_checkpoint, _ckpt_cases)
