@@ -1,9 +1,17 @@
-"""Checks for lesson 03: batch normalisation written by hand.
+"""Checks for lesson 03: batch normalisation written by hand, forward, as a module, and backward.
 
-Each check runs the student's code on seeded inputs, compares it with ``nn.BatchNorm2d``
-computed here on the same inputs, and names the usual mistakes (wrong axes, biased variance in
-the running estimate, running statistics updated in eval mode, eps forgotten or misplaced,
-momentum inverted) by recomputing each mistake and seeing which one the answer matches.
+Each exercise is cases -> probe -> judge (``_core.exercise``). The probes run the student's code on
+the grader's seeded inputs with every built-in normalisation refused at the dispatcher
+(``_guard.NORMALIZATION``: F.batch_norm, torch.ops.aten.native_batch_norm, layer/instance norm over
+permuted axes, their backward kernels) and return outputs, the arguments as they were after the call
+(nothing may be changed in place), buffers and state_dicts as plain data. The judges compute
+``nn.BatchNorm2d`` (and autograd through it) on the same inputs and name the usual mistakes (wrong
+axes, biased variance in the running estimate, per-image variances averaged, running statistics
+updated in eval mode, eps forgotten, misplaced or hard-coded, momentum inverted or hard-coded, the
+mean term of the backward pass forgotten, ...) by recomputing each mistake and seeing which one the
+answer matches. The module exercise usually calls the student's ``batchnorm2d_forward``: it is
+probed as written and again with a reference ``batchnorm2d_forward`` in its place, so one slip in
+exercise 1 costs exercise 1's points only ("fix exercise 1 first").
 """
 
 from __future__ import annotations
@@ -12,34 +20,17 @@ import inspect
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ._core import (
-    call,
-    expect,
-    expect_close,
-    expect_shape,
-    expect_tensor,
-    fail,
-    forbid,
-    passed,
-    seeded,
-    student_globals,
-)
+from ._core import CheckFailure, attempt, call, exercise, expect, expect_close, expect_shape, fail, seeded, unwrap
+from ._guard import NORMALIZATION
+from ._plain import qualname, type_name
+from .lesson04 import NoAutograd, substituted
 
-_BATCHNORM_BASE = nn.modules.batchnorm._BatchNorm
-
-FORBIDDEN: dict[str, tuple[Any, str]] = {
-    "F.batch_norm": (F, "batch_norm"),
-    "torch.batch_norm": (torch, "batch_norm"),
-    "torch.native_batch_norm": (torch, "native_batch_norm"),
-    "F.instance_norm": (F, "instance_norm"),
-    "torch.instance_norm": (torch, "instance_norm"),
-    "F.layer_norm": (F, "layer_norm"),
-    "nn.BatchNorm2d.forward": (_BATCHNORM_BASE, "forward"),
-}
 INSTEAD = "Compute the per-channel mean and variance yourself with tensor operations (x.mean, x.var)."
+BACKWARD_INSTEAD = ("Write the gradients as formulas of dout, x_hat and gamma with tensor operations, without "
+                    "autograd.")
+REFUSE = [NORMALIZATION]
 
 # float32 means and variances over 100-300 values round at ~1e-6 relative; every mistake the
 # checks name changes some value by more than 1e-3 relative (biased vs unbiased variance over
@@ -50,6 +41,9 @@ ATOL = 1e-5
 # when the answer also carries float32 rounding of a different order of operations.
 MATCH_RTOL = 1e-3
 MATCH_ATOL = 1e-4
+# gradients are sums of ~100 products: looser, still far below the 1 % of the smallest mistake
+GRAD_RTOL = 1e-3
+GRAD_ATOL = 1e-4
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -148,8 +142,19 @@ def _output_mistake(out: torch.Tensor, case: dict[str, Any]) -> str | None:
     var = x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
     unbiased = x.var(dim=(0, 2, 3), unbiased=True, keepdim=True)
     rm, rv = case["running_mean"].view(shape), case["running_var"].view(shape)
+    per_image = x.var(dim=(2, 3), unbiased=False, keepdim=True).mean(dim=0, keepdim=True)
     candidates += [
         (g * (x - mean) / torch.sqrt(var + eps) + b, None),  # the correct answer: blame nothing
+        (
+            g * (x - mean) / torch.sqrt(per_image + eps) + b,
+            "the variance is the average of each image's own variance over (H, W). That leaves out how far "
+            "the images' means lie apart: take the variance over all N * H * W values of the channel at once, "
+            "x.var(dim=(0, 2, 3), unbiased=False).",
+        ),
+        (
+            g * (x - mean) / torch.sqrt(var + 1e-5) + b,
+            f"eps is hard-coded to 1e-5: use the eps argument (here {eps}).",
+        ),
         (
             g * (x - mean) / torch.sqrt(unbiased + eps) + b,
             "you normalised with the unbiased variance (divide by n - 1). The output uses the biased "
@@ -194,6 +199,18 @@ def _running_mistake(rm: torch.Tensor, rv: torch.Tensor, case: dict[str, Any]) -
         "the running variance uses the biased batch variance. nn.BatchNorm2d updates it with the "
         "unbiased one (divide by n - 1, x.var(..., unbiased=True)), while normalising with the biased one."
     )
+    hard_mom = (
+        f"momentum is hard-coded to 0.1: use the momentum argument (here {mom}), "
+        "running = (1 - momentum) * running + momentum * batch_statistic."
+    )
+    n_per_channel = x.numel() // x.shape[1]
+    per_image_u = x.var(dim=(2, 3), unbiased=True).mean(dim=0)
+    per_image_b = x.var(dim=(2, 3), unbiased=False).mean(dim=0)
+    per_image = (
+        "the running variance is updated with the average of each image's own variance over (H, W), which "
+        "leaves out how far the images' means lie apart: use the variance over all N * H * W values of the "
+        "channel, unbiased, x.var(dim=(0, 2, 3), unbiased=True)."
+    )
     frozen = "the running statistics were not updated: in training mode each call moves them towards the batch's."
     replaced = "the running statistics were replaced by the batch's: blend them, (1 - momentum) * old + momentum * new."
     # the correct update is a candidate too (message None): an answer nearest to it is not blamed
@@ -202,6 +219,7 @@ def _running_mistake(rm: torch.Tensor, rv: torch.Tensor, case: dict[str, Any]) -
         [
             ((1 - mom) * rm0 + mom * mean, None),
             (mom * rm0 + (1 - mom) * mean, inverted),
+            (0.9 * rm0 + 0.1 * mean, hard_mom),
             (rm0, frozen),
             (mean, replaced),
         ],
@@ -210,6 +228,10 @@ def _running_mistake(rm: torch.Tensor, rv: torch.Tensor, case: dict[str, Any]) -
         rv,
         [
             ((1 - mom) * rv0 + mom * var_u, None),
+            (0.9 * rv0 + 0.1 * var_u, hard_mom),
+            ((1 - mom) * rv0 + mom * per_image_u, per_image),
+            ((1 - mom) * rv0 + mom * per_image_b * n_per_channel / (n_per_channel - 1), per_image),
+            ((1 - mom) * rv0 + mom * per_image_b, per_image),
             (mom * rv0 + (1 - mom) * var_u, inverted),
             (mom * rv0 + (1 - mom) * var_b, inverted + " The running variance also needs the unbiased batch variance."),
             ((1 - mom) * rv0 + mom * var_b, biased),
@@ -221,38 +243,113 @@ def _running_mistake(rm: torch.Tensor, rv: torch.Tensor, case: dict[str, Any]) -
     return rm_msg or rv_msg
 
 
-def _call_forward(fn: Any, case: dict[str, Any], training: bool, grad: bool = False) -> tuple[Any, ...]:
-    """Run the student's function on clones of the inputs, built-ins forbidden."""
-    args = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in case.items()}
-    if grad:
-        for k in ("x", "gamma", "beta"):
-            args[k].requires_grad_(True)
-    with forbid(FORBIDDEN, "batchnorm2d_forward", INSTEAD, student_globals(fn)):
-        result = call(
-            fn,
-            args["x"],
-            args["gamma"],
-            args["beta"],
-            args["running_mean"],
-            args["running_var"],
-            training,
-            args["momentum"],
-            args["eps"],
-            what="batchnorm2d_forward",
-        )
+
+
+def reference_forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, running_mean: torch.Tensor,
+                      running_var: torch.Tensor, training: bool, momentum: float = 0.1,
+                      eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A correct ``batchnorm2d_forward`` from elementary operations: what the module probe puts in place of
+    the student's, so that exercise 1's mistakes stay exercise 1's."""
+    shape = (1, -1, 1, 1)
+    if training:
+        mean = x.mean(dim=(0, 2, 3))
+        var = x.var(dim=(0, 2, 3), unbiased=False)
+        m = x.numel() // x.shape[1]
+        with torch.no_grad():
+            new_mean = (1 - momentum) * running_mean + momentum * mean
+            new_var = (1 - momentum) * running_var + momentum * var * m / (m - 1)
+    else:
+        mean, var = running_mean, running_var
+        new_mean, new_var = running_mean.clone(), running_var.clone()
+    x_hat = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + eps)
+    return gamma.view(shape) * x_hat + beta.view(shape), new_mean, new_var
+
+
+# ---------------------------------------------------------------------------------------------
+# batchnorm2d_forward
+
+ARGS = ("x", "gamma", "beta", "running_mean", "running_var")
+
+
+def _forward_cases(hidden: bool) -> dict[str, Any]:
+    cases = [_case(0, (4, 3, 5, 5), momentum=0.1, eps=1e-5), _case(1, (6, 4, 3, 4), momentum=0.3, eps=0.1)]
+    if hidden:
+        cases += [
+            _case(2, (2, 5, 7, 3), momentum=0.05, eps=1e-3),
+            _case(3, (16, 2, 2, 2), momentum=0.9, eps=1e-5),
+            _case(4, (3, 8, 6, 6), momentum=0.2, eps=0.5),
+        ]
+    out: dict[str, Any] = {"hidden": hidden, "cases": cases,
+                           "upstream": torch.randn(cases[0]["x"].shape, generator=seeded(99))}
+    if hidden:
+        # a double-precision batch must stay double (no hard-coded float32)
+        out["double"] = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in cases[1].items()}
+    return out
+
+
+def _forward_once(fn: Any, case: dict[str, Any], training: bool) -> dict[str, Any]:
+    """Probe side: one call on copies of the case; the outcome and the arguments after the call."""
+    args = {k: case[k].clone() for k in ARGS}
+    outcome = attempt(fn, *(args[k] for k in ARGS), training, case["momentum"], case["eps"],
+                      what="batchnorm2d_forward", refuse=REFUSE, instead=INSTEAD)
+    return {"result": outcome, "after": args}
+
+
+def _with_grad(fn: Any, case: dict[str, Any], upstream: torch.Tensor) -> dict[str, Any]:
+    """Forward in training mode with x, gamma, beta requiring grad, then out.backward(upstream)."""
+    args = {k: case[k].clone() for k in ARGS}
+    for k in ("x", "gamma", "beta"):
+        args[k].requires_grad_(True)
+    result = fn(*(args[k] for k in ARGS), True, case["momentum"], case["eps"])
     if not isinstance(result, (tuple, list)) or len(result) != 3:
+        return {"shape_of_result": type(result).__name__}
+    out, rm, rv = result
+    info: dict[str, Any] = {
+        "out_requires_grad": isinstance(out, torch.Tensor) and out.requires_grad,
+        "rm_requires_grad": isinstance(rm, torch.Tensor) and rm.requires_grad,
+        "rv_requires_grad": isinstance(rv, torch.Tensor) and rv.requires_grad,
+    }
+    if info["out_requires_grad"] and out.shape == upstream.shape:
+        out.backward(upstream)
+    info.update({f"{k}.grad": args[k].grad for k in ("x", "gamma", "beta")})
+    return info
+
+
+def _probe_forward(fn: Any, cases: dict[str, Any]) -> dict[str, Any]:
+    runs = [{"train": _forward_once(fn, c, True), "eval": _forward_once(fn, c, False)} for c in cases["cases"]]
+    data: dict[str, Any] = {
+        "runs": runs,
+        "grad": attempt(_with_grad, fn, cases["cases"][0], cases["upstream"], what="batchnorm2d_forward",
+                        refuse=REFUSE, instead=INSTEAD),
+    }
+    if "double" in cases:
+        data["double"] = _forward_once(fn, cases["double"], True)
+    return data
+
+
+def _unpack(record: dict[str, Any], case: dict[str, Any], mode: str) -> tuple[Any, Any, Any]:
+    """The student's (out, new_running_mean, new_running_var), after the checks on the call itself."""
+    result = unwrap(record["result"])
+    if type(result) not in (tuple, list) or len(result) != 3:
         fail(
             "batchnorm2d_forward should return a tuple (out, new_running_mean, new_running_var), "
-            f"got {type(result).__name__}"
-            + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "")
-            + "."
+            f"got {type_name(result)}" + (f" of length {len(result)}" if type(result) in (tuple, list) else "") + "."
         )
-    return (*result, args)
+    for name in ARGS:
+        after = record["after"][name]
+        if type(after) is not torch.Tensor or not torch.equal(after, case[name]):
+            fail(
+                f"batchnorm2d_forward changed the {name} tensor passed in ({mode} mode), in place (e.g. "
+                f"{name}.mul_(...), {name}[:] = ..., or +=): the caller's tensor is modified. Return new tensors "
+                "and leave the arguments alone; the module of exercise 2 writes the new statistics into its "
+                "buffers itself."
+            )
+    return tuple(result)  # type: ignore[return-value]
 
 
-def _check_train(fn: Any, case: dict[str, Any]) -> None:
+def _judge_train(record: dict[str, Any], case: dict[str, Any]) -> None:
     ref_out, ref_rm, ref_rv = _reference(case, training=True)
-    out, rm, rv, _ = _call_forward(fn, case, training=True)
+    out, rm, rv = _unpack(record, case, "training")
     c = case["x"].shape[1]
     expect_shape(out, ref_out.shape, "out (training mode)", "out must have the shape of x, (N, C, H, W).")
     expect_shape(rm, (c,), "new_running_mean", "one value per channel, shape (C,).")
@@ -268,17 +365,17 @@ def _check_train(fn: Any, case: dict[str, Any]) -> None:
     expect_close(rv, ref_rv, "new_running_var (training mode)", rtol=RTOL, atol=ATOL, hint=run_hint)
 
 
-def _check_eval(fn: Any, case: dict[str, Any]) -> None:
+def _judge_eval(record: dict[str, Any], case: dict[str, Any]) -> None:
     ref_out, _, _ = _reference(case, training=False)
-    out, rm, rv, _ = _call_forward(fn, case, training=False)
+    out, rm, rv = _unpack(record, case, "eval")
     expect_shape(out, ref_out.shape, "out (eval mode)", "out must have the shape of x, (N, C, H, W).")
     for got, before, name in [(rm, case["running_mean"], "running_mean"), (rv, case["running_var"], "running_var")]:
-        expect_tensor(got, f"new_{name} (eval mode)")
+        if type(got) is not torch.Tensor:
+            fail(f"new_{name} (eval mode) should be a torch.Tensor, got {type_name(got)}.")
         if not _close(got, before):
             fail(
                 f"new_{name} changed in eval mode (got {_fmt(got)}, passed in {_fmt(before)}): "
-                "in eval mode the running statistics are only read, "
-                "never updated. Return them unchanged."
+                "in eval mode the running statistics are only read, never updated. Return them unchanged."
             )
     train_out, _, _ = _reference(case, training=True)
     hint = "in eval mode normalise with running_mean and running_var: out = gamma * (x - rm) / sqrt(rv + eps) + beta."
@@ -290,123 +387,168 @@ def _check_eval(fn: Any, case: dict[str, Any]) -> None:
     expect_close(out, ref_out, "out (eval mode)", rtol=RTOL, atol=ATOL, hint=hint)
 
 
-def _check_grad(fn: Any, case: dict[str, Any]) -> None:
+def _judge_grad(info: dict[str, Any], case: dict[str, Any], upstream: torch.Tensor) -> None:
     """Gradients must flow through the batch statistics, exactly as in nn.BatchNorm2d."""
+    if "shape_of_result" in info:
+        fail("batchnorm2d_forward should return a tuple (out, new_running_mean, new_running_var).")
+    if info["out_requires_grad"] is not True:
+        fail(
+            "out is not connected to autograd: gradients cannot reach x, gamma and beta. Avoid .detach(), "
+            "torch.no_grad(), .item() and NumPy in the computation of out."
+        )
+    for name, key in [("new_running_mean", "rm_requires_grad"), ("new_running_var", "rv_requires_grad")]:
+        if info[key] is True:
+            fail(
+                f"{name} requires grad: it is a statistic, not a learned value. Compute the running "
+                "update from detached batch statistics (under torch.no_grad() or with .detach()), as "
+                "nn.BatchNorm2d does; otherwise each step's graph stays alive inside the buffer."
+            )
     c = case["x"].shape[1]
     x = case["x"].clone().requires_grad_(True)
     bn = nn.BatchNorm2d(c, eps=case["eps"], momentum=case["momentum"])
     with torch.no_grad():
         bn.weight.copy_(case["gamma"])
         bn.bias.copy_(case["beta"])
-    upstream = torch.randn(case["x"].shape, generator=seeded(99))
     bn(x).backward(upstream)
-    out, rm, rv, args = _call_forward(fn, case, training=True, grad=True)
-    expect_tensor(out, "out")
-    if not out.requires_grad:
-        fail(
-            "out is not connected to autograd: gradients cannot reach x, gamma and beta. Avoid .detach(), "
-            "torch.no_grad(), .item() and NumPy in the computation of out."
-        )
-    for name, t in [("new_running_mean", rm), ("new_running_var", rv)]:
-        if isinstance(t, torch.Tensor) and t.requires_grad:
-            fail(
-                f"{name} requires grad: it is a statistic, not a learned value. Compute the running "
-                "update from detached batch statistics (under torch.no_grad() or with .detach()), as "
-                "nn.BatchNorm2d does; otherwise each step's graph stays alive inside the buffer."
-            )
-    out.backward(upstream)
-    for name, got, ref in [
-        ("gamma.grad", args["gamma"].grad, bn.weight.grad),
-        ("beta.grad", args["beta"].grad, bn.bias.grad),
-    ]:
+    for name, ref in [("gamma.grad", bn.weight.grad), ("beta.grad", bn.bias.grad)]:
+        got = info[name]
         if got is None:
             fail(f"{name} is None: out does not depend on {name.split('.')[0]} through autograd.")
-        expect_close(got, ref, name, rtol=1e-3, atol=1e-4, hint="out = gamma * x_hat + beta.")
-    if args["x"].grad is None:
+        expect_close(got, ref, name, rtol=GRAD_RTOL, atol=GRAD_ATOL, hint="out = gamma * x_hat + beta.")
+    if info["x.grad"] is None:
         fail("x.grad is None: out does not depend on x through autograd.")
-    # gradients w.r.t. x go through the mean and variance: sums of ~100 terms, looser tolerance
     expect_close(
-        args["x"].grad,
-        x.grad,
-        "x.grad",
-        rtol=1e-3,
-        atol=1e-4,
+        info["x.grad"], x.grad, "x.grad", rtol=GRAD_RTOL, atol=GRAD_ATOL,
         hint="the gradient must flow through the batch mean and variance too: do not .detach() them "
         "when you compute out (only the running-statistics update is detached).",
     )
 
 
-def check_batchnorm2d_forward(fn: Any, hidden: bool = False) -> None:
+def _judge_forward(cases: dict[str, Any], data: dict[str, Any]) -> str:
     """batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps)."""
-    cases = [_case(0, (4, 3, 5, 5), momentum=0.1, eps=1e-5), _case(1, (6, 4, 3, 4), momentum=0.3, eps=0.1)]
-    if hidden:
-        cases += [
-            _case(2, (2, 5, 7, 3), momentum=0.05, eps=1e-3),
-            _case(3, (16, 2, 2, 2), momentum=0.9, eps=1e-5),
-            _case(4, (3, 8, 6, 6), momentum=0.2, eps=0.5),
-        ]
-    for case in cases:
-        _check_train(fn, case)
-        _check_eval(fn, case)
-    _check_grad(fn, cases[0])
-    if hidden:
-        # a double-precision batch must stay double (no hard-coded float32)
-        case = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in cases[1].items()}
-        out, _, _, _ = _call_forward(fn, case, training=True)
-        expect_tensor(out, "out (float64 input)")
+    for case, run in zip(cases["cases"], data["runs"], strict=True):
+        _judge_train(run["train"], case)
+        _judge_eval(run["eval"], case)
+    _judge_grad(unwrap(data["grad"]), cases["cases"][0], cases["upstream"])
+    if "double" in cases:
+        out, _, _ = _unpack(data["double"], cases["double"], "training")
+        if type(out) is not torch.Tensor:
+            fail(f"out (float64 input) should be a torch.Tensor, got {type_name(out)}.")
         expect(out.dtype == torch.float64, f"out is {out.dtype} for a float64 input: keep the input's dtype.")
-    passed(
-        f"batchnorm2d_forward matches nn.BatchNorm2d in training and eval mode ({len(cases)} cases, "
-        "running statistics and gradients included)."
-    )
+    return (f"batchnorm2d_forward matches nn.BatchNorm2d in training and eval mode ({len(cases['cases'])} cases, "
+            "running statistics and gradients included).")
+
+
+check_batchnorm2d_forward = exercise("batchnorm2d_forward", _probe_forward, _judge_forward, _forward_cases)
 
 
 # --------------------------------------------------------------------------------------------
 # BatchNorm2dScratch
 
 
-def _instantiate(cls: Any, *args: Any, **kwargs: Any) -> nn.Module:
+def _module_cases(hidden: bool) -> dict[str, Any]:
+    """Trained nn.BatchNorm2d states to load, then steps of (mode, batch) to run side by side."""
+    settings = [(4, 1e-5, 0.1), (3, 0.1, 0.3)] + ([(5, 1e-3, 0.05)] if hidden else [])
+    runs = []
+    for i, (c, eps, momentum) in enumerate(settings):
+        g = seeded(100 + i)
+        state = {
+            "weight": torch.rand(c, generator=g) + 0.5,
+            "bias": torch.randn(c, generator=g),
+            "running_mean": torch.randn(c, generator=g),
+            "running_var": torch.rand(c, generator=g) + 0.5,
+            "num_batches_tracked": torch.tensor(7),
+        }
+        steps = [("train", 4), ("train", 8), ("eval", 5), ("train", 2)]
+        steps += [("eval", 1), ("train", 16)] if hidden else []
+        runs.append({"c": c, "eps": eps, "momentum": momentum, "state": state,
+                     "steps": [(mode, torch.randn(n, c, 3, 4, generator=g) * 2 + 1) for mode, n in steps]})
+    return {"hidden": hidden, "runs": runs,
+            "grad_x": torch.randn(4, 3, 2, 2, generator=seeded(7)),
+            "grad_upstream": torch.randn(4, 3, 2, 2, generator=seeded(8)),
+            "double_x": torch.randn(4, 3, 2, 2, generator=seeded(9), dtype=torch.float64) if hidden else None}
+
+
+def _make(cls: Any, *args: Any, **kwargs: Any) -> nn.Module:
     what = f"BatchNorm2dScratch({', '.join([*map(repr, args), *(f'{k}={v!r}' for k, v in kwargs.items())])})"
     module = call(cls, *args, what=what, **kwargs)
+    if not isinstance(module, nn.Module):
+        fail(f"{what} is not an nn.Module (got {type(module).__name__}).")
     return module
 
 
-def _forward(module: nn.Module, x: torch.Tensor, cls: Any) -> torch.Tensor:
-    with forbid(FORBIDDEN, "BatchNorm2dScratch", INSTEAD, student_globals(cls)):
-        out = call(module, x, what="BatchNorm2dScratch.forward")
-    return expect_shape(out, x.shape, "BatchNorm2dScratch output", "the output has the shape of the input.")
+def _state_dict(module: nn.Module) -> dict[str, Any]:
+    return dict(call(module.state_dict, what="BatchNorm2dScratch.state_dict"))
 
 
-def _compare_buffers(module: nn.Module, ref: nn.BatchNorm2d, when: str) -> None:
-    got = dict(module.named_buffers())
-    for name in ("running_mean", "running_var"):
-        hint = "update the buffers with running = (1 - momentum) * running + momentum * batch statistic"
-        if name == "running_var":
-            hint += " (unbiased batch variance)"
-        hint += " in training mode only; assign into the buffer (self.running_mean = ... or .copy_)."
-        expect_close(got[name], getattr(ref, name), f"{name} {when}", rtol=RTOL, atol=ATOL, hint=hint)
-    nbt, ref_nbt = got["num_batches_tracked"], ref.num_batches_tracked
-    expect(
-        int(nbt) == int(ref_nbt),
-        f"num_batches_tracked {when} is {int(nbt)}, expected {int(ref_nbt)}: add 1 on every training-mode "
-        "forward, never in eval mode.",
-    )
+def _forward_module(module: nn.Module, x: torch.Tensor) -> Any:
+    return call(module, x, what="BatchNorm2dScratch.forward", refuse=REFUSE, instead=INSTEAD)
 
 
-def check_batchnorm2d_scratch(cls: Any, hidden: bool = False) -> None:
-    """BatchNorm2dScratch(num_features, eps=1e-5, momentum=0.1): an nn.Module like nn.BatchNorm2d."""
-    if not inspect.isclass(cls) or not issubclass(cls, nn.Module):
-        fail(f"BatchNorm2dScratch should be a class derived from nn.Module, got {cls!r}.")
-    if issubclass(cls, nn.modules.batchnorm._NormBase):
-        fail(
-            "BatchNorm2dScratch derives from PyTorch's BatchNorm classes: derive from nn.Module and write it yourself."
-        )
-
-    # 1. a fresh module: parameters, buffers, initial values, state_dict keys
-    c = 3
-    module = _instantiate(cls, c)
+def _grad_run(module: nn.Module, x: torch.Tensor, upstream: torch.Tensor) -> dict[str, Any]:
+    out = module(x)
+    connected = isinstance(out, torch.Tensor) and out.requires_grad and out.shape == upstream.shape
+    if connected:
+        out.backward(upstream)
     params = dict(module.named_parameters())
-    buffers = dict(module.named_buffers())
+    return {"connected": connected,
+            **{f"{k}.grad": (params[k].grad if k in params else None) for k in ("weight", "bias")}}
+
+
+def _module_probe_once(cls: Any, cases: dict[str, Any]) -> dict[str, Any]:
+    """Probe side: build, load, run and describe the student's module; stops at the first error."""
+    data: dict[str, Any] = {}
+    try:
+        fresh = _make(cls, 3)
+        data["fresh"] = {"params": {k: v for k, v in fresh.named_parameters()},
+                         "param_types": {k: qualname(type(v)) for k, v in fresh.named_parameters()},
+                         "buffers": {k: v for k, v in fresh.named_buffers()},
+                         "state_keys": sorted(_state_dict(fresh))}
+        runs = []
+        for run in cases["runs"]:
+            module = _make(cls, run["c"], eps=run["eps"], momentum=run["momentum"])
+            record: dict[str, Any] = {"steps": []}
+            runs.append(record)
+            call(module.load_state_dict, {k: v.clone() for k, v in run["state"].items()},
+                 what="BatchNorm2dScratch.load_state_dict (nn.BatchNorm2d's state_dict)")
+            for mode, x in run["steps"]:
+                call(module.train, mode == "train", what=f"BatchNorm2dScratch.train({mode == 'train'})")
+                with torch.no_grad():
+                    out = _forward_module(module, x.clone())
+                buffers = {k: v.detach().clone() for k, v in module.named_buffers()}
+                record["steps"].append({"out": out, "buffers": buffers})
+            record["state"] = _state_dict(module)
+        data["runs"] = runs
+        module = _make(cls, 3)
+        data["grad"] = call(_grad_run, module, cases["grad_x"].clone(), cases["grad_upstream"],
+                            what="BatchNorm2dScratch.forward", refuse=REFUSE, instead=INSTEAD)
+        if cases.get("double_x") is not None:
+            module = call(_make(cls, 3).double, what="BatchNorm2dScratch(3).double()")
+            out = _forward_module(module, cases["double_x"].clone())
+            data["double"] = {"out": out, "buffers": {k: v for k, v in module.named_buffers()}}
+    except CheckFailure as err:
+        data["error"] = str(err)
+    return data
+
+
+def _probe_module(cls: Any, cases: dict[str, Any]) -> dict[str, Any]:
+    """The student's class as written, then with a reference batchnorm2d_forward in place of theirs."""
+    if not inspect.isclass(cls):
+        return {"not_a_class": type_name(cls) if cls is not None else "None"}
+    info = {"mro": [qualname(k) for k in cls.__mro__]}
+    own = _module_probe_once(cls, cases)
+    methods = tuple(v for v in vars(cls).values() if inspect.isfunction(v))
+    with substituted(methods, "batchnorm2d_forward", reference_forward) as found:
+        with_reference = _module_probe_once(cls, cases) if found else None
+    return {**info, "own": own, "with_reference_forward": with_reference}
+
+
+def _judge_module_run(cases: dict[str, Any], data: dict[str, Any]) -> None:
+    if "error" in data and "fresh" not in data:
+        fail(data["error"])
+    # 1. a fresh module: parameters, buffers, initial values, state_dict keys
+    fresh = data["fresh"]
+    params, buffers = fresh["params"], fresh["buffers"]
     expect(
         set(params) == {"weight", "bias"},
         f"the learnable parameters are {sorted(params)}, expected ['bias', 'weight'] (gamma is called "
@@ -420,110 +562,260 @@ def check_batchnorm2d_scratch(cls: Any, hidden: bool = False) -> None:
             "self.register_buffer('running_mean', torch.zeros(num_features)) and so on, so that they "
             "move with .to(device) and are saved in state_dict (a plain tensor attribute is neither)."
         )
-    ref = nn.BatchNorm2d(c)
+    ref = nn.BatchNorm2d(3)
     for name, tensor in [*params.items(), *buffers.items()]:
         want = ref.state_dict()[name]
-        expect_shape(
-            tensor, want.shape, f"{name} of BatchNorm2dScratch({c})", f"nn.BatchNorm2d({c}) has {tuple(want.shape)}."
-        )
+        expect_shape(tensor, want.shape, f"{name} of BatchNorm2dScratch(3)",
+                     f"nn.BatchNorm2d(3) has {tuple(want.shape)}.")
         expect(
             tensor.dtype == want.dtype,
             f"{name} has dtype {tensor.dtype}, expected {want.dtype}"
-            + (
-                ": num_batches_tracked is an integer count, torch.tensor(0, dtype=torch.long)."
-                if name == "num_batches_tracked"
-                else "."
-            ),
+            + (": num_batches_tracked is an integer count, torch.tensor(0, dtype=torch.long)."
+               if name == "num_batches_tracked" else "."),
         )
         expect(
-            torch.equal(tensor.detach(), want),
+            torch.equal(tensor, want),
             f"{name} starts at {_fmt(tensor)}, expected {_fmt(want)}: "
             "weight starts at ones, bias at zeros, running_mean at zeros, running_var at ones, "
             "num_batches_tracked at 0.",
         )
-    keys, ref_keys = set(module.state_dict()), set(ref.state_dict())
-    expect(
-        keys == ref_keys,
-        f"state_dict keys are {sorted(keys)}, expected {sorted(ref_keys)}: no extra buffers or submodules.",
-    )
-
-    # 2. load a trained nn.BatchNorm2d's state into the student's module; run both side by side
-    settings = [(4, 1e-5, 0.1), (3, 0.1, 0.3)] + ([(5, 1e-3, 0.05)] if hidden else [])
-    for i, (c, eps, momentum) in enumerate(settings):
+    keys, ref_keys = set(fresh["state_keys"]), set(ref.state_dict())
+    expect(keys == ref_keys,
+           f"state_dict keys are {sorted(keys)}, expected {sorted(ref_keys)}: no extra buffers or submodules.")
+    # 2. a trained nn.BatchNorm2d's state loaded into the student's module; both run side by side
+    for run, record in zip(cases["runs"], data.get("runs", []), strict=False):
+        c, eps, momentum = run["c"], run["eps"], run["momentum"]
         ref = nn.BatchNorm2d(c, eps=eps, momentum=momentum)
-        g = seeded(100 + i)
-        with torch.no_grad():
-            ref.weight.copy_(torch.rand(c, generator=g) + 0.5)
-            ref.bias.copy_(torch.randn(c, generator=g))
-            ref.running_mean.copy_(torch.randn(c, generator=g))
-            ref.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-            ref.num_batches_tracked.fill_(7)
-        module = _instantiate(cls, c, eps=eps, momentum=momentum)
-        try:
-            module.load_state_dict(ref.state_dict())
-        except Exception as err:  # noqa: BLE001 - any failure to load is the student's to fix
-            fail(f"nn.BatchNorm2d's state_dict does not load into BatchNorm2dScratch: {err}")
-        steps = [("train", 4), ("train", 8), ("eval", 5), ("train", 2)]
-        if hidden:
-            steps += [("eval", 1), ("train", 16)]
-        for j, (mode, n) in enumerate(steps):
-            x = torch.randn(n, c, 3, 4, generator=g) * 2 + 1
+        ref.load_state_dict(run["state"])
+        for j, ((mode, x), step) in enumerate(zip(run["steps"], record["steps"], strict=False)):
             ref.train(mode == "train")
-            module.train(mode == "train")
             with torch.no_grad():
                 want = ref(x)
-            with torch.no_grad():
-                got = _forward(module, x, cls)
-            hint = (
-                "in eval mode use the running statistics (check self.training); in training mode the batch's."
-                if mode == "eval"
-                else "in training mode normalise with the batch mean and biased variance over dim=(0, 2, 3)."
-            )
+            got = step["out"]
+            expect_shape(got, x.shape, "BatchNorm2dScratch output", "the output has the shape of the input.")
+            hint = _module_hint(got, x, ref, run, mode)
             expect_close(got, want, f"output of step {j + 1} ({mode} mode)", rtol=RTOL, atol=ATOL, hint=hint)
-            _compare_buffers(module, ref, f"after step {j + 1} ({mode} mode)")
-
+            _compare_buffers(step["buffers"], ref, f"after step {j + 1} ({mode} mode)", momentum)
+        if len(record["steps"]) < len(run["steps"]) or "state" not in record:
+            break
         # 3. and back: the student's state loads into nn.BatchNorm2d and reproduces its buffers
         back = nn.BatchNorm2d(c, eps=eps, momentum=momentum)
         try:
-            back.load_state_dict(module.state_dict())
+            back.load_state_dict(record["state"])
         except Exception as err:  # noqa: BLE001
             fail(f"BatchNorm2dScratch's state_dict does not load into nn.BatchNorm2d: {err}")
         for name, value in ref.state_dict().items():
-            expect_close(
-                back.state_dict()[name].double(),
-                value.double(),
-                f"{name} loaded back into nn.BatchNorm2d",
-                rtol=RTOL,
-                atol=ATOL,
-            )
-
+            expect_close(back.state_dict()[name].double(), value.double(), f"{name} loaded back into nn.BatchNorm2d",
+                         rtol=RTOL, atol=ATOL)
+    if "error" in data:
+        fail(data["error"])
     # 4. gradients reach weight and bias
     ref = nn.BatchNorm2d(3)
-    module = _instantiate(cls, 3)
-    x = torch.randn(4, 3, 2, 2, generator=seeded(7))
-    upstream = torch.randn(4, 3, 2, 2, generator=seeded(8))
-    ref(x).backward(upstream)
-    out = _forward(module, x, cls)
-    if not out.requires_grad:
+    ref(cases["grad_x"]).backward(cases["grad_upstream"])
+    grad = data["grad"]
+    if grad["connected"] is not True:
         fail("the output is not connected to autograd: weight and bias would never learn.")
-    out.backward(upstream)
     for name in ("weight", "bias"):
-        grad = getattr(module, name).grad
-        if grad is None:
+        got = grad[f"{name}.grad"]
+        if got is None:
             fail(f"{name}.grad is None after backward: use self.{name} in forward.")
-        expect_close(grad, getattr(ref, name).grad, f"{name}.grad", rtol=1e-3, atol=1e-4)
+        expect_close(got, getattr(ref, name).grad, f"{name}.grad", rtol=GRAD_RTOL, atol=GRAD_ATOL)
+    if "double" in data:
+        out, buffers = data["double"]["out"], data["double"]["buffers"]
+        expect(type(out) is torch.Tensor and out.dtype == torch.float64,
+               f"output is {getattr(out, 'dtype', type_name(out))} after .double(): keep the input's dtype.")
+        expect(buffers.get("running_mean") is not None and buffers["running_mean"].dtype == torch.float64,
+               "running_mean did not follow .double(): register it with register_buffer.")
 
-    if hidden:
-        # buffers follow .double() like any registered buffer
-        module = _instantiate(cls, 3).double()
-        x = torch.randn(4, 3, 2, 2, generator=seeded(9), dtype=torch.float64)
-        out = _forward(module, x, cls)
-        expect(out.dtype == torch.float64, f"output is {out.dtype} after .double(): keep the input's dtype.")
-        expect(
-            module.running_mean.dtype == torch.float64,
-            "running_mean did not follow .double(): register it with register_buffer.",
-        )
-    passed(
-        "BatchNorm2dScratch behaves like nn.BatchNorm2d in both modes, and its state_dict loads into "
-        "nn.BatchNorm2d and back."
+
+def _module_hint(got: Any, x: torch.Tensor, ref: nn.BatchNorm2d, run: dict[str, Any], mode: str) -> str:
+    """Name the mistake behind a wrong output of the module."""
+    if mode == "eval":
+        return "in eval mode use the running statistics (check self.training); in training mode the batch's."
+    if type(got) is torch.Tensor and run["eps"] != 1e-5:
+        mean = x.mean(dim=(0, 2, 3), keepdim=True)
+        var = x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+        w, b = ref.weight.detach().view(1, -1, 1, 1), ref.bias.detach().view(1, -1, 1, 1)
+        if _close(got, w * (x - mean) / torch.sqrt(var + 1e-5) + b):
+            return f"eps is hard-coded to 1e-5: pass self.eps (here {run['eps']}) to the computation."
+    return "in training mode normalise with the batch mean and biased variance over dim=(0, 2, 3)."
+
+
+def _compare_buffers(got: dict[str, Any], ref: nn.BatchNorm2d, when: str, momentum: float) -> None:
+    for name in ("running_mean", "running_var"):
+        if name not in got:
+            fail(f"buffer {name} is gone {when}: keep it a registered buffer, assign into it with .copy_().")
+        hint = "update the buffers with running = (1 - momentum) * running + momentum * batch statistic"
+        if name == "running_var":
+            hint += " (unbiased batch variance)"
+        hint += " in training mode only; assign into the buffer (self.running_mean = ... or .copy_)."
+        if momentum != 0.1:
+            hint += f" Pass self.momentum (here {momentum}), not a fixed 0.1."
+        expect_close(got[name], getattr(ref, name), f"{name} {when}", rtol=RTOL, atol=ATOL, hint=hint)
+    nbt, ref_nbt = got.get("num_batches_tracked"), ref.num_batches_tracked
+    expect(
+        type(nbt) is torch.Tensor and nbt.numel() == 1 and int(nbt) == int(ref_nbt),
+        f"num_batches_tracked {when} is {nbt if type(nbt) is not torch.Tensor else int(nbt)}, expected "
+        f"{int(ref_nbt)}: add 1 on every training-mode forward, never in eval mode.",
     )
+
+
+def _judge_module(cases: dict[str, Any], data: dict[str, Any]) -> str:
+    """BatchNorm2dScratch(num_features, eps=1e-5, momentum=0.1): an nn.Module like nn.BatchNorm2d."""
+    if "not_a_class" in data:
+        fail(f"BatchNorm2dScratch should be a class derived from nn.Module, got {data['not_a_class']}.")
+    mro = data["mro"]
+    if qualname(nn.Module) not in mro:
+        fail("BatchNorm2dScratch should be a class derived from nn.Module.")
+    if qualname(nn.modules.batchnorm._NormBase) in mro:
+        fail("BatchNorm2dScratch derives from PyTorch's BatchNorm classes: derive from nn.Module and write it "
+             "yourself.")
+    done = ("BatchNorm2dScratch behaves like nn.BatchNorm2d in both modes, and its state_dict loads into "
+            "nn.BatchNorm2d and back.")
+    try:
+        _judge_module_run(cases, data["own"])
+    except CheckFailure as own_failure:
+        if data.get("with_reference_forward") is None:
+            raise
+        _judge_module_run(cases, data["with_reference_forward"])  # its failure is the module's own mistake
+        return (f"BatchNorm2dScratch is right with a correct batchnorm2d_forward, but with yours it fails "
+                f"({own_failure}): fix exercise 1 first.")
+    return done
+
+
+check_batchnorm2d_scratch = exercise("batchnorm2d_scratch", _probe_module, _judge_module, _module_cases)
+
+
+# --------------------------------------------------------------------------------------------
+# batchnorm2d_backward
+
+
+def _backward_cases(hidden: bool) -> dict[str, Any]:
+    shapes = [(0, (4, 3, 5, 5), 1e-5), (1, (6, 4, 3, 4), 0.1)]
+    if hidden:
+        shapes += [(2, (2, 5, 7, 3), 1e-3), (3, (16, 2, 2, 2), 1e-5), (4, (3, 8, 6, 6), 0.5)]
+    cases = []
+    for seed, shape, eps in shapes:
+        c = _case(seed, shape, momentum=0.1, eps=eps)
+        cases.append({"dout": torch.randn(shape, generator=seeded(200 + seed)) * 2 + 0.3, "x": c["x"],
+                      "gamma": c["gamma"], "eps": eps})
+    if hidden:
+        cases.append({k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in cases[1].items()})
+    return {"hidden": hidden, "cases": cases}
+
+
+def _probe_backward(fn: Any, cases: dict[str, Any]) -> dict[str, Any]:
+    runs = []
+    for case in cases["cases"]:
+        args = {k: case[k].clone() for k in ("dout", "x", "gamma")}
+        watch = NoAutograd()
+        with watch:
+            outcome = attempt(fn, args["dout"], args["x"], args["gamma"], case["eps"], what="batchnorm2d_backward",
+                              refuse=REFUSE, instead=BACKWARD_INSTEAD)
+        if watch.hits and "value" in outcome:
+            outcome = {"error": f"batchnorm2d_backward calls {watch.hits[0]}: autograd computes the gradients this "
+                                f"exercise asks you to write. {BACKWARD_INSTEAD}"}
+        runs.append({"result": outcome, "after": args})
+    return {"runs": runs}
+
+
+def _reference_backward(case: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dx, dgamma, dbeta of nn.BatchNorm2d in training mode, by autograd (judge side)."""
+    x = case["x"].clone().requires_grad_(True)
+    c = x.shape[1]
+    bn = nn.BatchNorm2d(c, eps=case["eps"]).to(x.dtype)
+    with torch.no_grad():
+        bn.weight.copy_(case["gamma"])
+    bn(x).backward(case["dout"])
+    assert x.grad is not None and bn.weight.grad is not None and bn.bias.grad is not None
+    return x.grad, bn.weight.grad, bn.bias.grad
+
+
+def _backward_mistakes(case: dict[str, Any]) -> dict[str, list[tuple[torch.Tensor, str | None]]]:
+    """Each usual mistake of the backward pass, recomputed on the case: dx, dgamma, dbeta candidates."""
+    dout, x, gamma, eps = (case[k].double() if isinstance(case[k], torch.Tensor) else case[k]
+                           for k in ("dout", "x", "gamma", "eps"))
+    dims, shape = (0, 2, 3), (1, -1, 1, 1)
+    m = x.numel() // x.shape[1]
+    n = x.shape[0]
+    mean = x.mean(dim=dims, keepdim=True)
+    var = x.var(dim=dims, unbiased=False, keepdim=True)
+    var_u = x.var(dim=dims, unbiased=True, keepdim=True)
+    g = gamma.view(shape)
+
+    def full(v: torch.Tensor, count: float, scale: torch.Tensor | float, e: float = eps) -> torch.Tensor:
+        std = torch.sqrt(v + e)
+        xh = (x - mean) / std
+        dxh = dout * scale
+        return (dxh - dxh.sum(dims, keepdim=True) / count - xh * (dxh * xh).sum(dims, keepdim=True) / count) / std
+
+    std = torch.sqrt(var + eps)
+    xh = (x - mean) / std
+    dxh = dout * g
+    dx = [
+        (full(var, m, g), None),
+        (dxh / std, "dx treats the batch mean and variance as constants: they depend on x too. "
+         "dx = (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat)) / sqrt(var + eps), with dx_hat = dout * gamma "
+         "and the means over (N, H, W)."),
+        ((dxh - dxh.mean(dims, keepdim=True)) / std,
+         "the variance term is missing: subtract x_hat * mean(dx_hat * x_hat) too, the path through the variance."),
+        ((dxh - xh * (dxh * xh).mean(dims, keepdim=True)) / std,
+         "the mean term is missing: subtract mean(dx_hat) over (N, H, W), the path through the batch mean."),
+        (full(var_u, m, g), "you used the unbiased variance (divide by m - 1): the forward pass normalises with the "
+         "biased one (divide by m = N * H * W), and so does its gradient."),
+        (full(var, n, g), f"the means in dx divide by N = {n}, the batch size: each channel's statistics are "
+         f"taken over m = N * H * W = {m} values, so divide by m."),
+        (full(var, m, 1.0), "gamma is missing from dx: dx_hat = dout * gamma, since out = gamma * x_hat + beta."),
+        (full(var, m, g, 0.0), "eps is missing: sqrt(var + eps) as in the forward pass."),
+    ]
+    dgamma = [
+        ((dout * xh).sum(dims), None),
+        ((dout * xh).mean(dims), "dgamma is the mean of dout * x_hat; it is the SUM over (N, H, W): every position "
+         "adds its own contribution."),
+        ((dout * x).sum(dims), "dgamma = sum(dout * x_hat) over (N, H, W), with the normalised x_hat, not x."),
+        (dout.sum(dims), "dgamma and dbeta are swapped: dgamma = sum(dout * x_hat), dbeta = sum(dout)."),
+    ]
+    dbeta = [
+        (dout.sum(dims), None),
+        (dout.mean(dims), "dbeta is the mean of dout; it is the SUM over (N, H, W)."),
+        ((dout * xh).sum(dims), "dgamma and dbeta are swapped: dgamma = sum(dout * x_hat), dbeta = sum(dout)."),
+    ]
+    return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}
+
+
+def _judge_backward(cases: dict[str, Any], data: dict[str, Any]) -> str:
+    """batchnorm2d_backward(dout, x, gamma, eps) -> (dx, dgamma, dbeta), against autograd through nn.BatchNorm2d."""
+    for case, record in zip(cases["cases"], data["runs"], strict=True):
+        result = unwrap(record["result"])
+        if type(result) not in (tuple, list) or len(result) != 3:
+            fail("batchnorm2d_backward should return a tuple (dx, dgamma, dbeta), got "
+                 f"{type_name(result)}" + (f" of length {len(result)}" if type(result) in (tuple, list) else "") + ".")
+        for name in ("dout", "x", "gamma"):
+            after = record["after"][name]
+            if type(after) is not torch.Tensor or not torch.equal(after, case[name]):
+                fail(f"batchnorm2d_backward changed the {name} tensor passed in (in place): compute new tensors.")
+        c = case["x"].shape[1]
+        mistakes = _backward_mistakes(case)
+        for name, got, want in zip(("dx", "dgamma", "dbeta"), result, _reference_backward(case), strict=True):
+            if type(got) is not torch.Tensor:
+                fail(f"{name} should be a torch.Tensor, got {type_name(got)}.")
+            if name != "dx" and tuple(got.shape) != (c,):
+                if got.numel() == c:
+                    fail(f"{name} has shape {tuple(got.shape)}, expected ({c},), one value per channel like gamma: "
+                         "sum without keepdim, or .view(-1).")
+                fail(f"{name} has shape {tuple(got.shape)}, expected ({c},): sum over the batch and both spatial "
+                     "axes, dim=(0, 2, 3), since gamma and beta are shared by all N * H * W positions.")
+            if got.dtype != case["x"].dtype:
+                fail(f"{name} is {got.dtype} for {case['x'].dtype} inputs: keep the input's dtype.")
+            hint = _nearest(got, mistakes[name]) or {
+                "dx": "dx = (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat)) / sqrt(var + eps), dx_hat = "
+                      "dout * gamma, means over (N, H, W) and the biased variance.",
+                "dgamma": "dgamma = sum of dout * x_hat over (N, H, W).",
+                "dbeta": "dbeta = sum of dout over (N, H, W).",
+            }[name]
+            expect_close(got, want, f"{name} for x of shape {tuple(case['x'].shape)}", rtol=GRAD_RTOL,
+                         atol=GRAD_ATOL, hint=hint)
+    return f"batchnorm2d_backward matches autograd through nn.BatchNorm2d ({len(cases['cases'])} cases)."
+
+
+check_batchnorm2d_backward = exercise("batchnorm2d_backward", _probe_backward, _judge_backward, _backward_cases)
