@@ -30,11 +30,31 @@ def slerp(z0, z1, t):
     return torch.where(parallel, (1 - t) * z0 + t * z1, arc)
 
 
-def test_reference_passes(capsys):
+def test_solutions_pass(capsys):
     for hidden in (False, True):
         lesson09.check_frechet_distance(frechet_distance, hidden=hidden)
         lesson09.check_slerp(slerp, hidden=hidden)
     assert capsys.readouterr().out.count("\u2714") == 4
+
+
+def test_eigh_route_passes():
+    """tr((S1 S2)^1/2) as the trace of the square root of the symmetric S1^1/2 S2 S1^1/2 (eigh twice)."""
+
+    def fd_eigh(mu1, s1, mu2, s2):
+        ev, V = torch.linalg.eigh(s1)
+        root1 = V @ torch.diag(ev.clamp(min=0).sqrt()) @ V.T
+        middle = root1 @ s2 @ root1
+        tr_covmean = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
+        return float(((mu1 - mu2) ** 2).sum() + s1.trace() + s2.trace() - 2 * tr_covmean)
+
+    lesson09.check_frechet_distance(fd_eigh, hidden=True)
+
+
+def test_other_return_types_pass():
+    """A 0-d tensor, a NumPy float64: numbers, as the lesson's callers use them."""
+    np = pytest.importorskip("numpy")
+    lesson09.check_frechet_distance(lambda *a: torch.tensor(frechet_distance(*a), dtype=torch.float64), hidden=True)
+    lesson09.check_frechet_distance(lambda *a: np.float64(frechet_distance(*a)), hidden=True)
 
 
 def test_scipy_sqrtm_solution_passes():
@@ -90,6 +110,64 @@ def test_frechet_mistakes_are_named(kwargs, words):
         lesson09.check_frechet_distance(_fd(**kwargs))
     assert words in str(err.value)
     assert "expected" in str(err.value) or "complex" in str(err.value)
+
+
+def _fd_with_trace(tr_covmean):
+    def fn(mu1, s1, mu2, s2):
+        diff = mu1 - mu2
+        return float(diff @ diff + torch.trace(s1) + torch.trace(s2) - 2 * tr_covmean(s1, s2))
+
+    return fn
+
+
+def _sqrtm(m):
+    ev, V = torch.linalg.eigh(m)
+    return V @ torch.diag(ev.clamp(min=0).sqrt()) @ V.T
+
+
+@pytest.mark.parametrize("tr_covmean, words", [
+    (lambda s1, s2: torch.linalg.eigvalsh(s1 @ s2).clamp(min=0).sqrt().sum(), "eigvalsh on S1 @ S2"),
+    (lambda s1, s2: torch.linalg.eigvalsh(s1 @ s2).abs().sqrt().sum(), "eigvalsh on S1 @ S2"),
+    (lambda s1, s2: torch.linalg.eigvalsh(s1 @ s2, UPLO="U").clamp(min=0).sqrt().sum(), "eigvalsh on S1 @ S2"),
+    (lambda s1, s2: torch.linalg.eigvalsh(s1 @ s2).to(torch.complex128).sqrt().real.sum(), "eigvalsh on S1 @ S2"),
+    (lambda s1, s2: torch.linalg.eigvalsh(s1 @ s2).sqrt().sum(), "NaN.*eigvalsh on the non-symmetric"),
+    (lambda s1, s2: torch.trace(s1 @ s2).sqrt(), "square root of the trace"),
+    (lambda s1, s2: torch.trace(_sqrtm(s1) @ _sqrtm(s2)), "multiplies the two square roots"),
+    (lambda s1, s2: torch.trace(torch.sqrt((s1 @ s2).clamp(min=0))), "elementwise square root"),
+])
+def test_frechet_trace_term_mistakes_are_named(tr_covmean, words):
+    with pytest.raises(CheckFailure, match=words):
+        lesson09.check_frechet_distance(_fd_with_trace(tr_covmean))
+
+
+def test_frechet_square_root_of_the_distance_is_named():
+    with pytest.raises(CheckFailure, match="square root of the distance"):
+        lesson09.check_frechet_distance(lambda *a: frechet_distance(*a) ** 0.5)
+
+
+def test_frechet_reference_is_refused():
+    import dcgan_ref.evaluate as ref_eval
+    from dcgan_ref.evaluate import frechet_distance as ref_fd
+
+    with pytest.raises(CheckFailure, match="dcgan_ref.evaluate.frechet_distance"):
+        lesson09.check_frechet_distance(ref_fd)
+    with pytest.raises(CheckFailure, match="dcgan_ref.evaluate.frechet_distance"):
+        lesson09.check_frechet_distance(lambda *a: ref_eval.frechet_distance(*a))
+
+    def fid_module_route(mu1, s1, mu2, s2):  # the same formula through dcgan_ref.fid
+        import dcgan_ref.fid as ref_fid
+
+        return float(ref_fid.evaluate.frechet_distance(mu1, s1, mu2, s2))
+
+    with pytest.raises(CheckFailure, match="dcgan_ref"):
+        lesson09.check_frechet_distance(fid_module_route)
+
+
+def test_frechet_wrong_types_are_named():
+    with pytest.raises(CheckFailure, match="should be a number \\(float\\), got str"):
+        lesson09.check_frechet_distance(lambda *a: str(frechet_distance(*a)))
+    with pytest.raises(CheckFailure, match="single number, got a tensor of shape \\(4,\\)"):
+        lesson09.check_frechet_distance(lambda m1, s1, m2, s2: (m1 - m2) ** 2 + 0 * frechet_distance(m1, s1, m2, s2))
 
 
 def test_frechet_complex_python_number_is_named():
@@ -186,7 +264,7 @@ def test_slerp_on_normalised_vectors_is_caught():
     def unit_slerp(z0, z1, t):
         return slerp(z0 / z0.norm(dim=-1, keepdim=True), z1 / z1.norm(dim=-1, keepdim=True), t)
 
-    with pytest.raises(CheckFailure, match="differs from the reference"):
+    with pytest.raises(CheckFailure, match="interpolates the unit vectors"):
         lesson09.check_slerp(unit_slerp)
 
 
@@ -202,3 +280,44 @@ def test_slerp_without_keepdim_fails_only_on_batches():
     lesson09.check_slerp(flat)
     with pytest.raises(CheckFailure, match="batch"):
         lesson09.check_slerp(flat, hidden=True)
+
+
+def test_slerp_reference_is_refused():
+    import dcgan_ref.evaluate as ref_eval
+    from dcgan_ref.evaluate import slerp as ref_slerp
+
+    with pytest.raises(CheckFailure, match="dcgan_ref.evaluate.slerp"):
+        lesson09.check_slerp(ref_slerp)
+    with pytest.raises(CheckFailure, match="dcgan_ref.evaluate.slerp"):
+        lesson09.check_slerp(lambda z0, z1, t: ref_eval.slerp(z0, z1, t).clone())
+
+
+def test_slerp_in_place_and_types_are_named():
+    def in_place(z0, z1, t):
+        z0 /= 1.0 + 0 * t  # harmless arithmetic, but on the caller's tensor
+        z0 += 0.0
+        z0.mul_(1.0001)
+        return slerp(z0, z1, t)
+
+    with pytest.raises(CheckFailure, match="in place"):
+        lesson09.check_slerp(in_place)
+    with pytest.raises(CheckFailure, match="should return a torch.Tensor, got numpy.ndarray"):
+        lesson09.check_slerp(lambda z0, z1, t: slerp(z0, z1, t).numpy())
+
+
+def test_slerp_variants_pass():
+    """Written another way: the angle from atan2, the parallel case with an if per row of a batch."""
+
+    def slerp_atan2(z0, z1, t):
+        n0, n1 = z0 / z0.norm(dim=-1, keepdim=True), z1 / z1.norm(dim=-1, keepdim=True)
+        cos = (n0 * n1).sum(-1, keepdim=True)
+        sin = (n0 - cos * n1).norm(dim=-1, keepdim=True) * 0 + (1 - cos.clamp(-1, 1) ** 2).clamp(min=0).sqrt()
+        omega = torch.atan2(sin, cos)
+        out = []
+        for a, b, w, s in zip(z0.reshape(-1, z0.shape[-1]), z1.reshape(-1, z1.shape[-1]),
+                              omega.reshape(-1), torch.sin(omega).reshape(-1), strict=True):
+            out.append((1 - t) * a + t * b if s.abs() < 1e-6 else
+                       (torch.sin((1 - t) * w) * a + torch.sin(t * w) * b) / s)
+        return torch.stack(out).reshape(z0.shape)
+
+    lesson09.check_slerp(slerp_atan2, hidden=True)
