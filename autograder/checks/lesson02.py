@@ -1,42 +1,67 @@
 """Checks for lesson 02, transposed convolution: output size, a transposed convolution from scratch,
-G's upsampling block and the adjoint identity <conv(x), y> = <x, conv_transpose(y)>.
+G's upsampling block, the adjoint identity <conv(x), y> = <x, conv_transpose(y)> and the gradient
+of a convolution.
 
-References are ``F.conv_transpose2d`` / ``nn.ConvTranspose2d`` and ``dcgan_ref.models.up_block``,
-computed here on inputs from fixed seeds; wrong answers are matched against the usual mistakes.
+Each exercise is cases -> probe -> judge (``_core.exercise``). The probes run the student's code and
+return plain data; the judges compute ``F.conv_transpose2d`` / ``nn.ConvTranspose2d``,
+``dcgan_ref.models.up_block`` or autograd on the same inputs and name the usual mistakes. Two
+watches of this module's own work at the dispatcher beside ``_guard``'s families:
+``RefuseTransposed`` refuses a *transposed* convolution while a forward one stays allowed (the
+``transposed`` flag of ``aten.convolution`` is an argument, which an ``OpFamily`` cannot see), and
+``Recorder`` keeps the intermediate tensors of the student's computation of the adjoint sides,
+so that each side is checked against its own reference (the two sides are equal by the identity,
+so their values alone cannot show that the transposed side was computed at all).
 """
 
 from __future__ import annotations
 
-import numbers
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from autograder.checks._core import (
-    CheckFailure,
-    call,
+    Layer,
+    attempt,
+    exercise,
     expect,
     expect_close,
     expect_shape,
-    expect_tensor,
     fail,
-    forbid,
-    passed,
     randn,
     seeded,
-    student_globals,
+    unwrap,
 )
+from autograder.checks._guard import CONVOLUTION, DelegationError, OpFamily
+from autograder.checks._plain import type_name
 from autograder.checks.lesson01 import (
-    build_block,
+    POOLING,
+    block_call_text,
     check_norm_and_order,
-    check_size_formula,
     compare_with_reference,
-    describe,
-    layer_pattern,
+    expect_plain_tensor,
+    inputs_text,
+    judge_built_block,
+    judge_inputs_untouched,
+    judge_size_formula,
     matches,
+    pattern_text,
+    probe_blocks,
+    probe_sizes,
+    probe_tensor_fn,
+)
+
+#: every operator run by the autograd engine (``.backward()``, ``torch.autograd.grad``, ``torch.func``'s
+#: vjp/grad/jacrev, ``torch.nn.grad``'s helpers through their backward): refused where the exercise is
+#: to compute a gradient, or a transposed convolution, by hand
+AUTOGRAD = OpFamily(
+    "autograd (.backward() / torch.autograd.grad / torch.func)",
+    lambda n: torch._C._current_graph_task_id() != -1,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -57,13 +82,17 @@ _SIZE_MISTAKES: list[tuple[Callable[..., int], str]] = [
     (lambda h, k, s, p, op: (h - 1) * s - 2 * p + k,
      "output_padding is ignored: it adds that many rows/columns at the end"),
     (lambda h, k, s, p, op: h * s - 2 * p + k + op,
-     "h input pixels are h - 1 strides apart, so use (h - 1)*s, not h*s"),
+     "the -1 is missing: h input pixels are h - 1 strides apart, so use (h - 1)*s, not h*s"),
     (lambda h, k, s, p, op: (h - 1) * s - p + k + op,
      "padding is cropped from BOTH sides: subtract 2*p"),
     (lambda h, k, s, p, op: (h - 1) * s + 2 * p + k + op,
      "in a transposed convolution padding REMOVES pixels: subtract 2*p"),
     (lambda h, k, s, p, op: (h - 1) * s - 2 * p + k - 1 + op,
      "off by one: the last stamp of the kernel covers k pixels, (h - 1)*s - 2*p + k + output_padding"),
+    (lambda h, k, s, p, op: h * s - 2 * p + k - 1 + op,
+     "h*s - 1 is not (h - 1)*s: the last input pixel stamps at (h - 1)*s and covers k pixels"),
+    (lambda h, k, s, p, op: (h - 1) * s - 2 * p + k - op,
+     "output_padding ADDS rows/columns at the end: + output_padding"),
 ]
 
 
@@ -87,47 +116,83 @@ def _size_configs(hidden: bool) -> list[tuple[int, int, int, int, int]]:
     return out
 
 
-def check_conv_transpose_output_size(fn: Callable[..., Any], hidden: bool = False) -> None:
+def _size_cases(hidden: bool) -> dict[str, Any]:
+    return {"configs": _size_configs(hidden), "default": (4, 4, 2, 1)}
+
+
+def _probe_conv_transpose_output_size(fn: Callable[..., Any], cases: dict[str, Any]) -> dict[str, Any]:
+    """The student's formula on every configuration, with every tensor operation refused."""
+    name = "conv_transpose_output_size"
+    return {"results": probe_sizes(fn, name, cases["configs"]), "default": probe_sizes(fn, name, [cases["default"]])[0]}
+
+
+def _judge_conv_transpose_output_size(cases: dict[str, Any], data: dict[str, Any]) -> str:
     """``fn(h, k, s, p, output_padding=0)`` must equal nn.ConvTranspose2d's output size."""
-    configs = _size_configs(hidden)
-    check_size_formula(fn, "conv_transpose_output_size", ("h", "k", "s", "p", "output_padding"), configs,
-                       _reference_size, "nn.ConvTranspose2d", _SIZE_MISTAKES,
+    configs = [tuple(c) for c in cases["configs"]]
+    judge_size_formula(data["results"], "conv_transpose_output_size", ("h", "k", "s", "p", "output_padding"),
+                       configs, _reference_size, "nn.ConvTranspose2d", _SIZE_MISTAKES,
                        "(h - 1)*s - 2*p + k + output_padding")
-    try:
-        got = call(fn, 4, 4, 2, 1, what="conv_transpose_output_size")
-    except CheckFailure as err:
-        fail(f"{err} Is output_padding=0 the default? conv_transpose_output_size(4, 4, 2, 1) must work.")
-    expect(got == 8, f"conv_transpose_output_size(4, 4, 2, 1) returned {got!r}, expected 8: "
+    outcome = data["default"]
+    if "error" in outcome:
+        fail(f"{outcome['error']} Is output_padding=0 the default? conv_transpose_output_size(4, 4, 2, 1) must work.")
+    got = outcome.get("value")
+    expect(type(got) is int and got == 8, f"conv_transpose_output_size(4, 4, 2, 1) returned {got!r}, expected 8: "
            "is output_padding=0 the default?")
-    passed(f"conv_transpose_output_size matches nn.ConvTranspose2d on {len(configs)} configurations"
-           + (" (hidden tests)" if hidden else "") + ".")
+    return f"conv_transpose_output_size matches nn.ConvTranspose2d on {len(configs)} configurations."
+
+
+check_conv_transpose_output_size = exercise("conv_transpose_output_size", _probe_conv_transpose_output_size,
+                                            _judge_conv_transpose_output_size, _size_cases)
 
 
 # ---------------------------------------------------------------------------------------------
 # conv_transpose2d_scratch
 
+TRANSPOSED_LABEL = ("a built-in transposed convolution (F.conv_transpose2d / nn.ConvTranspose2d / "
+                    "torch.nn.grad.conv2d_input / the gradient of a convolution: aten.convolution with "
+                    "transposed=True, aten.convolution_backward)")
 
-def transpose_builtins() -> dict[str, tuple[Any, str]]:
-    """Every built-in that computes a transposed convolution, plus dcgan_ref's blocks.
 
-    F.conv2d stays allowed: "insert zeros, then convolve" is the construction the lesson teaches.
-    """
-    import torch.nn.grad
+def is_transposed_convolution(name: str, args: tuple, kwargs: dict) -> bool:
+    """Whether ATen operator ``name`` called with these arguments computes a transposed convolution
+    (or a convolution's backward, which is one)."""
+    if "conv" not in name or "convert" in name:
+        return False
+    if "transpose" in name or "backward" in name:
+        return True
+    if name in ("convolution", "_convolution", "convolution_overrideable"):
+        flag = args[6] if len(args) > 6 else kwargs.get("transposed", False)
+        return bool(flag)
+    return False
 
-    import dcgan_ref.models as ref_models
 
-    return {
-        "F.conv_transpose2d": (F, "conv_transpose2d"),
-        "torch.conv_transpose2d": (torch, "conv_transpose2d"),
-        "nn.ConvTranspose2d.forward": (nn.ConvTranspose2d, "forward"),
-        "torch.convolution": (torch, "convolution"),
-        "torch._convolution": (torch, "_convolution"),
-        "F.conv_transpose1d": (F, "conv_transpose1d"),
-        "F.conv_transpose3d": (F, "conv_transpose3d"),
-        "torch.nn.grad.conv2d_input": (torch.nn.grad, "conv2d_input"),
-        "dcgan_ref.models.up_block": (ref_models, "up_block"),
-        "dcgan_ref.models.down_block": (ref_models, "down_block"),
-    }
+class RefuseTransposed(TorchDispatchMode):
+    """Refuse every transposed convolution while active, let forward convolutions through; ``hits``
+    records the attempts, so a student who catches the error is still caught."""
+
+    def __init__(self, instead: str) -> None:
+        super().__init__()
+        self.instead = instead
+        self.hits: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        name = func._overloadpacket.__name__
+        if is_transposed_convolution(name, args, kwargs):
+            self.hits.append(f"{TRANSPOSED_LABEL} [aten.{name}]")
+            raise DelegationError(f"it calls {TRANSPOSED_LABEL}, which this exercise re-implements. {self.instead}")
+        return func(*args, **kwargs)
+
+
+def attempt_without_transposed(fn: Callable[..., Any], *args: Any, what: str, instead: str,
+                               **call_kwargs: Any) -> dict[str, Any]:
+    """``attempt`` with every transposed convolution refused (forward convolutions allowed)."""
+    mode = RefuseTransposed(instead)
+    with mode:
+        outcome = attempt(fn, *args, what=what, instead=instead, **call_kwargs)
+    if mode.hits:
+        return {"error": f"{what} calls {mode.hits[0]}, which this exercise re-implements. {instead}"}
+    return outcome
 
 
 TRANSPOSE_INSTEAD = (
@@ -136,29 +201,46 @@ TRANSPOSE_INSTEAD = (
 )
 
 
-def _transpose_cases(hidden: bool) -> list[tuple[tuple[int, ...], tuple[int, ...], bool, int, int]]:
-    """(x shape, w shape (C_in, C_out, k, k), with bias, stride, padding)."""
-    cases = [
+def _transpose_cases(hidden: bool) -> list[dict[str, Any]]:
+    """Plain inputs: x, w (C_in, C_out, k, k), b (or None), stride, padding, from fixed seeds."""
+    shapes = [
         ((2, 3, 4, 4), (3, 5, 4, 4), True, 2, 1),  # G's hidden layer: doubles the size
         ((1, 4, 1, 1), (4, 2, 4, 4), True, 1, 0),  # G's first layer: 1x1 -> 4x4
         ((2, 2, 5, 3), (2, 3, 3, 3), False, 2, 1),  # H != W, kernel 3, no bias
         ((1, 1, 3, 3), (1, 1, 3, 3), True, 2, 0),  # no padding: nothing to crop
     ]
     if hidden:
-        cases += [
+        shapes += [
             ((2, 6, 8, 8), (6, 4, 4, 4), True, 2, 1),
             ((1, 3, 4, 6), (3, 3, 5, 5), True, 3, 2),  # C_in == C_out: axis swaps show in values only
             ((3, 2, 2, 2), (2, 2, 2, 2), False, 2, 0),
             ((1, 2, 6, 6), (2, 3, 3, 3), True, 1, 1),  # stride 1: plain "full" convolution
             ((2, 4, 3, 3), (4, 1, 4, 4), True, 2, 3),  # padding = k - 1: no border around the zeros
         ]
-    return cases
+    return [{"x": randn(*xs, seed=50 + i), "w": randn(*ws, seed=60 + i),
+             "b": randn(ws[1], seed=70 + i) if with_bias else None, "stride": stride, "padding": padding}
+            for i, (xs, ws, with_bias, stride, padding) in enumerate(shapes)]
+
+
+def _probe_conv_transpose2d_scratch(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The student's transposed convolution on every case: transposed convolutions (and autograd,
+    whose gradient of a convolution is one) refused, F.conv2d and F.fold allowed."""
+    out = []
+    for case in cases:
+        args = [None if case[n] is None else case[n].clone() for n in ("x", "w", "b")]
+        outcome = attempt_without_transposed(fn, *args, case["stride"], case["padding"],
+                                             what="conv_transpose2d_scratch", instead=TRANSPOSE_INSTEAD,
+                                             refuse=[AUTOGRAD])
+        out.append({"out": outcome, "inputs_after": args})
+    return out
 
 
 # Usual mistakes in the output size, as the size (per axis: h input pixels, k, s, p) they produce.
 _SHAPE_MISTAKES: list[tuple[Callable[[int, int, int, int], int], str]] = [
     (lambda h, k, s, p: (h - 1) * s + k, "the padding is not cropped: remove `padding` rows and columns "
      "from each side of the result (or pad the zero-inserted input by k - 1 - padding, not k - 1)"),
+    (lambda h, k, s, p: (h - 1) * s + 2 * p - k + 2, "the zero-inserted input is padded by `padding`; "
+     "pad it by k - 1 - padding on each side (padding in a transposed convolution crops the output)"),
     (lambda h, k, s, p: (h - 1) * s - p + k, "the padding is cropped from one side only: crop both sides"),
     (lambda h, k, s, p: h * s - 2 * p + k - 1, "zeros are inserted after the last pixel too: the "
      "zero-inserted input has (H - 1)*stride + 1 pixels, stride - 1 zeros BETWEEN neighbours only"),
@@ -172,18 +254,31 @@ _SHAPE_MISTAKES: list[tuple[Callable[[int, int, int, int], int], str]] = [
 ]
 
 
-def _transpose_shape_hint(runs: list[tuple[torch.Tensor, torch.Tensor, int, int, tuple]]) -> str:
-    """Name the mistake whose sizes match the student's outputs on every run (x, w, s, p, shape)."""
-    x, w, _, _, got = runs[0]
+def _transpose_shape_hint(runs: list[tuple[dict[str, Any], tuple[int, ...]]]) -> str:
+    """Name the mistake whose sizes match the student's outputs on every run (case, shape)."""
+    case, got = runs[0]
     if len(got) != 4:
         return "the output is 4-D: (N, C_out, H_out, W_out)"
-    if got[1] != w.shape[1]:
+    if got[1] != case["w"].shape[1]:
         return "for a transposed convolution w is (C_in, C_out, k, k): C_out = w.shape[1]"
+
+    def sizes(c: dict[str, Any], f: Callable[[int, int, int, int], int]) -> tuple[int, int]:
+        k = c["w"].shape[-1]
+        return f(c["x"].shape[2], k, c["stride"], c["padding"]), f(c["x"].shape[3], k, c["stride"], c["padding"])
+
     for f, hint in _SHAPE_MISTAKES:
-        if all(len(g) == 4 and tuple(g[2:]) == (f(x.shape[2], w.shape[-1], s, p), f(x.shape[3], w.shape[-1], s, p))
-               for x, w, s, p, g in runs):
+        if all(len(g) == 4 and tuple(g[2:]) == sizes(c, f) for c, g in runs):
             return hint
     return "H_out = (H - 1)*stride - 2*padding + k, and the same for W"
+
+
+def _zero_insert_conv(x: torch.Tensor, w_conv: torch.Tensor, b: torch.Tensor | None, s: int, p: int) -> torch.Tensor:
+    """The zero-insertion construction with a given (C_out, C_in, k, k) kernel (no flip, no swap)."""
+    N, C, H, W = x.shape
+    k = w_conv.shape[-1]
+    xz = x.new_zeros(N, C, (H - 1) * s + 1, (W - 1) * s + 1)
+    xz[:, :, ::s, ::s] = x
+    return F.conv2d(F.pad(xz, (k - 1 - p,) * 4), w_conv, b)
 
 
 def _transpose_value_hint(out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
@@ -191,6 +286,7 @@ def _transpose_value_hint(out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b
     def close(ref: torch.Tensor) -> bool:
         return matches(out, ref, rtol=1e-4, atol=1e-4)
 
+    C_in, C_out, k, _ = w.shape
     if close(F.conv_transpose2d(x, w.flip(-1, -2), b, stride=s, padding=p)):
         return ("the kernel is not flipped: after zero insertion, convolve with w rotated by 180 degrees "
                 "(w.flip(-1, -2)), with its first two axes swapped")
@@ -198,7 +294,12 @@ def _transpose_value_hint(out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b
         return "the bias is missing: add b[c_out] to every pixel of output channel c_out"
     if b is not None and close(F.conv_transpose2d(x, w, 2 * b, stride=s, padding=p)):
         return "the bias is added twice"
-    if w.shape[0] == w.shape[1]:
+    if C_in != C_out or C_in > 1:
+        for wc in (w.flip(-1, -2).reshape(C_out, C_in, k, k), w.reshape(C_out, C_in, k, k)):
+            if close(_zero_insert_conv(x, wc, b, s, p)):
+                return ("w.reshape / w.view keeps the memory order, so it mixes up the channels instead of "
+                        "swapping the axes: use w.transpose(0, 1) (or permute(1, 0, 2, 3))")
+    if C_in == C_out:
         for wt, what in ((w.transpose(0, 1), "the input and output channel axes of w are swapped: "
                           "for a transposed convolution w is (C_in, C_out, k, k)"),
                          (w.transpose(-1, -2), "the kernel's rows and columns are swapped")):
@@ -206,43 +307,57 @@ def _transpose_value_hint(out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b
                 return what
             if close(F.conv_transpose2d(x, wt.flip(-1, -2), b, stride=s, padding=p)):
                 return what + " (and the kernel is not flipped)"
+    elif close(F.conv_transpose2d(x, w.transpose(-1, -2), b, stride=s, padding=p)):
+        return "the kernel's rows and columns are swapped"
     return ("check the zero insertion (x lands on every stride-th pixel, starting at 0) and the "
             "padding k - 1 - padding around it")
 
 
-def check_conv_transpose2d_scratch(fn: Callable[..., Any], hidden: bool = False) -> None:
-    """``fn(x, w, b, stride, padding)`` must equal F.conv_transpose2d without calling it."""
-    cases = _transpose_cases(hidden)
-    runs: list[tuple[Any, ...]] = []
-    for i, (xs, ws, with_bias, stride, padding) in enumerate(cases):
-        x = randn(*xs, seed=50 + i)
-        w = randn(*ws, seed=60 + i)
-        b = randn(ws[1], seed=70 + i) if with_bias else None
-        expected = F.conv_transpose2d(x, w, b, stride=stride, padding=padding)  # before patching
-        x_before = x.clone()
-        b_text = f"({ws[1]},)" if with_bias else "None"
-        what = f"conv_transpose2d_scratch(x {xs}, w {ws}, b {b_text}, stride={stride}, padding={padding})"
-        try:
-            with forbid(transpose_builtins(), "conv_transpose2d_scratch", TRANSPOSE_INSTEAD, student_globals(fn)):
-                out = call(fn, x, w, b, stride, padding, what="conv_transpose2d_scratch")
-        except CheckFailure as err:
-            if "channels" in str(err) and "calls" not in str(err):
-                fail(f"{what}: {err} Hint: a transposed convolution's w is (C_in, C_out, k, k); "
-                     "to use it in F.conv2d swap its first two axes: w.transpose(0, 1).")
-            raise
-        runs.append((x, w, b, stride, padding, expect_tensor(out, what), expected, what))
-        expect(torch.equal(x, x_before), f"{what} changed its input x in place: work on a new tensor.")
+def _transpose_error_hint(message: str) -> str:
+    """A hint for the errors the usual mistakes raise inside F.conv2d."""
+    if "calls" in message:
+        return ""
+    if "Kernel size can't be greater" in message or "smaller than kernel" in message:
+        return (" Hint: the zero-inserted input is smaller than the kernel: pad it by k - 1 - padding on each "
+                "side (not by padding), so that every stamp of the kernel fits.")
+    if "channels" in message:
+        return (" Hint: a transposed convolution's w is (C_in, C_out, k, k); to use it in F.conv2d swap its "
+                "first two axes: w.transpose(0, 1).")
+    if "negative" in message or "must match the size" in message or "size of tensor" in message:
+        return (" Hint: the stamps land at (i*stride, j*stride) in an output of (H - 1)*stride + k pixels, "
+                "cropped by `padding` on each side.")
+    return ""
+
+
+def _judge_conv_transpose2d_scratch(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -> str:
+    """``fn(x, w, b, stride, padding)`` must equal F.conv_transpose2d, computed here, on every case."""
+    runs = []
+    for case, result in zip(cases, data, strict=True):
+        what = f"conv_transpose2d_scratch({inputs_text(case)})"
+        outcome = result["out"]
+        if "error" in outcome:
+            err = str(outcome["error"])
+            hint = _transpose_error_hint(err)
+            fail((err.rstrip(".") + "." + hint) if hint else err)
+        out = expect_plain_tensor(unwrap(outcome), what)
+        judge_inputs_untouched(case, result["inputs_after"], ("x", "w", "b"), what, "work on a new tensor.")
+        runs.append((case, out, what))
     # all runs first: the sizes on every input together tell the mistakes apart
-    shapes = [(x, w, s, p, tuple(out.shape)) for x, w, _, s, p, out, _, _ in runs]
-    for x, w, b, stride, padding, out, expected, what in runs:
+    shapes = [(case, tuple(out.shape)) for case, out, _ in runs]
+    for case, out, what in runs:
+        x, w, b, stride, padding = case["x"], case["w"], case["b"], case["stride"], case["padding"]
+        expected = F.conv_transpose2d(x, w, b, stride=stride, padding=padding)
         if out.shape != expected.shape:
             expect_shape(out, expected.shape, what, hint=_transpose_shape_hint(shapes))
         # float32 sums taken in another order differ by ~1e-6 relative; real mistakes are off by O(1)
         if not matches(out, expected, rtol=1e-4, atol=1e-4):
             expect_close(out, expected, what, rtol=1e-4, atol=1e-4,
                          hint=_transpose_value_hint(out, x, w, b, stride, padding))
-    passed(f"conv_transpose2d_scratch equals F.conv_transpose2d on {len(cases)} inputs without calling it"
-           + (" (hidden tests)" if hidden else "") + ".")
+    return f"conv_transpose2d_scratch equals F.conv_transpose2d on {len(cases)} inputs without calling it."
+
+
+check_conv_transpose2d_scratch = exercise("conv_transpose2d_scratch", _probe_conv_transpose2d_scratch,
+                                          _judge_conv_transpose2d_scratch, _transpose_cases)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,114 +367,183 @@ UPSAMPLING = (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, nn.P
               nn.MaxUnpool2d)
 
 
-def _relu_hint(m: nn.Module) -> str:
-    if isinstance(m, nn.LeakyReLU):
+def _relu_hint(m: Layer) -> str:
+    if m.isa(nn.LeakyReLU):
         return "LeakyReLU belongs to the discriminator; DCGAN's generator uses plain nn.ReLU()."
-    if isinstance(m, nn.Tanh):
+    if m.isa(nn.Tanh):
         return ("Tanh is only G's very last activation (it maps to the image range [-1, 1]); "
                 "the hidden blocks use nn.ReLU().")
     return "the generator's hidden blocks use nn.ReLU()."
 
 
-def check_up_block(fn: Callable[..., nn.Module], hidden: bool = False) -> None:
-    """``fn(in_ch, out_ch, stride=2, padding=1)``: ConvTranspose 4x4 without bias, BatchNorm, ReLU."""
+def _up_cases(hidden: bool) -> list[dict[str, Any]]:
+    """(in_ch, out_ch), keyword arguments, the input x and the parameter seed of each configuration."""
+    configs = [((3, 8), {}, (2, 3, 4, 4)), ((16, 8), {"stride": 1, "padding": 0}, (2, 16, 1, 1))]
+    if hidden:
+        configs += [((8, 4), {}, (4, 8, 8, 8)), ((5, 7), {"stride": 2, "padding": 1}, (3, 5, 3, 5)),
+                    ((10, 6), {"stride": 1, "padding": 0}, (2, 10, 1, 1))]
+    return [{"args": list(args), "kwargs": kwargs, "x": randn(*xs, seed=80 + i), "seed": 17 + i}
+            for i, (args, kwargs, xs) in enumerate(configs)]
+
+
+def _probe_up_block(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Build, describe and run the student's block for every configuration."""
+    return probe_blocks(fn, "up_block", cases)
+
+
+def _judge_up_block(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -> str:
+    """ConvTranspose 4x4 (the block's stride and padding) without bias, BatchNorm2d, ReLU; outputs
+    equal dcgan_ref.models.up_block's with the same parameters."""
     from dcgan_ref.models import up_block as ref_block
 
-    cases = [((3, 8), {}, (2, 3, 4, 4)), ((16, 8), {"stride": 1, "padding": 0}, (2, 16, 1, 1))]
-    if hidden:
-        cases += [((8, 4), {}, (4, 8, 8, 8)), ((5, 7), {"stride": 2, "padding": 1}, (3, 5, 3, 5)),
-                  ((10, 6), {"stride": 1, "padding": 0}, (2, 10, 1, 1))]
-    for i, ((in_ch, out_ch), kwargs, xshape) in enumerate(cases):
-        args = ", ".join([str(in_ch), str(out_ch)] + [f"{k}={v}" for k, v in kwargs.items()])
-        what = f"up_block({args})"
+    for config, result in zip(cases, data, strict=True):
+        in_ch, out_ch = config["args"]
+        kwargs = config["kwargs"]
+        what = block_call_text("up_block", config)
         stride, padding = kwargs.get("stride", 2), kwargs.get("padding", 1)
-        block = build_block(fn, (in_ch, out_ch), kwargs, what)
-        layers = layer_pattern(block)
-        pattern = describe(layers)
-        ups = [m for m in layers if isinstance(m, UPSAMPLING)]
+        layers = judge_built_block(result, what)
+        pattern = pattern_text(layers)
+        ups = [m for m in layers if m.isa(*UPSAMPLING)]
         if ups:
             fail(f"{what} has layers {pattern}: DCGAN upsamples with a learned fractional-strided "
-                 f"convolution, so remove the {type(ups[0]).__name__} and use nn.ConvTranspose2d with stride=2.")
-        if any(isinstance(m, nn.Conv2d) for m in layers):
+                 f"convolution, so remove the {ups[0].type_name} and use nn.ConvTranspose2d with stride=2.")
+        if any(m.isa(*POOLING) for m in layers):
+            fail(f"{what} has layers {pattern}: the generator has no pooling; use nn.ConvTranspose2d alone.")
+        if any(m.isa(nn.Conv2d) for m in layers):
             fail(f"{what} has layers {pattern}: use nn.ConvTranspose2d (it upsamples), not nn.Conv2d.")
-        convs = [m for m in layers if isinstance(m, nn.ConvTranspose2d)]
+        convs = [m for m in layers if m.isa(nn.ConvTranspose2d)]
         expect(len(convs) == 1, f"{what} has layers {pattern}: expected exactly one nn.ConvTranspose2d.")
         conv = convs[0]
-        expect((conv.in_channels, conv.out_channels) == (in_ch, out_ch),
-               f"{what}: the ConvTranspose2d maps {conv.in_channels} -> {conv.out_channels} channels, "
+        channels = (conv.attrs.get("in_channels"), conv.attrs.get("out_channels"))
+        expect(channels == (in_ch, out_ch),
+               f"{what}: the ConvTranspose2d maps {channels[0]} -> {channels[1]} channels, "
                f"expected {in_ch} -> {out_ch}.")
-        settings = (tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.padding))
-        if settings != ((4, 4), (stride, stride), (padding, padding)):
-            fail(f"{what}: the ConvTranspose2d has kernel_size={conv.kernel_size}, stride={conv.stride}, "
-                 f"padding={conv.padding}, expected 4, {stride}, {padding}: kernel 4 always, and the "
+        settings = (conv.attrs.get("kernel_size"), conv.attrs.get("stride"), conv.attrs.get("padding"))
+        if settings != ((4, 4), (stride, stride), (padding, padding)) or conv.attrs.get("dilation") != (1, 1):
+            fail(f"{what}: the ConvTranspose2d has kernel_size={settings[0]}, stride={settings[1]}, "
+                 f"padding={settings[2]}, expected 4, {stride}, {padding}: kernel 4 always, and the "
                  "block's own stride and padding arguments (2, 1 doubles H and W; 1, 0 maps 1x1 to 4x4).")
-        expect(tuple(conv.output_padding) == (0, 0),
-               f"{what}: output_padding={conv.output_padding}; with kernel 4 none is needed.")
-        expect(conv.bias is None,
+        expect(conv.attrs.get("output_padding") == (0, 0),
+               f"{what}: output_padding={conv.attrs.get('output_padding')}; with kernel 4 none is needed.")
+        expect(conv.params.get("bias") is None,
                f"{what}: the ConvTranspose2d has a bias; create it with bias=False. The BatchNorm right "
                "after it subtracts each channel's mean, which cancels any bias.")
         check_norm_and_order(layers, nn.ConvTranspose2d, True, out_ch,
-                             lambda m: type(m) is nn.ReLU, "nn.ReLU()", _relu_hint, what)
-        x = randn(*xshape, seed=80 + i)
-        compare_with_reference(block, ref_block(in_ch, out_ch, **kwargs), x, what)
-    passed(f"up_block matches dcgan_ref.models.up_block in {len(cases)} configurations"
-           + (" (hidden tests)" if hidden else "") + ".")
+                             lambda m: m.type_name == "ReLU" and m.isa(nn.ReLU), "nn.ReLU()", _relu_hint, what)
+        compare_with_reference(result, ref_block(in_ch, out_ch, **kwargs), config, what)
+    return f"up_block matches dcgan_ref.models.up_block in {len(cases)} configurations."
+
+
+check_up_block = exercise("up_block", _probe_up_block, _judge_up_block, _up_cases)
 
 
 # ---------------------------------------------------------------------------------------------
 # adjoint_sides
 
 
-def _adjoint_cases(hidden: bool) -> list[tuple[tuple[int, ...], tuple[int, ...], int, int]]:
-    """(x shape, w shape (C_out, C_in, k, k), stride, padding)."""
-    cases = [
+class Recorder(TorchDispatchMode):
+    """Keep copies of the intermediate tensors of the student's computation that could be one side's
+    operand: shaped like ``conv2d(x)`` (y's shape, or its number of elements) or like
+    ``conv_transpose2d(y)`` (x's shape, or its number of elements). Only the last ``keep`` of each
+    kind are kept: the final results come last."""
+
+    def __init__(self, x_shape: tuple[int, ...], y_shape: tuple[int, ...], keep: int = 32) -> None:
+        super().__init__()
+        self.x_shape, self.y_shape = tuple(x_shape), tuple(y_shape)
+        self.x_numel, self.y_numel = int(torch.Size(self.x_shape).numel()), int(torch.Size(self.y_shape).numel())
+        self.forward: deque[torch.Tensor] = deque(maxlen=keep)
+        self.transposed: deque[torch.Tensor] = deque(maxlen=keep)
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        result = func(*args, **(kwargs or {}))
+        for t in tree_leaves(result):
+            if type(t) is torch.Tensor and t.is_floating_point() and t.device.type != "meta" and t.dim() >= 2:
+                if t.numel() == self.y_numel:
+                    self.forward.append(t.detach().clone())
+                if t.numel() == self.x_numel:
+                    self.transposed.append(t.detach().clone())
+        return result
+
+
+def _adjoint_cases(hidden: bool) -> list[dict[str, Any]]:
+    """x, y, w (C_out, C_in, k, k), stride, padding, in float64 (both sides then agree to ~1e-15)."""
+    shapes = [
         ((2, 3, 8, 8), (4, 3, 4, 4), 2, 1),  # DCGAN's layer: stride divides evenly
         ((1, 2, 8, 8), (3, 2, 3, 3), 2, 1),  # (8 + 2 - 3) % 2 = 1: conv_transpose needs output_padding
     ]
     if hidden:
-        cases += [((2, 2, 9, 7), (2, 2, 3, 3), 2, 0), ((1, 3, 11, 11), (5, 3, 5, 5), 3, 2),
-                  ((3, 1, 6, 6), (1, 1, 2, 2), 1, 0)]
+        shapes += [((2, 2, 9, 7), (2, 2, 3, 3), 2, 0), ((1, 3, 11, 11), (5, 3, 5, 5), 3, 2),
+                   ((3, 1, 6, 6), (1, 1, 2, 2), 1, 0)]
+    cases = []
+    for i, (xs, ws, stride, padding) in enumerate(shapes):
+        x = randn(*xs, seed=90 + i, dtype=torch.float64)
+        w = randn(*ws, seed=100 + i, dtype=torch.float64)
+        ys = tuple(F.conv2d(x.to("meta"), w.to("meta"), stride=stride, padding=padding).shape)
+        cases.append({"x": x, "y": randn(*ys, seed=110 + i, dtype=torch.float64), "w": w,
+                      "stride": stride, "padding": padding})
     return cases
 
 
+def _probe_adjoint_sides(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The student's pair on every case, and the tensors their computation went through."""
+    out = []
+    for case in cases:
+        rec = Recorder(tuple(case["x"].shape), tuple(case["y"].shape))
+        with rec:
+            outcome = attempt(fn, case["x"].clone(), case["y"].clone(), case["w"].clone(), case["stride"],
+                              case["padding"], what="adjoint_sides")
+        out.append({"out": outcome, "forward": list(rec.forward), "transposed": list(rec.transposed)})
+    return out
+
+
 def _as_number(value: Any, what: str) -> float:
-    if isinstance(value, torch.Tensor):
+    if type(value) is torch.Tensor:
         if value.numel() != 1:
             fail(f"{what} is a tensor of shape {tuple(value.shape)}, expected one number: an inner "
                  "product multiplies elementwise and then SUMS over every element (.sum()).")
         return float(value.detach().to("cpu", torch.float64).item())
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+    if type(value) in (int, float):
         return float(value)
-    fail(f"{what} is a {type(value).__name__}, expected a number (a float or a 0-d tensor).")
+    fail(f"{what} is a {type_name(value)}, expected a number (a float or a 0-d tensor).")
 
 
-def check_adjoint_sides(fn: Callable[..., Any], hidden: bool = False) -> None:
-    """``fn(x, y, w, stride, padding)`` -> (<conv2d(x), y>, <x, conv_transpose2d(y)>) with the same w."""
-    for i, (xs, ws, stride, padding) in enumerate(_adjoint_cases(hidden)):
-        # float64 so that both sides agree to ~1e-12 and a real mistake cannot hide in rounding
-        x = randn(*xs, seed=90 + i, dtype=torch.float64)
-        w = randn(*ws, seed=100 + i, dtype=torch.float64)
+def _found(candidates: list[Any], expected: torch.Tensor, tol: float) -> bool:
+    """Whether one of the recorded tensors is ``expected`` (in any shape with as many elements)."""
+    for t in candidates:
+        if type(t) is torch.Tensor and t.numel() == expected.numel():
+            t64 = t.to(torch.float64).reshape(expected.shape)
+            if bool(((t64 - expected).abs() <= tol * (1 + expected.abs())).all()):
+                return True
+    return False
+
+
+def _judge_adjoint_sides(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -> str:
+    """Both numbers against their own reference, and each side computed from its own operator: a
+    conv2d(x) and a conv_transpose2d(y) must appear in the student's computation."""
+    for case, result in zip(cases, data, strict=True):
+        x, y, w, stride, padding = case["x"], case["y"], case["w"], case["stride"], case["padding"]
+        what = f"adjoint_sides(x {tuple(x.shape)}, y {tuple(y.shape)}, w {tuple(w.shape)}, stride={stride}, " \
+               f"padding={padding})"
+        outcome = result["out"]
+        if "error" in outcome:
+            err = str(outcome["error"])
+            if "must match the size" in err or "size of tensor" in err:
+                fail(f"{err} Hint: conv_transpose2d(y) comes out smaller than x when (H + 2*padding - k) is "
+                     "not a multiple of stride (conv2d dropped those pixels); pass "
+                     "output_padding=(H + 2*padding - k) % stride.")
+            if "channels" in err:
+                fail(f"{err} Hint: pass the SAME w to F.conv_transpose2d: its (C_out, C_in, k, k) layout is "
+                     "exactly what conv_transpose2d expects for going back from C_out to C_in.")
+            fail(err)
+        pair = unwrap(outcome)
+        if type(pair) not in (tuple, list) or len(pair) != 2:
+            fail(f"{what} returned a {type_name(pair)}, expected a pair (lhs, rhs).")
+        lhs = _as_number(pair[0], f"{what}[0] (lhs)")
+        rhs = _as_number(pair[1], f"{what}[1] (rhs)")
         conv = F.conv2d(x, w, stride=stride, padding=padding)
-        y = randn(*conv.shape, seed=110 + i, dtype=torch.float64)
-        op = tuple((n + 2 * padding - ws[-1]) % stride for n in xs[2:])
-        lhs_ref = float((conv * y).sum())
-        rhs_ref = float((x * F.conv_transpose2d(y, w, stride=stride, padding=padding, output_padding=op)).sum())
-        what = (f"adjoint_sides(x {xs}, y {tuple(y.shape)}, w {ws}, stride={stride}, padding={padding})")
-        try:
-            result = call(fn, x, y, w, stride, padding, what="adjoint_sides")
-        except CheckFailure as err:
-            if "must match the size" in str(err) or "size of tensor" in str(err):
-                fail(f"{what}: {err} Hint: conv_transpose2d(y) comes out smaller than x when "
-                     "(H + 2*padding - k) is not a multiple of stride (conv2d dropped those pixels); "
-                     "pass output_padding=(H + 2*padding - k) % stride.")
-            if "channels" in str(err):
-                fail(f"{what}: {err} Hint: pass the SAME w to F.conv_transpose2d: its (C_out, C_in, k, k) "
-                     "layout is exactly what conv_transpose2d expects for going back from C_out to C_in.")
-            raise
-        if not isinstance(result, (tuple, list)) or len(result) != 2:
-            fail(f"{what} returned {type(result).__name__}, expected a pair (lhs, rhs).")
-        lhs = _as_number(result[0], f"{what}[0] (lhs)")
-        rhs = _as_number(result[1], f"{what}[1] (rhs)")
+        op = tuple((n + 2 * padding - w.shape[-1]) % stride for n in x.shape[2:])
+        back = F.conv_transpose2d(y, w, stride=stride, padding=padding, output_padding=op)
+        lhs_ref, rhs_ref = float((conv * y).sum()), float((x * back).sum())
         # float64 sums over a few hundred terms: relative error ~1e-15, 1e-9 is a wide margin
         tol = 1e-9 * max(1.0, abs(lhs_ref))
         if abs(lhs - lhs_ref) > tol:
@@ -373,6 +557,185 @@ def check_adjoint_sides(fn: Callable[..., Any], hidden: bool = False) -> None:
                     "use F.conv_transpose2d(y, w, stride=stride, padding=padding, output_padding=...) with "
                     "the same w, multiply by x elementwise and sum")
             fail(f"{what}: rhs = {rhs:.10g}, expected <x, conv_transpose2d(y, w)> = {rhs_ref:.10g}: {hint}.")
-        expect_close(torch.tensor(lhs), torch.tensor(rhs), f"{what}: lhs - rhs", rtol=1e-9, atol=1e-9)
-    passed("both sides of <conv2d(x), y> = <x, conv_transpose2d(y)> match: the transposed convolution "
-           "is the adjoint of the convolution" + (" (hidden tests)" if hidden else "") + ".")
+        if not _found(result["forward"], conv, 1e-9):
+            fail(f"{what}: lhs has the right value, but conv2d(x, w) never appears in its computation: compute "
+                 "the left side as (F.conv2d(x, w, stride=stride, padding=padding) * y).sum(), not from the "
+                 "right side (the identity is what the two sides should show, not how one is made).")
+        if not _found(result["transposed"], back, 1e-9):
+            fail(f"{what}: rhs has the right value, but conv_transpose2d(y, w) never appears in its computation: "
+                 "compute the right side as (x * F.conv_transpose2d(y, w, ...)).sum(); returning lhs twice "
+                 "proves nothing.")
+    return ("both sides of <conv2d(x), y> = <x, conv_transpose2d(y)> match, each from its own operator: the "
+            "transposed convolution is the adjoint of the convolution.")
+
+
+check_adjoint_sides = exercise("adjoint_sides", _probe_adjoint_sides, _judge_adjoint_sides, _adjoint_cases)
+
+
+# ---------------------------------------------------------------------------------------------
+# conv2d_backward
+
+BACKWARD_INSTEAD = (
+    "Write both gradients with F.unfold / F.fold (or slicing and loops) and torch.einsum or matrix "
+    "products: no built-in convolution and no autograd."
+)
+
+
+def _backward_cases(hidden: bool) -> list[dict[str, Any]]:
+    """x, w (C_out, C_in, k, k), grad_out (shaped like conv2d(x, w)), stride, padding."""
+    shapes = [
+        ((2, 3, 8, 8), (4, 3, 4, 4), 2, 1),  # a DCGAN discriminator layer
+        ((1, 2, 8, 8), (3, 2, 3, 3), 2, 1),  # (8 + 2 - 3) % 2 = 1: the last row is never read
+        ((2, 2, 5, 6), (2, 2, 3, 3), 1, 0),  # stride 1, no padding, C_in == C_out, H != W
+    ]
+    if hidden:
+        shapes += [
+            ((3, 4, 11, 13), (6, 4, 5, 5), 3, 2),
+            ((2, 8, 16, 16), (16, 8, 4, 4), 2, 1),
+            ((1, 3, 5, 5), (2, 3, 1, 1), 1, 0),  # 1x1 convolution
+            ((2, 2, 4, 4), (3, 2, 4, 4), 1, 0),  # one output pixel per image
+            ((1, 3, 10, 6), (4, 3, 3, 3), 2, 2),
+            ((4, 1, 9, 9), (1, 1, 2, 2), 3, 0),  # (9 - 2) % 3 = 1: rows never read again
+        ]
+    cases = []
+    for i, (xs, ws, stride, padding) in enumerate(shapes):
+        x, w = randn(*xs, seed=120 + i), randn(*ws, seed=130 + i)
+        gs = tuple(F.conv2d(x.to("meta"), w.to("meta"), stride=stride, padding=padding).shape)
+        cases.append({"x": x, "w": w, "grad_out": randn(*gs, seed=140 + i), "stride": stride, "padding": padding})
+    return cases
+
+
+def _probe_conv2d_backward(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The student's gradients on every case, every built-in convolution and autograd refused."""
+    return probe_tensor_fn(fn, "conv2d_backward", cases, ("x", "w", "grad_out"),
+                           refuse=[CONVOLUTION, AUTOGRAD], instead=BACKWARD_INSTEAD)
+
+
+def _autograd_grads(x: torch.Tensor, w: torch.Tensor, g: torch.Tensor, s: int, p: int) -> tuple[torch.Tensor, ...]:
+    """The reference: autograd through F.conv2d, in float64."""
+    xr = x.detach().double().requires_grad_(True)
+    wr = w.detach().double().requires_grad_(True)
+    gx, gw = torch.autograd.grad(F.conv2d(xr, wr, stride=s, padding=p), (xr, wr), grad_outputs=g.double())
+    return gx, gw
+
+
+def _grad_x_shape_hint(got: tuple[int, ...], case: dict[str, Any]) -> str:
+    x, w, s, p = case["x"], case["w"], case["stride"], case["padding"]
+    k = w.shape[-1]
+    ho, wo = case["grad_out"].shape[2:]
+    if len(got) != 4:
+        return "grad_x has x's shape (N, C_in, H, W)"
+    if got[1] != x.shape[1]:
+        return ("grad_x has x's C_in channels: sum over the output channels o of grad_out[:, o] times "
+                "w[o, c] (w is (C_out, C_in, k, k))")
+    if got[2:] == ((ho - 1) * s + k, (wo - 1) * s + k):
+        return "the padding is not cropped: remove `padding` rows and columns from each side of the result"
+    if got[2:] == ((ho - 1) * s + k - 2 * p, (wo - 1) * s + k - 2 * p):
+        return ("the last (H + 2*padding - k) % stride rows (and columns) of x were never read by the forward "
+                "convolution: their gradient is 0, but grad_x still has x's shape (pad with zeros, or give "
+                "F.fold output_size=(H, W))")
+    if got[2:] == (ho + k - 1 - 2 * p, wo + k - 1 - 2 * p):
+        return ("the stride is ignored: grad_out[i, j] goes back to the window that starts at "
+                "(i*stride, j*stride), so insert stride - 1 zeros between its pixels (or stamp at stride steps)")
+    if got[2:] == ((ho - 1) * s + 2 * p - k + 2, (wo - 1) * s + 2 * p - k + 2):
+        return ("the zero-inserted grad_out is padded by `padding`; pad it by k - 1 - padding on each side "
+                "(the gradient of a convolution is the TRANSPOSED convolution of grad_out)")
+    return "grad_x has x's shape: every input pixel gets the sum of what the windows that read it send back"
+
+
+def _grad_w_shape_hint(got: tuple[int, ...], case: dict[str, Any]) -> str:
+    x, w = case["x"], case["w"]
+    if got == (x.shape[0], *w.shape):
+        return ("it is not summed over the batch: every image uses the same weights, so their contributions "
+                "add up: sum over n")
+    if got == (w.shape[1], w.shape[0], *w.shape[2:]):
+        return "grad_w has w's layout (C_out, C_in, k, k): the output channel comes first"
+    return "grad_w has w's shape (C_out, C_in, k, k)"
+
+
+def _grad_x_value_hint(gx: torch.Tensor, case: dict[str, Any], ref: torch.Tensor) -> str:
+    x, w, g, s, p = case["x"], case["w"], case["grad_out"], case["stride"], case["padding"]
+
+    def close(candidate: torch.Tensor) -> bool:
+        return matches(gx, candidate, rtol=1e-4, atol=1e-4)
+
+    wf = w.double()
+    if close(_autograd_grads(x, wf.flip(-1, -2), g, s, p)[0]):
+        return ("the kernel is flipped: in the stamp view every grad_out[n, o, i, j] adds grad_out[n, o, i, j] * "
+                "w[o] (w itself) at (i*stride - padding, j*stride - padding); in the zero-insertion view it is the "
+                "correlation with w rotated by 180 degrees: rotate once, not twice or never")
+    if w.shape[0] == w.shape[1] and close(_autograd_grads(x, wf.transpose(0, 1), g, s, p)[0]):
+        return "the channel axes of w are swapped: grad_x[:, c] sums grad_out[:, o] * w[o, c] over o"
+    if close(ref / x.shape[0]):
+        return "it is divided by the batch size: each image's gradient depends on its own grad_out only"
+    return ("grad_x[n, c, a, b] is the sum, over every window that read x[n, c, a, b], of grad_out at that "
+            "window times the kernel weight that multiplied it: F.fold(w.reshape(C_out, -1).T @ "
+            "grad_out.reshape(N, C_out, -1), (H, W), k, padding=padding, stride=stride)")
+
+
+def _grad_w_value_hint(gw: torch.Tensor, case: dict[str, Any], ref: torch.Tensor) -> str:
+    x, w, g, s, p = case["x"], case["w"], case["grad_out"], case["stride"], case["padding"]
+
+    def close(candidate: torch.Tensor) -> bool:
+        return matches(gw, candidate, rtol=1e-4, atol=1e-4)
+
+    if close(ref.flip(-1, -2)):
+        return ("the kernel gradient is flipped: grad_w[o, c, u, v] = sum over n, i, j of grad_out[n, o, i, j] * "
+                "x_pad[n, c, i*stride + u, j*stride + v], a correlation, no flip")
+    if close(ref / x.shape[0]):
+        return "it is averaged over the batch: the gradient SUMS the contributions of every image (sum, not mean)"
+    if x.shape[0] > 1 and close(_autograd_grads(x[:1], w, g[:1], s, p)[1]):
+        return "only the first image counts: sum the contributions of every image of the batch"
+    if w.shape[0] == w.shape[1] and close(ref.transpose(0, 1)):
+        return "the channel axes are swapped: grad_w[o, c] pairs grad_out's channel o with x's channel c"
+    if close(ref.transpose(-1, -2)):
+        return "the kernel's rows and columns are swapped"
+    return ("grad_w[o, c, u, v] = sum over n, i, j of grad_out[n, o, i, j] * x_pad[n, c, i*stride + u, j*stride + v]: "
+            "the windows of x (F.unfold(x, k, padding=padding, stride=stride)) times grad_out, summed over the "
+            "batch and the positions")
+
+
+def _backward_error_hint(message: str) -> str:
+    if "calls" in message:
+        return ""
+    if "size" in message or "shape" in message or "dimension" in message:
+        return (" Hint: the forward convolution's windows start every `stride` pixels of the padded x: "
+                "F.unfold(x, k, padding=padding, stride=stride) gives exactly grad_out's H_out*W_out windows, "
+                "in the same order as grad_out.reshape(N, C_out, -1).")
+    return ""
+
+
+def _judge_conv2d_backward(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -> str:
+    """(grad_x, grad_w) must equal autograd's gradients of F.conv2d, computed here, on every case."""
+    for case, result in zip(cases, data, strict=True):
+        what = f"conv2d_backward({inputs_text(case, ('x', 'w', 'grad_out'))})"
+        outcome = result["out"]
+        if "error" in outcome:
+            err = str(outcome["error"])
+            hint = _backward_error_hint(err)
+            fail((err.rstrip(".") + "." + hint) if hint else err)
+        pair = unwrap(outcome)
+        if type(pair) not in (tuple, list) or len(pair) != 2:
+            fail(f"{what} returned a {type_name(pair)}, expected a pair (grad_x, grad_w).")
+        gx = expect_plain_tensor(pair[0], f"{what}[0] (grad_x)")
+        gw = expect_plain_tensor(pair[1], f"{what}[1] (grad_w)")
+        x, w = case["x"], case["w"]
+        if gx.shape == w.shape and gw.shape == x.shape and x.shape != w.shape:
+            fail(f"{what}: the pair is in the wrong order: return (grad_x, grad_w), grad_x shaped like x.")
+        judge_inputs_untouched(case, result["inputs_after"], ("x", "w", "grad_out"), what,
+                               "compute new tensors instead.")
+        ref_x, ref_w = _autograd_grads(x, w, case["grad_out"], case["stride"], case["padding"])
+        if gx.shape != ref_x.shape:
+            expect_shape(gx, ref_x.shape, f"{what}: grad_x", hint=_grad_x_shape_hint(tuple(gx.shape), case))
+        if gw.shape != ref_w.shape:
+            expect_shape(gw, ref_w.shape, f"{what}: grad_w", hint=_grad_w_shape_hint(tuple(gw.shape), case))
+        # float32 sums of a few hundred products, in another order than autograd's: ~1e-6 relative
+        if not matches(gx, ref_x, rtol=1e-4, atol=1e-4):
+            expect_close(gx, ref_x, f"{what}: grad_x", rtol=1e-4, atol=1e-4, hint=_grad_x_value_hint(gx, case, ref_x))
+        if not matches(gw, ref_w, rtol=1e-4, atol=1e-4):
+            expect_close(gw, ref_w, f"{what}: grad_w", rtol=1e-4, atol=1e-4, hint=_grad_w_value_hint(gw, case, ref_w))
+    return (f"conv2d_backward equals autograd's gradients of F.conv2d on {len(cases)} inputs, without autograd "
+            "or a built-in convolution.")
+
+
+check_conv2d_backward = exercise("conv2d_backward", _probe_conv2d_backward, _judge_conv2d_backward, _backward_cases)
