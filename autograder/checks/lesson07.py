@@ -1,40 +1,45 @@
 """Checks for lesson 07: BCE from scratch, the GAN losses, label smoothing, instance noise, Adam, one step.
 
-Each check computes ``dcgan_ref``'s answer (or ``nn.BCELoss``'s) inside the check on the same
-seeded inputs. When the student's answer differs, the check recomputes the reference with each
-classic mistake built in (labels swapped, the saturating generator loss, no ``detach``, a missing
-``zero_grad``, ...) and names the mistake whose result matches.
+Each exercise is a probe and a judge (``_core.exercise``). The probe calls the student's function on
+the grader's inputs and sends back what came out (values, gradients, the inputs as the call left
+them, optimizers described as plain data, parameter snapshots of a training step); the judge
+computes the answer with the torch built-ins (``F.binary_cross_entropy``, ``torch.optim.Adam``, the
+canonical DCGAN step) on the same inputs and, when the student's answer differs, recomputes it
+with each classic mistake built in (labels swapped, the saturating generator loss, no ``detach``,
+a missing ``zero_grad``, a Sigmoid applied twice, ...) and names the mistake whose result matches.
+
+Cascades: the later exercises call the student's earlier functions (``discriminator_loss`` calls
+``bce`` and ``real_targets``, ``train_step`` the losses). The probe runs each of them twice, once
+with the earlier names bound to reference versions in the function's globals (restored after) and
+once as written, plus once per earlier name with only that one replaced. The exercise is graded
+on the first run; when only the student's own earlier part breaks it, the check passes and says
+"fix exercise N first".
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import dcgan_ref.losses as ref_losses
-import dcgan_ref.models as ref_models
-import dcgan_ref.train as ref_train
-
 from ._core import (
     CheckFailure,
+    attempt,
     call,
+    exercise,
     expect,
     expect_close,
-    expect_shape,
-    expect_tensor,
     fail,
-    forbid,
-    passed,
     randn,
     seeded,
-    student_globals,
+    unwrap,
 )
+from ._guard import BCE
+from ._plain import qualname, to_plain, type_name
 
 # Losses are means of float32 logs: the student's formula and the built-in kernel agree to a few
 # ulps; 1e-5 relative also covers a different summation order.
@@ -45,29 +50,117 @@ INTEGER_LABELS = (
     "BCELoss needs float targets. Use torch.ones_like(d_real) / torch.zeros_like(d_fake), or "
     "torch.full(..., 1.0)."
 )
+SIGMOID_TWICE = (
+    "a Sigmoid is applied twice: D already ends in a Sigmoid and returns probabilities, and "
+    "BCEWithLogits (or torch.sigmoid on D's output) applies another one. Give D's probabilities to your "
+    "bce (or nn.BCELoss); BCEWithLogits is for a D that returns logits"
+)
+
+# --------------------------------------------------------------------------- cascades (probe side)
+
+#: the earlier exercises a later one may call, by the name the notebook defines them under
+EXERCISE_NUMBER = {"bce": 1, "real_targets": 2, "discriminator_loss": 3, "generator_loss": 4}
 
 
-def _integer_label_error(err: CheckFailure) -> bool:
-    """BCE's complaint about int64 targets: 'Found dtype Long but expected Float'."""
-    text = str(err)
-    return ("dtype Long" in text or "dtype Int" in text) and "expected Float" in text
+def _ref_bce(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Exercise 1 as the course defines it: nn.BCELoss."""
+    return F.binary_cross_entropy(p, y)
 
 
-def _call_loss(fn: Any, *args: Any, what: str) -> torch.Tensor:
-    """Call a student's loss; name the integer-label mistake when BCE rejects the targets."""
+def _ref_real_targets(like: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Exercise 2: 1 - label_smoothing everywhere."""
+    return torch.full_like(like, 1.0 - label_smoothing)
+
+
+def _ref_discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Exercise 3: BCE(D(x), 1 - s) + BCE(D(G(z)), 0)."""
+    return F.binary_cross_entropy(d_real, _ref_real_targets(d_real, label_smoothing)) + F.binary_cross_entropy(
+        d_fake, torch.zeros_like(d_fake)
+    )
+
+
+def _ref_generator_loss(d_fake: torch.Tensor) -> torch.Tensor:
+    """Exercise 4: the non-saturating BCE(D(G(z)), 1)."""
+    return F.binary_cross_entropy(d_fake, torch.ones_like(d_fake))
+
+
+SUBSTITUTES: dict[str, Callable[..., Any]] = {
+    "bce": _ref_bce,
+    "real_targets": _ref_real_targets,
+    "discriminator_loss": _ref_discriminator_loss,
+    "generator_loss": _ref_generator_loss,
+}
+
+
+@contextlib.contextmanager
+def substituted(fn: Any, names: list[str]) -> Iterator[None]:
+    """Bind ``names`` to the reference versions in ``fn``'s globals while the block runs (restored after)."""
+    namespace = getattr(fn, "__globals__", None)
+    saved: dict[str, Any] = {}
+    if type(namespace) is dict:
+        for name in names:
+            if name in namespace:
+                saved[name] = namespace[name]
+                namespace[name] = SUBSTITUTES[name]
     try:
-        out = call(fn, *args, what=what)
+        yield
+    finally:
+        if saved and type(namespace) is dict:
+            namespace.update(saved)
+
+
+def earlier_names(fn: Any, candidates: list[str]) -> list[str]:
+    """The earlier exercises' names defined in ``fn``'s globals (the notebook's)."""
+    namespace = getattr(fn, "__globals__", None)
+    return [n for n in candidates if type(namespace) is dict and n in namespace and namespace[n] is not SUBSTITUTES[n]]
+
+
+def cascade_runs(fn: Any, candidates: list[str], run: Callable[[], Any]) -> dict[str, Any]:
+    """``run()`` with every earlier name replaced ("reference"), as written ("own"), and with each one
+    replaced alone ("only:<name>"), so the judge can tell which earlier exercise breaks this one."""
+    present = earlier_names(fn, candidates)
+    runs: dict[str, Any] = {"present": present}
+    with substituted(fn, present):
+        runs["reference"] = run()
+    if present:
+        runs["own"] = run()
+        if len(present) > 1:
+            for name in present:
+                with substituted(fn, [name]):
+                    runs[f"only:{name}"] = run()
+    return runs
+
+
+def judge_cascade(runs: dict[str, Any], grade: Callable[[Any], str], this: str) -> str:
+    """Grade the run with the reference parts; if the student's own earlier parts break it, pass with a
+    note that names the exercise to fix first."""
+    message = grade(runs["reference"])
+    present = runs.get("present") or []
+    if not present:
+        return message
+    try:
+        grade(runs["own"])
+        return message
     except CheckFailure as err:
-        if _integer_label_error(err):
-            fail(f"{what}: {INTEGER_LABELS} (The error was: {err})")
-        raise
-    out = expect_tensor(out, what)
-    if out.dim() != 0:
-        fail(
-            f"{what} returned shape {tuple(out.shape)}, expected a single number (shape ()): "
-            "average over the batch with .mean()."
-        )
-    return out
+        own_error = str(err)
+    culprits = []
+    for name in present:
+        key = f"only:{name}"
+        if key in runs:
+            try:
+                grade(runs[key])
+                culprits.append(name)
+            except CheckFailure:
+                pass
+    culprits = culprits or present
+    which = ", ".join(f"exercise {EXERCISE_NUMBER[n]} ({n})" for n in culprits)
+    return (
+        f"{message} But with your own {' and '.join(culprits)} it fails: fix {which} first. "
+        f"({this} was graded with the reference {' and '.join(present)} in their place; with yours: {own_error})"
+    )
+
+
+# --------------------------------------------------------------------------- shared helpers
 
 
 def _probabilities(n: int, seed: int) -> torch.Tensor:
@@ -85,22 +178,54 @@ def _match(value: torch.Tensor, candidates: list[tuple[torch.Tensor, str]]) -> s
     return None
 
 
-# --------------------------------------------------------------------------- bce
+def _integer_label_error(text: str) -> bool:
+    """BCE's complaint about int64 targets: 'Found dtype Long but expected Float'."""
+    return ("dtype Long" in text or "dtype Int" in text) and "expected Float" in text
 
 
-def _bce_forbidden(fn: Any) -> AbstractContextManager[list[str]]:
-    targets = {
-        "F.binary_cross_entropy": (F, "binary_cross_entropy"),
-        "F.binary_cross_entropy_with_logits": (F, "binary_cross_entropy_with_logits"),
-        "torch.binary_cross_entropy_with_logits": (torch, "binary_cross_entropy_with_logits"),
-        "torch._C._nn.binary_cross_entropy": (torch._C._nn, "binary_cross_entropy"),
-        "nn.BCELoss": (nn.BCELoss, "forward"),
-        "nn.BCEWithLogitsLoss": (nn.BCEWithLogitsLoss, "forward"),
-    }
-    return forbid(targets, "bce", "Write the formula with torch.log, then clamp the logs at -100.", student_globals(fn))
+def _loss_value(outcome: Any, what: str) -> torch.Tensor:
+    """Judge side: the loss an ``attempt`` returned, a 0-dim tensor, or a message naming what it is."""
+    try:
+        got = unwrap(outcome)
+    except CheckFailure as err:
+        if _integer_label_error(str(err)):
+            fail(f"{what}: {INTEGER_LABELS} (The error was: {err})")
+        raise
+    if type(got) is not torch.Tensor:
+        fail(f"{what} returned a {type_name(got)}, expected a 0-dimensional torch.Tensor (keep it a tensor: "
+             "no .item(), so gradients can flow).")
+    if got.dim() != 0:
+        fail(
+            f"{what} returned shape {tuple(got.shape)}, expected a single number (shape ()): "
+            "average over the batch with .mean()."
+        )
+    return got
 
 
-def _bce_cases(hidden: bool) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+def _probe_loss_grad(fn: Any, inputs: list[torch.Tensor], extra: tuple, what: str, **kw: Any) -> dict[str, Any]:
+    """Probe side: the loss on inputs that require gradients, whether it is in the graph, and the gradients."""
+    leaves = [t.clone().requires_grad_() for t in inputs]
+    try:
+        loss = call(fn, *leaves, *extra, what=what, **kw)
+    except CheckFailure as err:
+        return {"error": str(err)}
+    in_graph = isinstance(loss, torch.Tensor) and loss.requires_grad
+    out: dict[str, Any] = {"value": to_plain(loss), "requires_grad": in_graph}
+    if out["requires_grad"] and loss.dim() == 0:
+        try:
+            call(loss.backward, what=f"backward through {what}", **kw)
+            out["grads"] = [t.grad for t in leaves]
+        except CheckFailure as err:
+            out["grads_error"] = str(err)
+    return out
+
+
+# --------------------------------------------------------------------------- 1. bce
+
+BCE_INSTEAD = "Write the formula with torch.log, then clamp the logs at -100."
+
+
+def _bce_cases(hidden: bool) -> dict[str, Any]:
     n = 16
     y_hard = (torch.rand(n, generator=seeded(11)) > 0.5).float()
     cases = [
@@ -122,7 +247,19 @@ def _bce_cases(hidden: bool) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
             ("float64 inputs", _probabilities(n, 15).double(), y_hard.double()),
             ("a batch of one", torch.tensor([0.3]), torch.tensor([1.0])),
         ]
-    return cases
+    grad = (_probabilities(8, 16), (torch.rand(8, generator=seeded(17)) > 0.5).float()) if hidden else None
+    return {"cases": cases, "grad": grad}
+
+
+def _probe_bce(bce: Any, cases: dict[str, Any]) -> dict[str, Any]:
+    """bce(p, y) on every case, with the built-in cross-entropies refused at the dispatcher."""
+    kw = {"refuse": [BCE], "instead": BCE_INSTEAD}
+    out: dict[str, Any] = {"values": [attempt(bce, p.clone(), y.clone(), what="bce(p, y)", **kw)
+                                      for _, p, y in cases["cases"]]}
+    if cases["grad"] is not None:
+        p, y = cases["grad"]
+        out["grad"] = _probe_loss_grad(bce, [p], (y,), "bce(p, y)", **kw)
+    return out
 
 
 def _bce_mistake(got: torch.Tensor, p: torch.Tensor, y: torch.Tensor) -> str:
@@ -142,13 +279,26 @@ def _bce_mistake(got: torch.Tensor, p: torch.Tensor, y: torch.Tensor) -> str:
                 "it clamps p instead of the log: nn.BCELoss clamps log(p) and log(1 - p) at -100, so "
                 "p = 0 with y = 1 costs exactly 100",
             ),
+            (
+                -(y * torch.log(p + 1e-8) + (1 - y) * torch.log(1 - p + 1e-8)).mean(),
+                "it adds an epsilon inside the log instead of clamping the log: nn.BCELoss clamps log(p) "
+                "and log(1 - p) at -100",
+            ),
+            (
+                -(y * torch.log(p + 1e-7) + (1 - y) * torch.log(1 - p + 1e-7)).mean(),
+                "it adds an epsilon inside the log instead of clamping the log: nn.BCELoss clamps log(p) "
+                "and log(1 - p) at -100",
+            ),
             (terms.sum(), "it sums over the batch; nn.BCELoss averages (reduction='mean')"),
+            (terms.sum() / p.shape[0], "it divides by the batch size N, not by the number of values: use .mean()"),
             (-terms.mean(), "the sign is flipped: BCE = -(y log p + (1 - y) log(1 - p)), a positive number"),
             (
                 -(p * torch.log(y).clamp(min=-100) + (1 - p) * torch.log(1 - y).clamp(min=-100)).mean(),
                 "p and y are swapped: the logs are of the prediction p, weighted by the target y",
             ),
             (-(y * cl_q + (1 - y) * cl_p).mean(), "log(p) and log(1 - p) are swapped: y = 1 goes with log(p)"),
+            (-(y * cl_p).mean(), "the (1 - y) log(1 - p) term is missing: targets 0 cost nothing"),
+            (-((1 - y) * cl_q).mean(), "the y log p term is missing: targets 1 cost nothing"),
             (
                 terms.mean() / torch.log(torch.tensor(10.0, dtype=p.dtype)),
                 "it uses log10; BCE uses the natural log, torch.log",
@@ -157,16 +307,19 @@ def _bce_mistake(got: torch.Tensor, p: torch.Tensor, y: torch.Tensor) -> str:
                 terms.mean() / torch.log(torch.tensor(2.0, dtype=p.dtype)),
                 "it uses log2; BCE uses the natural log, torch.log",
             ),
+            (
+                F.binary_cross_entropy(torch.sigmoid(p), y),
+                "it applies a sigmoid to p: p is already a probability (D ends in a Sigmoid)",
+            ),
         ]
     return _match(got, candidates) or "check the formula: mean of -(y log p + (1 - y) log(1 - p)), logs clamped at -100"
 
 
-def check_bce(bce: Any, hidden: bool = False) -> None:
+def _judge_bce(cases: dict[str, Any], data: dict[str, Any]) -> str:
     """bce(p, y) == nn.BCELoss()(p, y): the mean of -(y log p + (1-y) log(1-p)), logs clamped at -100."""
-    for desc, p, y in _bce_cases(hidden):
+    for (desc, p, y), outcome in zip(cases["cases"], data["values"], strict=True):
         expected = F.binary_cross_entropy(p, y)
-        with _bce_forbidden(bce):
-            got = _call_loss(bce, p.clone(), y.clone(), what="bce(p, y)")
+        got = _loss_value(outcome, "bce(p, y)")
         expect(
             got.dtype == expected.dtype,
             f"bce(p, y) on {p.dtype} inputs returned {got.dtype}: compute in the inputs' dtype.",
@@ -178,70 +331,87 @@ def check_bce(bce: Any, hidden: bool = False) -> None:
                 f"bce(p, y) for {desc}: got {got.item():.6g}, nn.BCELoss gives {expected.item():.6g}: "
                 f"{_bce_mistake(got, p, y)}."
             )
-    if hidden:  # gradients flow, and equal BCELoss's, where p is strictly inside (0, 1)
-        p0, y0 = _probabilities(8, 16), (torch.rand(8, generator=seeded(17)) > 0.5).float()
-        p_ref, p_stu = p0.clone().requires_grad_(), p0.clone().requires_grad_()
-        F.binary_cross_entropy(p_ref, y0).backward()
-        with _bce_forbidden(bce):
-            loss = _call_loss(bce, p_stu, y0, what="bce(p, y)")
+    if cases["grad"] is not None:  # gradients flow, and equal BCELoss's, where p is strictly inside (0, 1)
+        p0, y0 = cases["grad"]
+        g = data["grad"]
+        if "error" in g:
+            fail(str(g["error"]))
         expect(
-            loss.requires_grad,
+            g.get("requires_grad") is True,
             "bce(p, y) is cut off from the graph (no gradient flows to p): "
             "do not use .item(), .detach() or torch.no_grad() inside it.",
         )
-        loss.backward()
-        expect_close(
-            p_stu.grad, p_ref.grad, "the gradient of bce(p, y) with respect to p", rtol=1e-4, atol=1e-6
-        )  # float32 gradients of the same formula
-    passed("bce(p, y) equals nn.BCELoss, including p = 0 and p = 1 where it clamps the logs at -100.")
+        if "grads_error" in g:
+            fail(str(g["grads_error"]))
+        p_ref = p0.clone().requires_grad_()
+        F.binary_cross_entropy(p_ref, y0).backward()
+        grads = g.get("grads")
+        if type(grads) not in (list, tuple) or len(grads) != 1:
+            fail("the probe returned no gradient for bce(p, y).")
+        expect_close(grads[0], p_ref.grad, "the gradient of bce(p, y) with respect to p", rtol=1e-4, atol=1e-6)
+    return "bce(p, y) equals nn.BCELoss, including p = 0 and p = 1 where it clamps the logs at -100."
 
 
-# --------------------------------------------------------------------------- real_targets
+check_bce = exercise("bce", _probe_bce, _judge_bce, _bce_cases)
 
 
-def check_real_targets(real_targets: Any, hidden: bool = False) -> None:
-    """real_targets(like, s): a float tensor shaped like ``like``, full of 1 - s (one-sided smoothing)."""
+# --------------------------------------------------------------------------- 2. real_targets
+
+
+def _targets_cases(hidden: bool) -> list[tuple[torch.Tensor, float]]:
     cases = [(randn(8, seed=20).sigmoid(), 0.0), (randn(8, seed=21).sigmoid(), 0.1)]
     if hidden:
-        cases += [(randn(3, 4, seed=22).sigmoid(), 0.2), (randn(5, seed=23).sigmoid().double(), 0.3)]
+        cases += [(randn(3, 4, seed=22).sigmoid(), 0.2), (randn(5, seed=23).sigmoid().double(), 0.3),
+                  (randn(1, seed=24).sigmoid(), 0.1)]
+    return cases
+
+
+def _probe_real_targets(real_targets: Any, cases: list) -> list[dict[str, Any]]:
+    """real_targets(like, s) on every case, and ``like`` as the call left it."""
+    out = []
     for like, s in cases:
-        before = like.clone()
-        got = call(real_targets, like, s, what=f"real_targets(like, label_smoothing={s})")
-        got = expect_tensor(got, f"real_targets(like, {s})")
-        expect(torch.equal(like, before), f"real_targets(like, {s}) changed `like` in place: build a new tensor.")
-        expect_shape(got, like.shape, f"real_targets(like, {s})", "one target per discriminator output.")
+        arg = like.clone()
+        out.append({"out": attempt(real_targets, arg, s, what=f"real_targets(like, label_smoothing={s})"),
+                    "like_after": arg})
+    return out
+
+
+def _judge_real_targets(cases: list, data: list) -> str:
+    """real_targets(like, s): a float tensor shaped like ``like``, full of 1 - s (one-sided smoothing)."""
+    for (like, s), result in zip(cases, data, strict=True):
+        what = f"real_targets(like, {s})"
+        got = unwrap(result["out"])
+        if type(got) is not torch.Tensor:
+            fail(f"{what} returned a {type_name(got)}, expected a torch.Tensor shaped like `like`.")
+        expect(torch.equal(result["like_after"], like), f"{what} changed `like` in place: build a new tensor.")
+        if tuple(got.shape) != tuple(like.shape):
+            fail(f"{what} has shape {tuple(got.shape)}, expected {tuple(like.shape)}: one target per "
+                 "discriminator output (torch.full_like(like, ...)).")
         if not got.is_floating_point():
-            fail(f"real_targets(like, {s}) returned {got.dtype} targets: {INTEGER_LABELS}")
-        expected = ref_losses.real_targets(like, s)
+            fail(f"{what} returned {got.dtype} targets: {INTEGER_LABELS}")
+        expected = torch.full_like(like, 1.0 - s)
         if got.dtype != expected.dtype:
-            fail(
-                f"real_targets(like, {s}) returned {got.dtype}, expected {expected.dtype} like `like`: "
-                "torch.full_like(like, ...) keeps the dtype."
-            )
-        if torch.allclose(got.double(), torch.full_like(got, s, dtype=torch.float64)):
-            fail(
-                f"real_targets(like, {s}) is full of {s}: the targets of real images are "
-                f"1 - label_smoothing = {1 - s}, not label_smoothing."
-            )
-        if s > 0 and torch.allclose(got.double(), torch.ones_like(got, dtype=torch.float64)):
-            fail(f"real_targets(like, {s}) is full of 1: the smoothing is ignored; real targets are 1 - {s}.")
-        if s > 0 and torch.allclose(got.double(), torch.full_like(got, 1 + s, dtype=torch.float64)):
-            fail(
-                f"real_targets(like, {s}) is full of {1 + s}: subtract the smoothing (1 - s); a BCE target "
-                "must lie in [0, 1]."
-            )
-        expect_close(
-            got,
-            expected,
-            f"real_targets(like, {s})",
-            rtol=0,
-            atol=1e-7,  # exact in float32
-            hint=f"every target should be 1 - {s}.",
-        )
-    passed("real_targets: 1 - smoothing for every real image (one-sided: fake targets stay 0).")
+            fail(f"{what} returned {got.dtype}, expected {expected.dtype} like `like`: "
+                 "torch.full_like(like, ...) keeps the dtype.")
+        g = got.double()
+        if torch.allclose(g, torch.full_like(g, s)):
+            fail(f"{what} is full of {s}: the targets of real images are 1 - label_smoothing = {1 - s}, "
+                 "not label_smoothing.")
+        if s > 0 and torch.allclose(g, torch.ones_like(g)):
+            fail(f"{what} is full of 1: the smoothing is ignored; real targets are 1 - {s}.")
+        if s > 0 and torch.allclose(g, torch.full_like(g, 1 + s)):
+            fail(f"{what} is full of {1 + s}: subtract the smoothing (1 - s); a BCE target must lie in [0, 1].")
+        if torch.allclose(g, like.double() * (1 - s)) and not torch.allclose(like.double(), torch.ones_like(g)):
+            fail(f"{what} is `like` times (1 - s): the targets do not depend on D's outputs, only their shape; "
+                 "use torch.full_like(like, 1 - s).")
+        expect_close(got, expected, what, rtol=0, atol=1e-7, hint=f"every target should be 1 - {s}.")
+    return "real_targets: 1 - smoothing for every real image (one-sided: fake targets stay 0)."
 
 
-# --------------------------------------------------------------------------- discriminator_loss
+check_real_targets = exercise("real_targets", _probe_real_targets, _judge_real_targets, _targets_cases)
+
+
+# --------------------------------------------------------------------------- 3. discriminator_loss
 
 
 def _bce_any(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -253,12 +423,15 @@ def _d_loss_mistake(got: torch.Tensor, d_real: torch.Tensor, d_fake: torch.Tenso
     bce = _bce_any
     one, zero = torch.ones_like(d_real), torch.zeros_like(d_fake)
     swapped = "labels swapped: D's target is 1 (or 1 - label_smoothing) for real images and 0 for fakes"
+    logits = F.binary_cross_entropy_with_logits
     with torch.no_grad():
         candidates = [
             (bce(d_real, zero) + bce(d_fake, one), swapped),
             (bce(d_real, zero) + bce(d_fake, one - s), swapped),
             (bce(d_real, zero + s) + bce(d_fake, one), swapped),
             (bce(d_real, zero + s) + bce(d_fake, one - s), swapped),
+            (logits(d_real, one - s) + logits(d_fake, zero), SIGMOID_TWICE),
+            (logits(d_real, one) + logits(d_fake, zero), SIGMOID_TWICE),
             (
                 0.5 * (bce(d_real, one - s) + bce(d_fake, zero)),
                 "it averages the two terms; dcgan_ref (like pytorch/examples: errD = errD_real + errD_fake) adds them",
@@ -279,262 +452,466 @@ def _d_loss_mistake(got: torch.Tensor, d_real: torch.Tensor, d_fake: torch.Tenso
             (bce(d_real, one + s) + bce(d_fake, zero), "the real targets are 1 + s; they are 1 - s"),
             (bce(d_real, zero + s) + bce(d_fake, zero), "the real targets are s; they are 1 - s"),
             (-(bce(d_real, one - s) + bce(d_fake, zero)), "the sign is flipped: BCE is already a loss to minimise"),
+            (bce(d_real, one - s) - bce(d_fake, zero), "it subtracts the fake term: both terms are losses D "
+             "minimises, add them"),
             (bce(d_real, one - s), "the fake term is missing: D must also push D(G(z)) towards 0"),
             (bce(d_fake, zero), "the real term is missing: D must also push D(x) towards 1"),
+            (
+                bce(d_real, one - s) + bce(d_fake, one),
+                "the fake images get target 1: D's target for fakes is 0 (target 1 is G's loss)",
+            ),
         ]
     return _match(got, candidates) or (
         "expected BCE(D(x), 1 - label_smoothing) + BCE(D(G(z)), 0), each a mean over the batch"
     )
 
 
-def check_discriminator_loss(discriminator_loss: Any, hidden: bool = False) -> None:
-    """discriminator_loss(d_real, d_fake, s) == dcgan_ref.losses.discriminator_loss (probabilities)."""
+def _d_loss_cases(hidden: bool) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
     cases = [(16, 0.0, 30), (16, 0.1, 31)]
     if hidden:
         cases += [(5, 0.2, 32), (1, 0.0, 33), (64, 0.3, 34)]
-    for n, s, seed in cases:
-        d_real, d_fake = _probabilities(n, seed), _probabilities(n, seed + 100)
-        expected = ref_losses.discriminator_loss(d_real, d_fake, s)
-        what = f"discriminator_loss(d_real, d_fake, label_smoothing={s})"
-        got = _call_loss(discriminator_loss, d_real.clone(), d_fake.clone(), s, what=what)
-        if not torch.allclose(got.double(), expected.double(), rtol=LOSS_RTOL, atol=LOSS_ATOL):
-            fail(
-                f"{what} on {n} outputs: got {got.item():.6g}, expected {expected.item():.6g}: "
-                f"{_d_loss_mistake(got, d_real, d_fake, s)}."
-            )
-    if hidden:  # the loss must carry gradients to D's outputs
-        d_real, d_fake = _probabilities(8, 35).requires_grad_(), _probabilities(8, 36).requires_grad_()
-        loss = _call_loss(discriminator_loss, d_real, d_fake, 0.0, what="discriminator_loss")
-        expect(loss.requires_grad, "discriminator_loss is cut off from the graph: no .item()/.detach() inside.")
-    passed("discriminator_loss: BCE(D(x), 1 - s) + BCE(D(G(z)), 0), equal to dcgan_ref's.")
+    return [(_probabilities(n, seed), _probabilities(n, seed + 100), s) for n, s, seed in cases]
 
 
-# --------------------------------------------------------------------------- generator_loss
+def _probe_discriminator_loss(discriminator_loss: Any, cases: list) -> dict[str, Any]:
+    """discriminator_loss on every case, and once with gradients; with and without the reference
+    bce / real_targets in place of the student's."""
+
+    def run() -> dict[str, Any]:
+        values = [attempt(discriminator_loss, r.clone(), f.clone(), s,
+                          what=f"discriminator_loss(d_real, d_fake, label_smoothing={s})") for r, f, s in cases]
+        r, f, _ = cases[0]
+        grad = _probe_loss_grad(discriminator_loss, [r, f], (0.0,), "discriminator_loss(d_real, d_fake)")
+        return {"values": values, "grad": grad}
+
+    return cascade_runs(discriminator_loss, ["bce", "real_targets"], run)
 
 
-def check_generator_loss(generator_loss: Any, hidden: bool = False) -> None:
+def _judge_discriminator_loss(cases: list, data: dict[str, Any]) -> str:
+    """discriminator_loss(d_real, d_fake, s) == BCE(d_real, 1 - s) + BCE(d_fake, 0)."""
+
+    def grade(run: dict[str, Any]) -> str:
+        for (d_real, d_fake, s), outcome in zip(cases, run["values"], strict=True):
+            what = f"discriminator_loss(d_real, d_fake, label_smoothing={s})"
+            got = _loss_value(outcome, what)
+            expected = _ref_discriminator_loss(d_real, d_fake, s)
+            if not torch.allclose(got.double(), expected.double(), rtol=LOSS_RTOL, atol=LOSS_ATOL):
+                fail(f"{what} on {len(d_real)} outputs: got {got.item():.6g}, expected {expected.item():.6g}: "
+                     f"{_d_loss_mistake(got, d_real, d_fake, s)}.")
+        g = run["grad"]
+        if "error" in g:
+            fail(str(g["error"]))
+        expect(g.get("requires_grad") is True,
+               "discriminator_loss is cut off from the graph: no .item()/.detach()/torch.no_grad() inside.")
+        return "discriminator_loss: BCE(D(x), 1 - s) + BCE(D(G(z)), 0), equal to dcgan_ref's."
+
+    return judge_cascade(data, grade, "discriminator_loss")
+
+
+check_discriminator_loss = exercise(
+    "discriminator_loss", _probe_discriminator_loss, _judge_discriminator_loss, _d_loss_cases
+)
+
+
+# --------------------------------------------------------------------------- 4. generator_loss
+
+
+def _g_loss_cases(hidden: bool) -> dict[str, Any]:
+    cases = [(16, 40)] + ([(3, 41), (64, 42), (1, 43)] if hidden else [])
+    return {"values": [_probabilities(n, seed) for n, seed in cases],
+            "rejected": torch.tensor([1e-4, 1e-3, 1e-2])}  # D rejects the fakes: G still needs a gradient
+
+
+def _probe_generator_loss(generator_loss: Any, cases: dict[str, Any]) -> dict[str, Any]:
+    """generator_loss on every case, and its gradient where D rejects the fakes; with and without the
+    reference bce in place of the student's."""
+
+    def run() -> dict[str, Any]:
+        return {"values": [attempt(generator_loss, d.clone(), what="generator_loss(d_fake)") for d in cases["values"]],
+                "grad": _probe_loss_grad(generator_loss, [cases["rejected"]], (), "generator_loss(d_fake)")}
+
+    return cascade_runs(generator_loss, ["bce"], run)
+
+
+def _g_loss_mistake(got: torch.Tensor, d_fake: torch.Tensor) -> str:
+    bce = F.binary_cross_entropy
+    with torch.no_grad():
+        candidates = [
+            (
+                -bce(d_fake, torch.zeros_like(d_fake)),
+                "this is the SATURATING loss, minimising log(1 - D(G(z))): when D confidently rejects the fakes "
+                "(D(G(z)) near 0, early in training) its gradient vanishes. Use the non-saturating loss: "
+                "BCE(D(G(z)), 1) = -log D(G(z))",
+            ),
+            (
+                torch.log1p(-d_fake).mean(),
+                "this is the SATURATING loss log(1 - D(G(z))): its gradient vanishes when D rejects the fakes. "
+                "Use BCE(D(G(z)), 1) = -log D(G(z))",
+            ),
+            (
+                bce(d_fake, torch.zeros_like(d_fake)),
+                "it uses target 0, D's target for fakes: G would learn to look fake. G's target is 1",
+            ),
+            (-bce(d_fake, torch.ones_like(d_fake)), "the sign is flipped: minimise -log D(G(z))"),
+            (bce(d_fake, torch.ones_like(d_fake), reduction="sum"), "it sums; BCE averages"),
+            (F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake)), SIGMOID_TWICE),
+            (torch.log(d_fake).mean(), "the sign is flipped: G minimises -log D(G(z)), a positive number"),
+        ]
+    return _match(got, candidates) or "expected BCE(D(G(z)), 1) = mean of -log D(G(z)), the non-saturating loss"
+
+
+def _judge_generator_loss(cases: dict[str, Any], data: dict[str, Any]) -> str:
     """generator_loss(d_fake) == BCE(d_fake, 1) = mean(-log D(G(z))): the non-saturating loss."""
-    cases = [(16, 40)]
-    if hidden:
-        cases += [(3, 41), (64, 42)]
-    for n, seed in cases:
-        d_fake = _probabilities(n, seed)
-        expected = ref_losses.generator_loss(d_fake)
-        got = _call_loss(generator_loss, d_fake.clone(), what="generator_loss(d_fake)")
-        if not torch.allclose(got.double(), expected.double(), rtol=LOSS_RTOL, atol=LOSS_ATOL):
-            bce = F.binary_cross_entropy
-            with torch.no_grad():
-                why = (
-                    _match(
-                        got,
-                        [
-                            (
-                                -bce(d_fake, torch.zeros_like(d_fake)),
-                                "this is the SATURATING loss, minimising log(1 - D(G(z))): when D confidently rejects "
-                                "the fakes (D(G(z)) near 0, early in training) its gradient vanishes. Use the "
-                                "non-saturating loss: BCE(D(G(z)), 1) = -log D(G(z))",
-                            ),
-                            (
-                                torch.log1p(-d_fake).mean(),
-                                "this is the SATURATING loss log(1 - D(G(z))): its gradient vanishes when D rejects "
-                                "the fakes. Use BCE(D(G(z)), 1) = -log D(G(z))",
-                            ),
-                            (
-                                bce(d_fake, torch.zeros_like(d_fake)),
-                                "it uses target 0, D's target for fakes: G would learn to look fake. G's target is 1",
-                            ),
-                            (-bce(d_fake, torch.ones_like(d_fake)), "the sign is flipped: minimise -log D(G(z))"),
-                            (bce(d_fake, torch.ones_like(d_fake), reduction="sum"), "it sums; BCE averages"),
-                        ],
-                    )
-                    or "expected BCE(D(G(z)), 1) = mean of -log D(G(z)), the non-saturating loss"
-                )
-            fail(f"generator_loss(d_fake) on {n} outputs: got {got.item():.6g}, expected {expected.item():.6g}: {why}.")
-    d_fake = torch.tensor([1e-4, 1e-3, 1e-2])  # D rejects the fakes: G still needs a gradient
-    d_fake.requires_grad_()
-    loss = _call_loss(generator_loss, d_fake, what="generator_loss(d_fake)")
-    expect(loss.requires_grad, "generator_loss is cut off from the graph: no .item()/.detach() inside.")
-    loss.backward()
-    grad = d_fake.grad
-    expect(
-        grad is not None and bool((grad.abs() > 1.0).all()),
-        "where D(G(z)) is near 0 the gradient of generator_loss should be large (it is -1/(N D(G(z)))); "
-        f"yours is {None if grad is None else grad.tolist()}: is it the saturating log(1 - D(G(z)))?",
-    )
-    passed(
-        "generator_loss: the non-saturating -log D(G(z)), equal to dcgan_ref's; "
-        "strong gradients even when D rejects the fakes."
-    )
+
+    def grade(run: dict[str, Any]) -> str:
+        for d_fake, outcome in zip(cases["values"], run["values"], strict=True):
+            got = _loss_value(outcome, "generator_loss(d_fake)")
+            expected = _ref_generator_loss(d_fake)
+            if not torch.allclose(got.double(), expected.double(), rtol=LOSS_RTOL, atol=LOSS_ATOL):
+                fail(f"generator_loss(d_fake) on {len(d_fake)} outputs: got {got.item():.6g}, expected "
+                     f"{expected.item():.6g}: {_g_loss_mistake(got, d_fake)}.")
+        g = run["grad"]
+        if "error" in g:
+            fail(str(g["error"]))
+        expect(g.get("requires_grad") is True, "generator_loss is cut off from the graph: no .item()/.detach() inside.")
+        if "grads_error" in g:
+            fail(str(g["grads_error"]))
+        grads = g.get("grads")
+        grad = grads[0] if type(grads) in (list, tuple) and grads else None
+        expect(
+            type(grad) is torch.Tensor and bool((grad.abs() > 1.0).all()),
+            "where D(G(z)) is near 0 the gradient of generator_loss should be large (it is -1/(N D(G(z)))); "
+            f"yours is {grad.tolist() if type(grad) is torch.Tensor else None}: is it the saturating log(1 - D(G(z)))?",
+        )
+        return ("generator_loss: the non-saturating -log D(G(z)), equal to dcgan_ref's; "
+                "strong gradients even when D rejects the fakes.")
+
+    return judge_cascade(data, grade, "generator_loss")
 
 
-# --------------------------------------------------------------------------- add_instance_noise
+check_generator_loss = exercise("generator_loss", _probe_generator_loss, _judge_generator_loss, _g_loss_cases)
 
 
-def check_add_instance_noise(add_instance_noise: Any, hidden: bool = False) -> None:
-    """add_instance_noise(x, sigma, generator) == dcgan_ref's: x + sigma * N(0, 1) drawn from ``generator``."""
+# --------------------------------------------------------------------------- 5. add_instance_noise
+
+
+def _noise_cases(hidden: bool) -> list[dict[str, Any]]:
     cases = [((4, 3, 8, 8), 0.1, 50), ((4, 3, 8, 8), 0.0, 51)]
     if hidden:
-        cases += [((2, 1, 16, 16), 0.5, 52), ((64, 3, 4, 4), 1.0, 53), ((3, 3, 2, 2), 0.0, 54)]
-    for shape, sigma, seed in cases:
-        x = torch.tanh(randn(*shape, seed=seed))
-        before = x.clone()
+        cases += [((2, 1, 16, 16), 0.5, 52), ((64, 3, 4, 4), 1.0, 53), ((3, 3, 2, 2), 0.0, 54),
+                  ((2, 3, 4, 4), -0.1, 55)]
+    return [{"x": torch.tanh(randn(*shape, seed=seed)), "sigma": sigma, "seed": seed + 1000}
+            for shape, sigma, seed in cases]
+
+
+def _probe_add_instance_noise(add_instance_noise: Any, cases: list) -> list[dict[str, Any]]:
+    """add_instance_noise(x, sigma, generator) with a generator seeded as the case says; x as left after."""
+    out = []
+    for c in cases:
+        x = c["x"].clone()
+        what = f"add_instance_noise(x, sigma={c['sigma']}, generator)"
+        out.append({"out": attempt(add_instance_noise, x, c["sigma"], seeded(c["seed"]), what=what), "x_after": x})
+    return out
+
+
+def _judge_add_instance_noise(cases: list, data: list) -> str:
+    """add_instance_noise(x, sigma, generator) == x + sigma * N(0, 1) drawn from ``generator``; x if sigma <= 0."""
+    for c, result in zip(cases, data, strict=True):
+        x, sigma = c["x"], c["sigma"]
         what = f"add_instance_noise(x, sigma={sigma}, generator)"
-        got = call(add_instance_noise, x, sigma, seeded(seed + 1000), what=what)
-        expect(torch.equal(x, before), f"{what} changed x in place: return x + noise, leaving the batch as it was.")
-        got = expect_shape(got, shape, what, "the noise has the shape of x.")
-        expected = ref_losses.add_instance_noise(before, sigma, seeded(seed + 1000))
-        if sigma == 0:
-            expect_close(got, before, what, rtol=0, atol=0, hint="sigma = 0 means no noise: return x unchanged.")
+        got = unwrap(result["out"])
+        expect(torch.equal(result["x_after"], x), f"{what} changed x in place: return x + noise, leaving the "
+               "batch as it was.")
+        if type(got) is not torch.Tensor:
+            fail(f"{what} returned a {type_name(got)}, expected a torch.Tensor shaped like x.")
+        if tuple(got.shape) != tuple(x.shape):
+            fail(f"{what} has shape {tuple(got.shape)}, expected {tuple(x.shape)}: the noise has the shape of x.")
+        if sigma <= 0:
+            expect_close(got, x, what, rtol=0, atol=0, hint="sigma <= 0 means no noise: return x unchanged.")
             continue
-        noise = (got - before).double()
+        expected = x + sigma * torch.randn(x.shape, generator=seeded(c["seed"]), dtype=x.dtype)
+        noise = (got - x).double()
         std = noise.std().item()
         if noise.abs().max().item() == 0:
             fail(f"{what} returned x unchanged: add sigma * torch.randn(...) to it.")
-        ref_std = (expected - before).double().std().item()
         if abs(std - sigma**2) < 0.2 * sigma**2 and abs(sigma**2 - sigma) > 0.2 * sigma:
-            fail(
-                f"{what}: the noise has std {std:.3g}, about sigma^2 = {sigma**2:.3g}: sigma is the standard "
-                "deviation, multiply N(0, 1) noise by sigma."
-            )
+            fail(f"{what}: the noise has std {std:.3g}, about sigma^2 = {sigma**2:.3g}: sigma is the standard "
+                 "deviation, multiply N(0, 1) noise by sigma.")
+        if abs(std - sigma**0.5) < 0.2 * sigma**0.5 and abs(sigma**0.5 - sigma) > 0.2 * sigma:
+            fail(f"{what}: the noise has std {std:.3g}, about sqrt(sigma) = {sigma**0.5:.3g}: sigma is already the "
+                 "standard deviation, multiply N(0, 1) noise by sigma.")
         if abs(std - 1.0) < 0.2 and abs(sigma - 1.0) > 0.2:
             fail(f"{what}: the noise has std {std:.3g}, expected sigma = {sigma}: scale it by sigma.")
         if noise.min().item() >= 0 and noise.max().item() <= sigma + 1e-6:
             fail(f"{what}: the noise is uniform in [0, sigma]: instance noise is Gaussian, torch.randn.")
+        ref_std = (expected - x).double().std().item()
         expect_close(
-            got,
-            expected,
-            what,
-            rtol=1e-6,
-            atol=1e-6,  # same draws, same float32 arithmetic
-            hint=(
-                f"your noise has std {std:.3g} (dcgan_ref's {ref_std:.3g}). Draw it from the "
-                "generator you are given, in one call: "
-                "torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)."
-            ),
+            got, expected, what, rtol=1e-6, atol=1e-6,  # same draws, same float32 arithmetic
+            hint=(f"your noise has std {std:.3g} (dcgan_ref's {ref_std:.3g}). Draw it from the generator you are "
+                  "given, in one call: torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)."),
         )
-    passed("add_instance_noise: x + sigma * N(0, 1), the same draws as dcgan_ref's from the same generator.")
+    return "add_instance_noise: x + sigma * N(0, 1), the same draws as dcgan_ref's from the same generator."
 
 
-# --------------------------------------------------------------------------- make_optimizers
+check_add_instance_noise = exercise(
+    "add_instance_noise", _probe_add_instance_noise, _judge_add_instance_noise, _noise_cases
+)
 
 
-def _tiny_models(seed: int) -> tuple[nn.Module, nn.Module]:
+# --------------------------------------------------------------------------- tiny networks (both sides)
+
+NZ = 8
+
+
+def tiny_models(seed: int) -> tuple[nn.Module, nn.Module]:
+    """A small DCGAN pair of plain torch layers: G (N, 8, 1, 1) -> (N, 1, 8, 8), D -> (N,) probabilities.
+
+    Built the same way, from the same seed, by the probe (for the student's code) and the judge (for
+    the reference replay). BatchNorm on both sides, so D seeing real and fake in one batch shows.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        G = ref_models.Generator(8, 4, 1, image_size=32)
-        D = ref_models.SigmoidDiscriminator(1, 4, image_size=32)
-        G.apply(ref_models.weights_init)
-        D.apply(ref_models.weights_init)
+        G = nn.Sequential(
+            nn.ConvTranspose2d(NZ, 16, 4, 1, 0, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.ConvTranspose2d(16, 1, 4, 2, 1, bias=False), nn.Tanh(),
+        )
+        D = nn.Sequential(
+            nn.Conv2d(1, 8, 4, 2, 1, bias=False), nn.LeakyReLU(0.2),
+            nn.Conv2d(8, 16, 4, 2, 1, bias=False), nn.BatchNorm2d(16), nn.LeakyReLU(0.2),
+            nn.Conv2d(16, 1, 2, 1, 0, bias=False), nn.Sigmoid(), nn.Flatten(0),
+        )
+        for m in [*G.modules(), *D.modules()]:
+            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
     return G, D
 
 
-def check_make_optimizers(make_optimizers: Any, hidden: bool = False) -> None:
-    """make_optimizers(G, D) -> (opt_G, opt_D): Adam over each network's own parameters, like dcgan_ref's."""
-    G, D = _tiny_models(60)
+# --------------------------------------------------------------------------- 6. make_optimizers
+
+OPT_KEYS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize")
+
+
+def _opt_cases(hidden: bool) -> list[tuple[tuple, dict[str, Any]]]:
     calls: list[tuple[tuple, dict[str, Any]]] = [((), {})]
     if hidden:
-        calls += [((), {"lr": 1e-3, "betas": (0.9, 0.99)}), ((5e-5,), {})]
-    for extra, kwargs in calls:
-        what = (
-            "make_optimizers(G, D"
-            + "".join(f", {a}" for a in extra)
-            + "".join(f", {k}={v}" for k, v in kwargs.items())
-            + ")"
-        )
-        result = call(make_optimizers, G, D, *extra, what=what, **kwargs)
-        if not (isinstance(result, tuple | list) and len(result) == 2):
-            fail(f"{what} should return a pair (opt_G, opt_D), got {type(result).__name__}.")
-        opt_G, opt_D = result
-        ref_G, ref_D = ref_train.make_optimizers(G, D, *extra, **kwargs)
-        for name, opt, ref_opt, own, other in [("opt_G", opt_G, ref_G, G, D), ("opt_D", opt_D, ref_D, D, G)]:
-            if not isinstance(opt, torch.optim.Optimizer):
-                fail(f"{what}: {name} should be a torch.optim optimizer, got {type(opt).__name__}.")
-            if not isinstance(opt, torch.optim.Adam) or isinstance(opt, torch.optim.AdamW):
-                fail(f"{what}: {name} is {type(opt).__name__}; DCGAN uses torch.optim.Adam for both networks.")
-            params = {id(p) for g in opt.param_groups for p in g["params"]}
-            if params & {id(p) for p in other.parameters()}:
-                which = "G" if own is D else "D"
-                fail(
-                    f"{what}: {name} holds {which}'s parameters: "
-                    + (
-                        "one optimizer over both networks would let each step move both; give each network "
-                        "its own Adam."
-                        if params >= {id(p) for p in own.parameters()}
-                        else "opt_G and opt_D are swapped (make_optimizers returns (opt_G, opt_D))."
-                    )
-                )
-            if params != {id(p) for p in own.parameters()}:
-                fail(
-                    f"{what}: {name} must hold every parameter of {'G' if own is G else 'D'} "
-                    f"({name[-1]}.parameters()), and only those."
-                )
-            for group in opt.param_groups:
-                want = ref_opt.param_groups[0]
-                if tuple(group["betas"]) != tuple(want["betas"]):
-                    hint = (
-                        "betas left at Adam's default (0.9, 0.999): DCGAN uses beta1 = 0.5, a momentum that "
-                        "forgets faster, because each network chases a moving target"
-                        if tuple(group["betas"]) == (0.9, 0.999)
-                        else "pass the betas through"
-                    )
-                    fail(f"{what}: {name} has betas {tuple(group['betas'])}, expected {tuple(want['betas'])}: {hint}.")
-                if group["lr"] != want["lr"]:
-                    hint = "left at Adam's default 1e-3: DCGAN uses 2e-4" if group["lr"] == 1e-3 else "pass lr through"
-                    fail(f"{what}: {name} has lr {group['lr']}, expected {want['lr']}: {hint}.")
+        calls += [((), {"lr": 1e-3, "betas": (0.9, 0.99)}), ((5e-5,), {}), ((1e-4, (0.5, 0.9)), {})]
+    return calls
+
+
+def describe_optimizer(opt: Any, G: nn.Module, D: nn.Module) -> dict[str, Any]:
+    """Probe side: an optimizer as plain data: its classes, and per group the settings and which
+    parameters it holds ("G.<i>", "D.<i>", or "other")."""
+    ids = {id(p): f"G.{i}" for i, p in enumerate(G.parameters())}
+    ids.update({id(p): f"D.{i}" for i, p in enumerate(D.parameters())})
+    out: dict[str, Any] = {"type": qualname(type(opt)), "mro": [qualname(k) for k in type(opt).__mro__]}
+    groups = getattr(opt, "param_groups", None)
+    if isinstance(opt, torch.optim.Optimizer) and isinstance(groups, list):
+        out["groups"] = [
+            {**{k: to_plain(g[k]) for k in OPT_KEYS if k in g},
+             "params": [ids.get(id(p), "other") for p in g.get("params", [])]}
+            for g in groups if isinstance(g, dict)
+        ]
+    return out
+
+
+def _probe_make_optimizers(make_optimizers: Any, cases: list) -> list[dict[str, Any]]:
+    """make_optimizers(G, D, ...) on tiny networks; what it returns, described as plain data."""
+    out = []
+    for args, kwargs in cases:
+        G, D = tiny_models(60)
+        try:
+            result = call(make_optimizers, G, D, *args, what=_opt_call(args, kwargs), **kwargs)
+        except CheckFailure as err:
+            out.append({"error": str(err)})
+            continue
+        if isinstance(result, tuple | list) and len(result) == 2:
+            out.append({"pair": [describe_optimizer(o, G, D) for o in result],
+                        "n": [len(list(G.parameters())), len(list(D.parameters()))]})
+        else:
+            out.append({"not_pair": type_name(to_plain(result)) if not isinstance(result, tuple | list)
+                        else f"{type(result).__name__} of {len(result)}"})
+    return out
+
+
+def _opt_call(args: tuple, kwargs: dict[str, Any]) -> str:
+    return ("make_optimizers(G, D" + "".join(f", {a}" for a in args)
+            + "".join(f", {k}={v}" for k, v in kwargs.items()) + ")")
+
+
+def _judge_make_optimizers(cases: list, data: list) -> str:
+    """(opt_G, opt_D): torch.optim.Adam over each network's own parameters, lr 2e-4, betas (0.5, 0.999)."""
+    for (args, kwargs), result in zip(cases, data, strict=True):
+        what = _opt_call(tuple(args), kwargs)
+        if "error" in result:
+            fail(str(result["error"]))
+        if "not_pair" in result:
+            fail(f"{what} should return a pair (opt_G, opt_D), got {result['not_pair']}.")
+        lr = args[0] if len(args) > 0 else kwargs.get("lr", 2e-4)
+        betas = tuple(args[1]) if len(args) > 1 else tuple(kwargs.get("betas", (0.5, 0.999)))
+        defaults = torch.optim.Adam([nn.Parameter(torch.zeros(1))]).defaults
+        n_g, n_d = result["n"]
+        for name, desc, own, other, n_own in [("opt_G", result["pair"][0], "G", "D", n_g),
+                                              ("opt_D", result["pair"][1], "D", "G", n_d)]:
+            adam = qualname(torch.optim.Adam)
+            if qualname(torch.optim.Optimizer) not in desc["mro"]:
+                fail(f"{what}: {name} should be a torch.optim optimizer, got {desc['type'].rsplit('.', 1)[-1]}.")
+            if adam not in desc["mro"] or qualname(torch.optim.AdamW) in desc["mro"]:
+                fail(f"{what}: {name} is {desc['type'].rsplit('.', 1)[-1]}; DCGAN uses torch.optim.Adam for both "
+                     "networks.")
+            held = [p for g in desc.get("groups", []) for p in g["params"]]
+            if any(p.startswith(other + ".") for p in held):
+                mine = {p for p in held if p.startswith(own + ".")}
+                fail(f"{what}: {name} holds {other}'s parameters: " + (
+                    "one optimizer over both networks would let each step move both; give each network its own Adam."
+                    if len(mine) == n_own
+                    else "opt_G and opt_D are swapped (make_optimizers returns (opt_G, opt_D))."))
+            if sorted(held) != sorted(f"{own}.{i}" for i in range(n_own)):
+                fail(f"{what}: {name} must hold every parameter of {own} ({own}.parameters()), once each, and only "
+                     "those.")
+            for group in desc["groups"]:
+                got_betas = tuple(group.get("betas", ()))
+                if got_betas != betas:
+                    hint = ("betas left at Adam's default (0.9, 0.999): DCGAN uses beta1 = 0.5, a momentum that "
+                            "forgets faster, because each network chases a moving target"
+                            if got_betas == (0.9, 0.999) else "pass the betas through")
+                    fail(f"{what}: {name} has betas {got_betas}, expected {betas}: {hint}.")
+                if type(group.get("lr")) is not float or group["lr"] != lr:
+                    hint = ("left at Adam's default 1e-3: DCGAN uses 2e-4" if group.get("lr") == 1e-3
+                            else "pass lr through")
+                    fail(f"{what}: {name} has lr {group.get('lr')}, expected {lr}: {hint}.")
                 for key in ("eps", "weight_decay", "amsgrad", "maximize"):
-                    if group.get(key) != want.get(key):
-                        fail(f"{what}: {name} has {key}={group.get(key)}, expected Adam's default {want.get(key)}.")
-    passed("make_optimizers: one Adam per network, lr 2e-4, betas (0.5, 0.999), like dcgan_ref's.")
+                    if group.get(key) != defaults.get(key):
+                        fail(f"{what}: {name} has {key}={group.get(key)}, expected Adam's default {defaults.get(key)}.")
+    return "make_optimizers: one Adam per network, lr 2e-4, betas (0.5, 0.999), like dcgan_ref's."
 
 
-# --------------------------------------------------------------------------- train_step
+check_make_optimizers = exercise("make_optimizers", _probe_make_optimizers, _judge_make_optimizers, _opt_cases)
+
+
+# --------------------------------------------------------------------------- 7. train_step
 
 # After one Adam step every parameter has moved by about lr = 2e-4 (Adam's first update is
 # lr * g / (|g| + eps)). The student's losses and the reference's agree to float32 rounding, which
 # changes an update by far less than 1e-6; a mistake changes whole updates, i.e. ~2e-4.
 PARAM_RTOL, PARAM_ATOL = 1e-4, 1e-6
+N_STEPS, BATCH = 2, 8
 
 Step = Callable[..., Any]
 
 
-def _variant_step(bug: str | None) -> Step:
-    """The canonical step (pytorch/examples' order) with one classic mistake built in, for diagnosis."""
+def _train_cases(hidden: bool) -> list[dict[str, Any]]:
+    seeds = [70] + ([71] if hidden else [])
+    return [{"seed": seed, "batches": [(torch.tanh(randn(BATCH, 1, 8, 8, seed=seed * 10 + k)),
+                                        randn(BATCH, NZ, 1, 1, seed=seed * 10 + 5 + k)) for k in range(N_STEPS)]}
+            for seed in seeds]
+
+
+def _snapshot(G: nn.Module, D: nn.Module) -> list[torch.Tensor]:
+    """D's parameters, then G's (D is updated first, so a difference shows in D first)."""
+    return [p.detach().clone() for p in [*D.parameters(), *G.parameters()]]
+
+
+def _param_names(G: nn.Module, D: nn.Module) -> list[str]:
+    return [f"D.{n}" for n, _ in D.named_parameters()] + [f"G.{n}" for n, _ in G.named_parameters()]
+
+
+def _run_student_steps(train_step: Any, case: dict[str, Any]) -> dict[str, Any]:
+    """Probe side: the student's step, N_STEPS times from the tiny start, watched: which optimizer stepped
+    when, whether G had gradients when D stepped, the parameters and the logs after each step."""
+    G, D = tiny_models(case["seed"])
+    opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    g_params = list(G.parameters())
+    events: list[str] = []
+    leaks: list[str] = []
+    grads_before: list[torch.Tensor | None] = []
+
+    def on_d_step(opt: Any, args: Any, kwargs: Any) -> None:
+        events.append("D")
+        if "G" not in events:  # the D step of this train_step: G's gradients must be as they were
+            touched = [p for p, before in zip(g_params, grads_before, strict=True)
+                       if p.grad is not None and bool(p.grad.abs().max() > 0)
+                       and (before is None or not torch.equal(p.grad, before))]
+            if touched:
+                leaks.append(f"{len(touched)} of G's {len(g_params)} parameter tensors")
+
+    def on_g_step(opt: Any, args: Any, kwargs: Any) -> None:
+        events.append("G")
+
+    hooks = [opt_D.register_step_pre_hook(on_d_step), opt_G.register_step_pre_hook(on_g_step)]
+    steps = []
+    try:
+        for real, z in case["batches"]:
+            events.clear()
+            leaks.clear()
+            grads_before[:] = [None if p.grad is None else p.grad.clone() for p in g_params]
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(case["seed"])
+                outcome = attempt(train_step, G, D, opt_G, opt_D, real.clone(), z.clone(),
+                                  what="train_step(G, D, opt_G, opt_D, real, z)")
+            steps.append({"logs": outcome, "events": list(events), "leak": leaks[0] if leaks else None,
+                          "params": _snapshot(G, D)})
+            if "error" in outcome:
+                break
+    finally:
+        for h in hooks:
+            h.remove()
+    return {"steps": steps}
+
+
+def _probe_train_step(train_step: Any, cases: list) -> list[dict[str, Any]]:
+    """Per seed: the watched steps, with and without the reference losses in place of the student's."""
+    return [cascade_runs(train_step, ["bce", "real_targets", "discriminator_loss", "generator_loss"],
+                         lambda c=c: _run_student_steps(train_step, c)) for c in cases]
+
+
+def variant_step(bug: str | None) -> Step:
+    """The canonical step (pytorch/examples' order, dcgan_ref's arithmetic) with one classic mistake built
+    in; ``variant_step(None)`` is the reference the judge replays."""
     bce = F.binary_cross_entropy
 
-    def step(G: nn.Module, D: nn.Module, opt_G: Any, opt_D: Any, real: torch.Tensor, z: torch.Tensor) -> None:
+    def step(G: nn.Module, D: nn.Module, opt_G: Any, opt_D: Any, real: torch.Tensor, z: torch.Tensor) -> dict:
         if bug == "g_first":
             opt_G.zero_grad()
             out = D(G(z))
             bce(out, torch.ones_like(out)).backward()
             opt_G.step()
         fake = G(z)
-        if bug != "no_zero_grad" and bug != "no_zero_grad_D":
+        if bug not in ("no_zero_grad", "no_zero_grad_D"):
             opt_D.zero_grad()
         if bug == "no_detach_pollution":
             opt_G.zero_grad()
         d_in = fake if bug == "no_detach_pollution" else fake.detach()
         if bug == "concat":
             out = D(torch.cat([real, d_in]))
-            out_r, out_f = out[: len(real)], out[len(real) :]
+            out_r, out_f = out[: len(real)], out[len(real):]
         else:
             out_r, out_f = D(real), D(d_in)
+        loss_fn = F.binary_cross_entropy_with_logits if bug == "sigmoid_twice" else bce
         if bug == "swapped":
             loss_D = bce(out_r, torch.zeros_like(out_r)) + bce(out_f, torch.ones_like(out_f))
         else:
-            loss_D = bce(out_r, torch.ones_like(out_r)) + bce(out_f, torch.zeros_like(out_f))
+            loss_D = loss_fn(out_r, torch.ones_like(out_r)) + loss_fn(out_f, torch.zeros_like(out_f))
         loss_D.backward(retain_graph=bug == "no_detach_pollution")
         opt_D.step()
         if bug == "g_first":
-            return
+            return {}
         if bug not in ("no_zero_grad", "no_zero_grad_G", "no_detach_pollution"):
             opt_G.zero_grad()
-        out = D(fake)
+        out = D(fake.detach() if bug == "g_detached" else fake)
         if bug == "saturating":
             loss_G = -bce(out, torch.zeros_like(out))  # minimise log(1 - D(G(z)))
+        elif bug == "g_target_zero":
+            loss_G = bce(out, torch.zeros_like(out))
         else:
-            loss_G = bce(out, torch.ones_like(out))
-        loss_G.backward()
+            loss_G = loss_fn(out, torch.ones_like(out))
+        if bug != "g_detached":
+            loss_G.backward()
         opt_G.step()
+        return {"loss_D": loss_D.detach(), "loss_G": loss_G.detach()}
 
     return step
 
@@ -547,7 +924,9 @@ BUGS = {
     "saturating": (
         "G is trained with the saturating loss log(1 - D(G(z))): use the non-saturating generator_loss, BCE(D(G(z)), 1)"
     ),
+    "g_target_zero": "the G step uses target 0: G's target is 1 (G wants D to call its fakes real)",
     "swapped": "labels swapped in the D step: real images must get target 1 and fakes target 0",
+    "sigmoid_twice": SIGMOID_TWICE,
     "no_zero_grad": (
         "zero_grad is missing: gradients accumulate across steps (and G's step leaves gradients in D). "
         "Call opt_D.zero_grad() before the D step and opt_G.zero_grad() before the G step"
@@ -559,6 +938,7 @@ BUGS = {
     "no_zero_grad_G": (
         "opt_G.zero_grad() is missing: G's gradients accumulate across steps. Call opt_G.zero_grad() before the G step"
     ),
+    "g_detached": "the G step uses fake.detach(): no gradient reaches G, so G never learns. Detach in the D step only",
     "g_first": "G is updated before D: the canonical order is the D step, then the G step (on the same fake)",
     "concat": (
         "D sees real and fake in one concatenated batch: BatchNorm then normalises them with shared "
@@ -567,174 +947,129 @@ BUGS = {
 }
 
 
-def _snapshot(G: nn.Module, D: nn.Module) -> list[torch.Tensor]:
-    """D's parameters, then G's (D is updated first, so a difference shows in D first)."""
-    return [p.detach().clone() for p in [*D.parameters(), *G.parameters()]]
+def replay(case: dict[str, Any], bug: str | None, n: int) -> tuple[list[list[torch.Tensor]], list[dict]]:
+    """Judge side: ``variant_step(bug)`` for n steps from the case's tiny start: snapshots and logs per step."""
+    G, D = tiny_models(case["seed"])
+    opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    step = variant_step(bug)
+    states, logs = [], []
+    for real, z in case["batches"][:n]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(case["seed"])
+            logs.append(step(G, D, opt_G, opt_D, real.clone(), z.clone()))
+        states.append(_snapshot(G, D))
+    return states, logs
 
 
-def _state_mismatch(G: nn.Module, D: nn.Module, want: list[torch.Tensor]) -> tuple[str, int, float] | None:
-    names = [f"D.{n}" for n, _ in D.named_parameters()] + [f"G.{n}" for n, _ in G.named_parameters()]
-    for name, p, w in zip(names, [*D.parameters(), *G.parameters()], want, strict=True):
-        diff = (p.detach().double() - w.double()).abs()
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(
+        type(x) is torch.Tensor and x.shape == y.shape
+        and torch.allclose(x.double(), y.double(), rtol=PARAM_RTOL, atol=PARAM_ATOL) for x, y in zip(a, b, strict=True))
+
+
+def _mismatch(names: list[str], got: list[Any], want: list[torch.Tensor]) -> tuple[str, int, float] | None:
+    for name, p, w in zip(names, got, want, strict=True):
+        if type(p) is not torch.Tensor or p.shape != w.shape:
+            return name, w.numel(), float("inf")
+        diff = (p.double() - w.double()).abs()
         bad = diff > PARAM_ATOL + PARAM_RTOL * w.double().abs()
         if bad.any():
             return name, int(bad.sum()), diff.max().item()
     return None
 
 
-def _run_steps(
-    step: Step, G: nn.Module, D: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], n: int
-) -> list[list[torch.Tensor]]:
-    opt_G, opt_D = ref_train.make_optimizers(G, D)
-    states = []
-    for real, z in batches[:n]:
-        step(G, D, opt_G, opt_D, real, z)
-        states.append(_snapshot(G, D))
-    return states
-
-
-def _diagnose(G0: nn.Module, D0: nn.Module, batches: list, n: int, got: list[torch.Tensor]) -> str | None:
+def _diagnose(case: dict[str, Any], n: int, got: list[Any]) -> str | None:
     for bug, why in BUGS.items():
-        G, D = copy.deepcopy(G0), copy.deepcopy(D0)
         try:
-            with torch.random.fork_rng(devices=[]):
-                state = _run_steps(_variant_step(bug), G, D, batches, n)[-1]
+            states, _ = replay(case, bug, n)
         except RuntimeError:
             continue
-        if all(
-            torch.allclose(a.double(), b.double(), rtol=PARAM_RTOL, atol=PARAM_ATOL)
-            for a, b in zip(got, state, strict=True)
-        ):
+        if _same(got, states[-1]):
             return why
     return None
 
 
-def _student_step(
-    train_step: Any, G: nn.Module, D: nn.Module, opt_G: Any, opt_D: Any, real: torch.Tensor, z: torch.Tensor, k: int
-) -> Any:
-    what = "train_step(G, D, opt_G, opt_D, real, z)"
-    try:
-        return call(train_step, G, D, opt_G, opt_D, real, z, what=what)
-    except CheckFailure as err:
-        text = str(err)
-        if "backward through the graph a second time" in text:
-            fail(
-                f"{what} at step {k + 1}: no detach. The D step backpropagated through G (D(fake) instead of "
-                "D(fake.detach())), which freed G's graph, so the G step cannot backpropagate through it "
-                f"again. Use fake.detach() in the D step. (The error was: {text})"
-            )
-        if _integer_label_error(err):
-            fail(f"{what}: {INTEGER_LABELS} (The error was: {text})")
-        if "modified by an inplace operation" in text:
-            fail(
-                f"{text}. Usually: an optimizer step changed weights between computing a loss and calling "
-                "backward on it; finish each update (forward, loss, backward, step) before the next one's "
-                "forward."
-            )
-        raise
+def _step_error(text: str, what: str) -> str:
+    if "backward through the graph a second time" in text:
+        return (f"{what}: no detach. The D step backpropagated through G (D(fake) instead of D(fake.detach())), "
+                "which freed G's graph, so the G step cannot backpropagate through it again. Use fake.detach() "
+                f"in the D step. (The error was: {text})")
+    if _integer_label_error(text):
+        return f"{what}: {INTEGER_LABELS} (The error was: {text})"
+    if "modified by an inplace operation" in text:
+        return (f"{text}. Usually: an optimizer step changed weights between computing a loss and calling "
+                "backward on it; finish each update (forward, loss, backward, step) before the next one's forward.")
+    if "all elements of input should be between 0 and 1" in text:
+        return (f"{text}. BCE got values outside [0, 1]: D's outputs here are probabilities (D ends in a "
+                "Sigmoid); give them to the loss as they are.")
+    return text
 
 
-def _check_train_step_seed(train_step: Any, seed: int) -> None:
-    """Two steps from one seeded start: the student's vs dcgan_ref's, with the D step watched."""
-    G0, D0 = _tiny_models(seed)
-    nz = G0.nz
-    batch = 8
-    batches = [
-        (torch.tanh(randn(batch, 1, 32, 32, seed=seed * 10 + k)), randn(batch, nz, 1, 1, seed=seed * 10 + 5 + k))
-        for k in range(2)
-    ]
-    G_ref, D_ref = copy.deepcopy(G0), copy.deepcopy(D0)
-    opt_G_ref, opt_D_ref = ref_train.make_optimizers(G_ref, D_ref)
-    G, D = copy.deepcopy(G0), copy.deepcopy(D0)
-    opt_G, opt_D = ref_train.make_optimizers(G, D)
-    g_params = list(G.parameters())
-    events: list[str] = []
-    leaks: list[str] = []
-
-    grads_before: list[torch.Tensor | None] = []
-
-    def on_d_step(opt: Any, args: Any, kwargs: Any, g_params: list = g_params) -> None:
-        events.append("D")
-        if "G" not in events:  # the D step of this train_step: G's gradients must be as they were
-            touched = [
-                p
-                for p, before in zip(g_params, grads_before, strict=True)
-                if p.grad is not None
-                and bool(p.grad.abs().max() > 0)
-                and (before is None or not torch.equal(p.grad, before))
-            ]
-            if touched:
-                leaks.append(f"{len(touched)} of G's {len(g_params)} parameter tensors")
-
-    def on_g_step(opt: Any, args: Any, kwargs: Any) -> None:
-        events.append("G")
-
-    hooks = [opt_D.register_step_pre_hook(on_d_step), opt_G.register_step_pre_hook(on_g_step)]
-    try:
-        for k, (real, z) in enumerate(batches):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                ref_logs = ref_train.train_step(G_ref, D_ref, opt_G_ref, opt_D_ref, real, z)
-            events.clear()
-            grads_before[:] = [None if p.grad is None else p.grad.clone() for p in g_params]
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                logs = _student_step(train_step, G, D, opt_G, opt_D, real.clone(), z.clone(), k)
-            what = f"train_step, step {k + 1}"
-            if events.count("D") != 1 or events.count("G") != 1:
-                fail(
-                    f"{what} called opt_D.step() {events.count('D')} time(s) and opt_G.step() "
-                    f"{events.count('G')} time(s): exactly one of each per train_step (one D update on the "
-                    "sum of its real and fake losses, then one G update)."
-                )
-            if leaks:
-                fail(
-                    f"{what}: when opt_D.step() ran, {leaks[0]} already had gradients: the D step must leave "
-                    "G alone. No detach: use D(fake.detach()) in the D step so D's loss does not "
-                    "backpropagate into G."
-                )
-            if events != ["D", "G"]:
-                fail(f"{what}: {BUGS['g_first']}.")
-            if not isinstance(logs, dict) or not {"loss_D", "loss_G"} <= set(logs):
-                fail(
-                    f"{what} should return a dict with 'loss_D' and 'loss_G', got "
-                    f"{type(logs).__name__}{'' if not isinstance(logs, dict) else ' with ' + str(sorted(logs))}."
-                )
-            mismatch = _state_mismatch(G, D, _snapshot(G_ref, D_ref))
-            if mismatch:
-                name, count, diff = mismatch
-                got = _snapshot(G, D)
-                why = _diagnose(G0, D0, batches, k + 1, got)
-                if why is None:
-                    why = (
-                        "compare with the recipe: fake = G(z); opt_D.zero_grad(); "
-                        "loss_D = discriminator_loss(D(real), D(fake.detach())); loss_D.backward(); "
-                        "opt_D.step(); opt_G.zero_grad(); loss_G = generator_loss(D(fake)); "
-                        "loss_G.backward(); opt_G.step()"
-                    )
-                fail(
-                    f"{what}: after starting from the same weights, data and noise as dcgan_ref's "
-                    f"train_step, {name} differs ({count} values, up to {diff:.3g}): {why}."
-                )
-            for key in ("loss_D", "loss_G"):
-                value = logs[key]
-                value = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
-                expect_close(
-                    value.reshape(()).float(),
-                    ref_logs[key].float(),
-                    f"{what}: logs['{key}']",
-                    rtol=LOSS_RTOL,
-                    atol=1e-5,  # same loss, float32
-                    hint="return the loss of this step (loss.item()), not a running total.",
-                )
-    finally:
-        for h in hooks:
-            h.remove()
+def _grade_train_run(case: dict[str, Any], run: dict[str, Any]) -> None:
+    G, D = tiny_models(case["seed"])
+    names = _param_names(G, D)
+    want_states, want_logs = replay(case, None, N_STEPS)
+    for k, step in enumerate(run["steps"]):
+        what = f"train_step, step {k + 1}"
+        try:
+            logs = unwrap(step["logs"])
+        except CheckFailure as err:
+            fail(_step_error(str(err), what))
+        events = step["events"]
+        n_d, n_g = events.count("D"), events.count("G")
+        if n_d != 1 or n_g != 1:
+            hint = (" Use the optimizers passed in: a new Adam inside train_step starts from scratch every step "
+                    "(and forgets Adam's running averages)." if n_d == 0 and n_g == 0 else "")
+            fail(f"{what} called opt_D.step() {n_d} time(s) and opt_G.step() {n_g} time(s): exactly one of each per "
+                 f"train_step (one D update on the sum of its real and fake losses, then one G update).{hint}")
+        if step["leak"]:
+            fail(f"{what}: when opt_D.step() ran, {step['leak']} already had gradients: the D step must leave G "
+                 "alone. No detach: use D(fake.detach()) in the D step so D's loss does not backpropagate into G.")
+        if events != ["D", "G"]:
+            fail(f"{what}: {BUGS['g_first']}.")
+        if type(logs) is not dict or not {"loss_D", "loss_G"} <= set(logs):
+            keys = f" with {sorted(logs)}" if type(logs) is dict else ""
+            fail(f"{what} should return a dict with 'loss_D' and 'loss_G', got {type_name(logs)}{keys}.")
+        mismatch = _mismatch(names, step["params"], want_states[k])
+        if mismatch:
+            name, count, diff = mismatch
+            why = _diagnose(case, k + 1, step["params"]) or (
+                "compare with the recipe: fake = G(z); opt_D.zero_grad(); "
+                "loss_D = discriminator_loss(D(real), D(fake.detach())); loss_D.backward(); "
+                "opt_D.step(); opt_G.zero_grad(); loss_G = generator_loss(D(fake)); "
+                "loss_G.backward(); opt_G.step()")
+            fail(f"{what}: after starting from the same weights, data and noise as the reference step, {name} "
+                 f"differs ({count} values, up to {diff:.3g}): {why}.")
+        for key in ("loss_D", "loss_G"):
+            value = logs[key]
+            if type(value) is torch.Tensor and value.numel() == 1:
+                value = value.reshape(()).float()
+            elif type(value) in (float, int):
+                value = torch.tensor(float(value))
+            else:
+                fail(f"{what}: logs['{key}'] is a {type_name(value)}, expected a number (loss.item()).")
+            want = want_logs[k][key].float()
+            hint = "return the loss of this step (loss.item())"
+            if torch.allclose(value, 0.5 * want, rtol=1e-4) and key == "loss_D":
+                hint = ("it is half of D's loss: D's loss adds the real and the fake term (errD = errD_real + "
+                        "errD_fake), it does not average them")
+            elif k > 0 and torch.allclose(value, sum(w[key].float() for w in want_logs[: k + 1]), rtol=1e-4):
+                hint = "it is the running total of the losses so far: return the loss of this step (loss.item())"
+            expect_close(value, want, f"{what}: logs['{key}']", rtol=LOSS_RTOL, atol=1e-5, hint=hint + ".")
 
 
-def check_train_step(train_step: Any, hidden: bool = False) -> None:
-    """Two steps of the student's train_step equal two of dcgan_ref.train.train_step, parameter by parameter."""
-    seeds = [70] + ([71] if hidden else [])
-    for seed in seeds:
-        _check_train_step_seed(train_step, seed)
-    passed("train_step: two steps equal dcgan_ref's, parameter by parameter; the D step leaves G alone.")
+def _judge_train_step(cases: list, data: list) -> str:
+    """Two steps of the student's train_step equal two canonical DCGAN steps, parameter by parameter."""
+    messages = []
+    for case, runs in zip(cases, data, strict=True):
+
+        def grade(run: dict[str, Any], case: dict[str, Any] = case) -> str:
+            _grade_train_run(case, run)
+            return "train_step: two steps equal dcgan_ref's, parameter by parameter; the D step leaves G alone."
+
+        messages.append(judge_cascade(runs, grade, "train_step"))
+    return max(messages, key=len)
+
+
+check_train_step = exercise("train_step", _probe_train_step, _judge_train_step, _train_cases)
