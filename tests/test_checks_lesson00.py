@@ -67,13 +67,73 @@ def gan_numpy(img):
     return np.moveaxis(np.asarray(img, dtype=np.float32), -1, -3) / 127.5 - 1
 
 
-def test_to_gan_range_reference_passes(capsys):
+def gan_batch_only_permute(img):
+    return as_tensor(img).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def gan_in_place(img):
+    t = as_tensor(img)
+    out = t.movedim(-1, -3).float() / 127.5 - 1
+    t.zero_()
+    return out
+
+
+def gan_bgr(img):
+    return gan_ok(img).flip(-3)
+
+
+def gan_no_divide(img):
+    return as_tensor(img).float().movedim(-1, -3) - 1
+
+
+def gan_ok_numpy_first(img):
+    """Correct, written another way: the arithmetic in NumPy, then one conversion."""
+    a = np.asarray(img, dtype=np.float32) / 127.5 - 1
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, -3)))
+
+
+def gan_reference(img):
     from dcgan_ref.data import to_gan_range
 
-    for fn in (gan_ok, gan_ok_branches, to_gan_range):
+    return to_gan_range(img)
+
+
+def gan_reference_module(img):
+    import dcgan_ref.data
+
+    return dcgan_ref.data.to_gan_range(np.asarray(img)).clone()
+
+
+def gan_reference_transform(img):
+    """Through the reference's other function: still the reference."""
+    import dcgan_ref.data
+
+    return dcgan_ref.data.gpu_batch_transform(as_tensor(img).movedim(-1, -3), img.shape[-2])
+
+
+def test_to_gan_range_reference_passes(capsys):
+    for fn in (gan_ok, gan_ok_branches, gan_ok_numpy_first):
         checks.check_to_gan_range(fn)
         checks.check_to_gan_range(fn, hidden=True)
     assert capsys.readouterr().out.count("\u2714") == 6
+
+
+def test_to_gan_range_refuses_the_reference_itself():
+    from dcgan_ref.data import to_gan_range
+
+    with pytest.raises(CheckFailure, match="is dcgan_ref.data.to_gan_range, the reference"):
+        checks.check_to_gan_range(to_gan_range)
+
+
+@pytest.mark.parametrize("wrong", [gan_reference, gan_reference_module])
+def test_to_gan_range_refuses_the_reference(wrong):
+    with pytest.raises(CheckFailure, match="dcgan_ref.data.to_gan_range, the reference it is compared with"):
+        checks.check_to_gan_range(wrong)
+
+
+def test_to_gan_range_refuses_any_reference_code():
+    with pytest.raises(CheckFailure, match="calls dcgan_ref.data.*the reference it is compared with"):
+        checks.check_to_gan_range(gan_reference_transform)
 
 
 @pytest.mark.parametrize(
@@ -86,7 +146,11 @@ def test_to_gan_range_reference_passes(capsys):
         (gan_swapped_hw, "transposed \\(H and W swapped\\)"),
         (gan_float64, "dtype is torch.float64"),
         (gan_no_batch, "a batch is NHWC"),
-        (gan_numpy, "should be a torch.Tensor"),
+        (gan_numpy, "returned a numpy.ndarray, expected a torch.Tensor"),
+        (gan_batch_only_permute, r"one image is \(H, W, 3\), three axes: permute\(0, 3, 1, 2\) is for a batch"),
+        (gan_in_place, "changed its input in place"),
+        (gan_bgr, "reverse order \\(BGR\\)"),
+        (gan_no_divide, "divide by 127.5 before subtracting 1"),
     ],
 )
 def test_to_gan_range_mistakes(wrong, message):
@@ -117,10 +181,43 @@ def display_in_place(x):
     return x.add_(1).div_(2).clamp_(0, 1)
 
 
+def display_ok_where(x):
+    """Correct, written another way."""
+    y = x * 0.5 + 0.5
+    return torch.where(y < 0, torch.zeros_like(y), torch.where(y > 1, torch.ones_like(y), y))
+
+
+def display_clamp_only(x):
+    return x.clamp(0, 1)
+
+
+def display_255(x):
+    return ((x + 1) / 2).clamp(0, 1) * 255
+
+
+def display_numpy(x):
+    return ((x + 1) / 2).clamp(0, 1).numpy()
+
+
+def display_reference(x):
+    from dcgan_ref.data import from_gan_range
+
+    return from_gan_range(x)
+
+
 def test_from_gan_range_reference_passes(capsys):
-    checks.check_from_gan_range(display_ok)
-    checks.check_from_gan_range(display_ok, hidden=True)
-    assert capsys.readouterr().out.count("\u2714") == 2
+    for fn in (display_ok, display_ok_where):
+        checks.check_from_gan_range(fn)
+        checks.check_from_gan_range(fn, hidden=True)
+    assert capsys.readouterr().out.count("\u2714") == 4
+
+
+def test_from_gan_range_refuses_the_reference():
+    from dcgan_ref.data import from_gan_range
+
+    for fn in (from_gan_range, display_reference):
+        with pytest.raises(CheckFailure, match="dcgan_ref.data.from_gan_range, the reference"):
+            checks.check_from_gan_range(fn)
 
 
 @pytest.mark.parametrize(
@@ -130,6 +227,9 @@ def test_from_gan_range_reference_passes(capsys):
         (display_half, "add 1 before dividing by 2"),
         (display_no_half, "divide by 2 after adding 1"),
         (display_in_place, "changed its input in place"),
+        (display_clamp_only, "clamping alone throws away the negative half"),
+        (display_255, "don't multiply by 255"),
+        (display_numpy, "returned a numpy.ndarray, expected a torch.Tensor"),
     ],
 )
 def test_from_gan_range_mistakes(wrong, message):
@@ -171,13 +271,44 @@ def tf_not_callable(image_size=64):
     return [T.Resize(image_size), T.ToTensor(), T.Normalize(HALF, HALF)]
 
 
-def test_make_transform_reference_passes(capsys):
+def tf_ok_lambda(image_size=64):
+    """Correct, written another way: ToTensor, then the arithmetic by hand."""
+    return T.Compose([T.Resize(image_size), T.ToTensor(), T.Lambda(lambda t: t * 2 - 1)])
+
+
+def tf_reference(image_size=64):
     from dcgan_ref.data import make_transform
 
-    for fn in (tf_ok, make_transform):
+    return make_transform(image_size)
+
+
+def tf_reference_parts(image_size=64):
+    import dcgan_ref.data
+
+    return T.Compose(list(dcgan_ref.data.make_transform(image_size).transforms))
+
+
+def tf_no_default(image_size):
+    return tf_ok(image_size)
+
+
+def tf_raises(image_size=64):
+    raise NotImplementedError()
+
+
+def test_make_transform_reference_passes(capsys):
+    for fn in (tf_ok, tf_ok_lambda):
         checks.check_make_transform(fn)
         checks.check_make_transform(fn, hidden=True)
     assert capsys.readouterr().out.count("\u2714") == 4
+
+
+def test_make_transform_refuses_the_reference():
+    from dcgan_ref.data import make_transform
+
+    for fn in (make_transform, tf_reference, tf_reference_parts):
+        with pytest.raises(CheckFailure, match="dcgan_ref.data.make_transform, the reference"):
+            checks.check_make_transform(fn)
 
 
 @pytest.mark.parametrize(
@@ -188,7 +319,9 @@ def test_make_transform_reference_passes(capsys):
         (tf_no_normalize, r"values are in \[0, 1\].*Normalize"),
         (tf_imagenet, "ImageNet's normalisation"),
         (tf_normalize_first, "the order is Resize"),
-        (tf_not_callable, "expected a transform"),
+        (tf_not_callable, "returned list, expected a transform"),
+        (tf_no_default, "missing 1 required positional argument"),
+        (tf_raises, "not implemented yet"),
     ],
 )
 def test_make_transform_mistakes(wrong, message):

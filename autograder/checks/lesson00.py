@@ -1,8 +1,11 @@
 """Checks for lesson 00, setup and data: pixels to the GAN range and back, and the 64x64 pipeline.
 
-References are ``dcgan_ref.data.to_gan_range``, ``from_gan_range`` and ``make_transform``,
-applied here to the same real batches: images of the course's synthetic set, CIFAR-10's test
-images when they are on disk (never downloaded during a check), and edge cases (0, 255, noise).
+Each exercise is cases -> probe -> judge (``_core.exercise``). The cases are real batches as uint8
+tensors: images of the course's synthetic set, CIFAR-10's test images when they are on disk (never
+downloaded during a check), and edge cases (0, 255, noise, H != W). The probes hand them to the
+student's code as NumPy arrays, tensors and PIL images (dcgan_ref refused) and return the outputs;
+the judges apply ``dcgan_ref.data.to_gan_range``, ``from_gan_range`` and ``make_transform`` to the
+same inputs and name the usual mistakes.
 """
 
 from __future__ import annotations
@@ -16,17 +19,19 @@ import torch
 
 from autograder.checks._core import (
     CheckFailure,
+    attempt,
     call,
+    exercise,
     expect,
     expect_close,
     expect_shape,
-    expect_tensor,
     fail,
-    passed,
     randn,
     seeded,
+    unwrap,
 )
-from autograder.checks.lesson01 import matches
+from autograder.checks._plain import to_plain, type_name
+from autograder.checks.lesson01 import expect_plain_tensor, matches
 
 
 def _cifar_on_disk(n: int) -> np.ndarray | None:
@@ -73,6 +78,8 @@ def _to_gan_hint(out: torch.Tensor, img: np.ndarray, expected: torch.Tensor) -> 
         return "these values are in [0, 1]: dividing by 255 is half the job, then map to [-1, 1] (x * 2 - 1)"
     if matches(out, expected + 1, rtol=0, atol=1e-5):
         return "these values are in [0, 2]: subtract 1 after dividing by 127.5"
+    if matches(out, expected * 127.5 + 127.5 - 1, rtol=0, atol=1e-3):
+        return "the values are still 0 to 255 (minus 1): divide by 127.5 before subtracting 1"
     channels_first = (2, 0, 1) if img.ndim == 3 else (0, 3, 1, 2)
     shape = tuple(t.permute(*channels_first).shape)
     if matches(out, (t.reshape(shape) / 127.5 - 1), rtol=0, atol=1e-5):
@@ -82,53 +89,83 @@ def _to_gan_hint(out: torch.Tensor, img: np.ndarray, expected: torch.Tensor) -> 
         return "the image is transposed (H and W swapped): use permute(2, 0, 1)"
     if img.ndim == 4 and matches(out, t.permute(0, 3, 2, 1) / 127.5 - 1, rtol=0, atol=1e-5):
         return "the images are transposed (H and W swapped): use permute(0, 3, 1, 2)"
+    if matches(out, expected.flip(-3), rtol=0, atol=1e-5):
+        return "the colour channels are in reverse order (BGR): keep red, green, blue as they are"
     return "pixel p in [0, 255] should become p / 127.5 - 1 (0 -> -1, 255 -> 1)"
 
 
-def check_to_gan_range(fn: Callable[..., Any], hidden: bool = False) -> None:
-    """``fn(img)``: uint8 HWC (numpy or tensor), or a batch NHWC -> float32 CHW / NCHW in [-1, 1]."""
+KINDS = ("one image, a numpy array", "a batch, a numpy array", "one image, a torch tensor", "a batch, a torch tensor")
+
+
+def _gan_cases(hidden: bool) -> list[dict[str, Any]]:
+    """Named uint8 NHWC batches as tensors."""
+    return [{"name": name, "batch": torch.from_numpy(np.ascontiguousarray(batch))}
+            for name, batch in real_batches(hidden)]
+
+
+def _probe_to_gan_range(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Each batch handed over four ways (one image or the batch, NumPy or torch); the outcome and
+    the input as the call left it."""
+    results = []
+    for case in cases:
+        row = []
+        for kind in KINDS:
+            t = case["batch"][0].clone() if "one image" in kind else case["batch"].clone()
+            value = t.numpy() if "numpy" in kind else t
+            outcome = attempt(fn, value, what="to_gan_range")
+            row.append({"out": outcome, "input_after": t})  # t shares memory with the NumPy view
+        results.append(row)
+    return results
+
+
+def _judge_to_gan_range(cases: list[dict[str, Any]], data: list[list[dict[str, Any]]]) -> str:
+    """float32, channels first, p / 127.5 - 1, equal to dcgan_ref.data.to_gan_range; input untouched."""
     from dcgan_ref.data import to_gan_range as ref
 
     runs = 0
-    for name, batch in real_batches(hidden):
-        for kind, value in (("one image, a numpy array", batch[0]), ("a batch, a numpy array", batch),
-                            ("one image, a torch tensor", torch.from_numpy(batch[0].copy())),
-                            ("a batch, a torch tensor", torch.from_numpy(batch.copy()))):
+    for case, row in zip(cases, data, strict=True):
+        batch = case["batch"].numpy()
+        for kind, result in zip(KINDS, row, strict=True):
             arr = batch[0] if "one image" in kind else batch
             expected = ref(arr)
-            what = f"to_gan_range({kind} of shape {tuple(arr.shape)}, {name})"
-            before = value.copy() if isinstance(value, np.ndarray) else value.clone()
+            what = f"to_gan_range({kind} of shape {tuple(arr.shape)}, {case['name']})"
             try:
-                out = call(fn, value, what="to_gan_range")
+                out = unwrap(result["out"])
             except CheckFailure as err:
                 if arr.ndim == 4:
                     fail(f"{err} ({what}) Hint: a batch is NHWC; its channel axis moves with permute(0, 3, 1, 2) "
                          "(check x.ndim, or use x.movedim(-1, -3), which handles both).")
+                if "permute" in str(err) or "dims" in str(err) or "dimension" in str(err):
+                    fail(f"{err} ({what}) Hint: one image is (H, W, 3), three axes: permute(0, 3, 1, 2) is for a "
+                         "batch (N, H, W, 3) only. Use permute(2, 0, 1) when x.ndim == 3, or x.movedim(-1, -3), "
+                         "which handles both.")
                 raise
-            out = expect_tensor(out, what)
+            out = expect_plain_tensor(out, what)
             if out.shape != expected.shape:
                 hint = ("channels go first: PyTorch images are (C, H, W), so permute the axes"
                         if tuple(out.shape) == tuple(arr.shape) else
                         "HWC -> CHW for one image, NHWC -> NCHW for a batch")
                 expect_shape(out, expected.shape, what, hint=hint)
-            unchanged = np.array_equal(before, value) if isinstance(value, np.ndarray) else torch.equal(before, value)
-            expect(unchanged, f"{what} changed its input in place: leave the caller's image alone.")
+            expect(torch.equal(result["input_after"], torch.from_numpy(np.ascontiguousarray(arr))),
+                   f"{what} changed its input in place: leave the caller's image alone.")
             # the same arithmetic in another order (x / 127.5 - 1 vs (x / 255 - 0.5) / 0.5): ~1e-7
             if out.dtype != torch.float32 or not matches(out, expected, rtol=0, atol=1e-6):
-                expect_close(out, expected, what, rtol=0, atol=1e-6, hint=_to_gan_hint(out, arr, expected))
-                fail(f"{what}: {_to_gan_hint(out, arr, expected)}.")
+                hint = _to_gan_hint(out, arr, expected)
+                expect_close(out, expected, what, rtol=0, atol=1e-6, hint=hint)
+                fail(f"{what}: {hint}.")
             runs += 1
-    passed(f"to_gan_range equals dcgan_ref.data.to_gan_range on {runs} inputs"
-           + (" (hidden tests)" if hidden else "") + ".")
+    return f"to_gan_range equals dcgan_ref.data.to_gan_range on {runs} inputs."
+
+
+check_to_gan_range = exercise("to_gan_range", _probe_to_gan_range, _judge_to_gan_range, _gan_cases)
 
 
 # ---------------------------------------------------------------------------------------------
 # from_gan_range
 
 
-def check_from_gan_range(fn: Callable[..., Any], hidden: bool = False) -> None:
-    """``fn(x)``: [-1, 1] -> [0, 1], clamped (G's output can overshoot), same shape, input untouched."""
-    from dcgan_ref.data import from_gan_range as ref
+def _display_cases(hidden: bool) -> list[dict[str, Any]]:
+    """Named tensors: real images in [-1, 1], values just outside, the endpoints, other shapes."""
     from dcgan_ref.data import to_gan_range
 
     inputs = [
@@ -139,13 +176,29 @@ def check_from_gan_range(fn: Callable[..., Any], hidden: bool = False) -> None:
     if hidden:
         inputs += [("one image (C, H, W)", randn(3, 16, 16, seed=6)),
                    ("a large batch", randn(8, 3, 32, 32, seed=7) * 2)]
-    for name, x in inputs:
+    return [{"name": name, "x": x} for name, x in inputs]
+
+
+def _probe_from_gan_range(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The student's function on a copy of each input; the outcome and the copy afterwards."""
+    out = []
+    for case in cases:
+        x = case["x"].clone()
+        out.append({"out": attempt(fn, x, what="from_gan_range"), "input_after": x})
+    return out
+
+
+def _judge_from_gan_range(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -> str:
+    """[-1, 1] -> [0, 1], clamped, same shape, input untouched: equal to dcgan_ref.data.from_gan_range."""
+    from dcgan_ref.data import from_gan_range as ref
+
+    for case, result in zip(cases, data, strict=True):
+        x = case["x"]
         expected = ref(x)
-        what = f"from_gan_range({name}, shape {tuple(x.shape)})"
-        before = x.clone()
-        out = expect_tensor(call(fn, x, what="from_gan_range"), what)
-        expect(torch.equal(x, before), f"{what} changed its input in place (e.g. with add_ or clamp_): "
-               "the caller still needs x; compute a new tensor.")
+        what = f"from_gan_range({case['name']}, shape {tuple(x.shape)})"
+        out = expect_plain_tensor(unwrap(result["out"]), what)
+        expect(torch.equal(result["input_after"], x), f"{what} changed its input in place (e.g. with add_ or "
+               "clamp_): the caller still needs x; compute a new tensor.")
         expect_shape(out, expected.shape, what, hint="keep the shape; only the values change")
         # exact arithmetic on values of order 1: float32 rounding only
         if not matches(out, expected, rtol=0, atol=1e-6):
@@ -156,11 +209,17 @@ def check_from_gan_range(fn: Callable[..., Any], hidden: bool = False) -> None:
                 hint = "-1 should map to 0: add 1 before dividing by 2"
             elif matches(out, (x + 1).clamp(0, 1), rtol=0, atol=1e-6):
                 hint = "1 should map to 1: divide by 2 after adding 1"
+            elif matches(out, x.clamp(0, 1), rtol=0, atol=1e-6):
+                hint = "clamping alone throws away the negative half: first map [-1, 1] to [0, 1] with (x + 1) / 2"
+            elif matches(out, ((x + 1) / 2).clamp(0, 1) * 255, rtol=0, atol=1e-4):
+                hint = "these are 0 to 255; matplotlib's float images are 0 to 1: don't multiply by 255"
             else:
                 hint = "the inverse of x = 2p - 1 is p = (x + 1) / 2, then clamp to [0, 1]"
             expect_close(out, expected, what, rtol=0, atol=1e-6, hint=hint)
-    passed(f"from_gan_range equals dcgan_ref.data.from_gan_range on {len(inputs)} inputs"
-           + (" (hidden tests)" if hidden else "") + ".")
+    return f"from_gan_range equals dcgan_ref.data.from_gan_range on {len(cases)} inputs."
+
+
+check_from_gan_range = exercise("from_gan_range", _probe_from_gan_range, _judge_from_gan_range, _display_cases)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,39 +244,66 @@ def _transform_hint(out: torch.Tensor, pil: Any, size: int, expected: torch.Tens
             "Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))")
 
 
-def check_make_transform(fn: Callable[..., Any], hidden: bool = False) -> None:
-    """``fn(image_size=64)`` returns a transform of PIL images equal to dcgan_ref.data.make_transform."""
+def _transform_cases(hidden: bool) -> dict[str, Any]:
+    """Sizes to build the transform with (() = the default) and square uint8 HWC images."""
+    sizes = [(64,), (32,), ()] if not hidden else [(64,), (32,), (48,), (), (16,)]
+    batches = [b for name, b in real_batches(hidden) if "noise" not in name]  # CIFAR-shaped, square
+    return {"sizes": sizes, "images": [torch.from_numpy(np.ascontiguousarray(img)) for b in batches for img in b[:4]]}
+
+
+def _probe_make_transform(fn: Callable[..., Any], cases: dict[str, Any]) -> list[dict[str, Any]]:
+    """Build the student's transform for each size and apply it to every image as a PIL image."""
+    from PIL import Image
+
+    results: list[dict[str, Any]] = []
+    for args in cases["sizes"]:
+        what_tf = f"make_transform({args[0] if args else ''})"
+        try:
+            tf = call(fn, *args, what=what_tf)
+        except CheckFailure as err:
+            results.append({"built": {"error": str(err)}})
+            continue
+        if not callable(tf):
+            results.append({"built": {"value": type_name(to_plain(tf))}})
+            continue
+        outs = []
+        for img in cases["images"]:
+            what = f"{what_tf}(a {img.shape[1]}x{img.shape[0]} PIL image)"
+            outs.append(attempt(tf, Image.fromarray(img.numpy()), what=what))
+        results.append({"built": {"value": "transform"}, "outputs": outs})
+    return results
+
+
+def _judge_make_transform(cases: dict[str, Any], data: list[dict[str, Any]]) -> str:
+    """Every output equals dcgan_ref.data.make_transform(size) applied to the same PIL image."""
     from PIL import Image
 
     from dcgan_ref.data import make_transform as ref
 
-    sizes = [(64,), (32,), ()] if not hidden else [(64,), (32,), (48,), (), (16,)]
-    batches = [b for name, b in real_batches(hidden) if "noise" not in name]  # CIFAR-shaped, square
     runs = 0
-    for args in sizes:
+    for args, result in zip(cases["sizes"], data, strict=True):
         size = args[0] if args else 64
         what_tf = f"make_transform({args[0] if args else ''})"
-        tf = call(fn, *args, what=what_tf)
-        if not callable(tf):
-            fail(f"{what_tf} returned {type(tf).__name__}, expected a transform "
+        built = unwrap(result["built"])
+        if built != "transform":
+            fail(f"{what_tf} returned {built}, expected a transform "
                  "(transforms.Compose([...]) is callable on a PIL image).")
         reference = ref(size)
-        for batch in batches:
-            for img in batch[:4]:
-                pil = Image.fromarray(img)
-                expected = reference(pil)
-                what = f"{what_tf}(a {img.shape[1]}x{img.shape[0]} PIL image)"
-                try:
-                    out = call(tf, pil, what=what)
-                except CheckFailure as err:
-                    fail(f"{err} Hint: the order is Resize (on the PIL image), ToTensor, then Normalize "
-                         "(Normalize needs a tensor).")
-                out = expect_tensor(out, what)
-                if out.shape != expected.shape or not matches(out, expected, rtol=0, atol=1e-5):
-                    hint = _transform_hint(out, pil, size, expected)
-                    expect_shape(out, expected.shape, what, hint=hint)
-                    # identical PIL resize and arithmetic: only float32 rounding differs
-                    expect_close(out, expected, what, rtol=0, atol=1e-5, hint=hint)
-                runs += 1
-    passed(f"make_transform matches dcgan_ref.data.make_transform on {runs} images at {len(sizes)} sizes"
-           + (" (hidden tests)" if hidden else "") + ".")
+        for img, outcome in zip(cases["images"], result["outputs"], strict=True):
+            pil = Image.fromarray(img.numpy())
+            expected = reference(pil)
+            what = f"{what_tf}(a {img.shape[1]}x{img.shape[0]} PIL image)"
+            if "error" in outcome:
+                fail(f"{outcome['error']} Hint: the order is Resize (on the PIL image), ToTensor, then Normalize "
+                     "(Normalize needs a tensor).")
+            out = expect_plain_tensor(unwrap(outcome), what)
+            if out.shape != expected.shape or not matches(out, expected, rtol=0, atol=1e-5):
+                hint = _transform_hint(out, pil, size, expected)
+                expect_shape(out, expected.shape, what, hint=hint)
+                # identical PIL resize and arithmetic: only float32 rounding differs
+                expect_close(out, expected, what, rtol=0, atol=1e-5, hint=hint)
+            runs += 1
+    return f"make_transform matches dcgan_ref.data.make_transform on {runs} images at {len(cases['sizes'])} sizes."
+
+
+check_make_transform = exercise("make_transform", _probe_make_transform, _judge_make_transform, _transform_cases)

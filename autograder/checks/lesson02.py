@@ -631,9 +631,10 @@ def _grad_x_shape_hint(got: tuple[int, ...], case: dict[str, Any]) -> str:
     if got[2:] == ((ho - 1) * s + k, (wo - 1) * s + k):
         return "the padding is not cropped: remove `padding` rows and columns from each side of the result"
     if got[2:] == ((ho - 1) * s + k - 2 * p, (wo - 1) * s + k - 2 * p):
-        return ("the last (H + 2*padding - k) % stride rows (and columns) of x were never read by the forward "
-                "convolution: their gradient is 0, but grad_x still has x's shape (pad with zeros, or give "
-                "F.fold output_size=(H, W))")
+        return ("grad_x has x's shape, but here (H + 2*padding - k) is not a multiple of stride: the stamps cover "
+                "(H_out - 1)*stride + k rows of the PADDED input, which has H + 2*padding; put them into a "
+                "zero canvas of the padded size (the rows no window read get 0), then crop `padding` from each "
+                "side (F.fold with output_size=(H, W) and padding=padding does exactly this)")
     if got[2:] == (ho + k - 1 - 2 * p, wo + k - 1 - 2 * p):
         return ("the stride is ignored: grad_out[i, j] goes back to the window that starts at "
                 "(i*stride, j*stride), so insert stride - 1 zeros between its pixels (or stamp at stride steps)")
