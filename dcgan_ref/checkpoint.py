@@ -56,6 +56,8 @@ def atomic_write(path: str | Path, write: Any, what: str = "file") -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         write(tmp)
+        if not tmp.exists():  # the writer had nothing to write
+            return
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

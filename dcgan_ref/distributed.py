@@ -55,10 +55,12 @@ def init(device_type: str) -> DistInfo:
     return info
 
 
-def cleanup(info: DistInfo) -> None:
-    """Wait for every rank, then leave the process group."""
+def cleanup(info: DistInfo, barrier: bool = True) -> None:
+    """Wait for every rank (unless ``barrier=False``: after an error, the others may never come),
+    then leave the process group."""
     if info.enabled and dist.is_initialized():
-        dist.barrier()
+        if barrier:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -4,7 +4,9 @@ FID is the Fréchet distance between Gaussians fitted to Inception-v3 pool3 feat
 generated and of real images. The number means something only with its protocol, so every
 result carries it: how many images on each side, which split, how they were resized, which
 network and weights. The standard protocol (TTUR / pytorch-fid) is followed: 8-bit pixels,
-bilinear resize to 299x299, the Inception graph of 2015-12-05 that TensorFlow's FID used.
+bilinear resize to 299x299, the Inception graph of 2015-12-05 that TensorFlow's FID used; by
+default 50,000 generated images against the whole training split, as papers report FID, with G's
+BatchNorm in the same mode as the sample grids (batch statistics).
 
 Two backends hold that same network:
 
@@ -218,10 +220,9 @@ def load_inception(backend: str = "auto", device: str | torch.device = "cpu") ->
         try:
             return _LOADERS[name](device)
         except FIDUnavailableError as err:
-            reasons.append(f"  - {name}: {err}. Fix: {_INSTALL_HINT[name]}")
+            reasons.append(f"{name}: {err}. Fix: {_INSTALL_HINT[name]}")
     raise FIDUnavailableError(
-        "cannot compute FID: no backend with the standard TF-Inception weights is available.\n"
-        + "\n".join(reasons)
+        "cannot compute FID: no backend with the standard TF-Inception weights is available: " + "; ".join(reasons)
     )
 
 
@@ -302,41 +303,85 @@ def _nz_of(generator: nn.Module) -> int:
     return int(nz)
 
 
+BATCHNORM_MODES = ("batch", "running")
+
+
 @torch.no_grad()
 def generated_images(
-    generator: nn.Module, n: int, batch_size: int = 50, seed: int = 0, nz: int | None = None
+    generator: nn.Module,
+    n: int,
+    batch_size: int = 50,
+    seed: int = 0,
+    nz: int | None = None,
+    batchnorm: str | None = None,
 ) -> torch.Tensor:
     """n uint8 samples (n, 3, S, S) from z ~ N(0, I) drawn on the CPU from ``seed`` (device-independent).
 
-    In train mode BatchNorm uses each batch's statistics (as the trainer's sample grids do), on a copy.
+    ``batchnorm``: "batch" normalises each batch of ``batch_size`` with its own statistics (train
+    mode, as the trainer's sample grids and ``sample``'s default), "running" with the running
+    averages (eval mode), None as the generator is. Works on a copy: G's statistics stay as they
+    are. One-channel generators are repeated to 3 channels (Inception's input), as is usual for MNIST.
     """
     nz = nz or _nz_of(generator)
     device = next(generator.parameters()).device
-    if generator.training:  # batch statistics: work on a copy so G's running averages stay as they are
-        generator = copy.deepcopy(generator)
+    if batchnorm is not None and batchnorm not in BATCHNORM_MODES:
+        raise ValueError(f"batchnorm must be 'batch' or 'running', got {batchnorm!r}")
+    train_mode = generator.training if batchnorm is None else batchnorm == "batch"
+    if train_mode or generator.training != train_mode:  # a copy: G's mode and running averages stay
+        generator = copy.deepcopy(generator).train(train_mode)
     g = torch.Generator().manual_seed(seed)
     out = []
     for i in range(0, n, batch_size):
         z = torch.randn(min(batch_size, n - i), nz, generator=g).to(device)
-        out.append(to_uint8(generator(z)).cpu())
+        out.append(_rgb(to_uint8(generator(z).float())).cpu())
     return torch.cat(out)
 
 
-def real_images(dataset: str, n: int, split: str = "train", data_root: str | Path = "data") -> torch.Tensor:
-    """The first n images of a split as uint8 (n, 3, 32, 32): 'cifar10' or the offline 'synthetic' set."""
-    from .data import make_dataset, uint8_images
+def _rgb(images: torch.Tensor) -> torch.Tensor:
+    return images.expand(-1, 3, -1, -1).contiguous() if images.shape[1] == 1 else images
 
-    if dataset not in ("cifar10", "synthetic"):
-        raise ValueError(f"FID reference set must be 'cifar10' or 'synthetic', got {dataset!r}")
+
+def path_digest(path: str | Path) -> str:
+    """A short stable tag of a folder's absolute path (cache keys of folder data sets)."""
+    return hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:10]
+
+
+def images_of(dataset: Any, n: int, batch_size: int = 256) -> torch.Tensor:
+    """The first n images of a trainer data set as uint8 (n, 3, H, W): the stored pixels of an
+    array-backed set (grey repeated to RGB), else the transformed [-1, 1] images rounded to 8 bits."""
+    from torch.utils.data import DataLoader, Subset
+
+    from .data import uint8_images
+
+    if n > len(dataset):
+        raise ValueError(f"asked for {n} real images but the data set holds only {len(dataset)}")
+    imgs = uint8_images(dataset)
+    if imgs is not None:
+        return _rgb(imgs[:n])
+    loader = DataLoader(Subset(dataset, range(n)), batch_size=batch_size, num_workers=0)
+    return torch.cat([_rgb(to_uint8(x)) for x, _ in loader])
+
+
+def real_images(dataset: str, n: int, split: str = "train", data_root: str | Path = "data") -> torch.Tensor:
+    """The first n images of a split as uint8 (n, 3, H, W) at their stored size: 'cifar10' (32x32),
+    'mnist' (28x28), 'digits' (32x32) or the offline 'synthetic' set (32x32)."""
+    from .data import make_dataset
+
+    if dataset not in ("cifar10", "mnist", "digits", "synthetic"):
+        raise ValueError(f"FID reference set must be cifar10, mnist, digits or synthetic, got {dataset!r}")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     ds = make_dataset(dataset, root=data_root, image_size=32, train=split == "train", n_synthetic=n)
-    imgs = uint8_images(ds)
-    if imgs is None:  # pragma: no cover - both sets above are array-backed
-        raise ValueError(f"{dataset} is not an array-backed data set")
-    if len(imgs) < n:
-        raise ValueError(f"asked for {n} real images but {dataset} {split} holds only {len(imgs)}")
-    return imgs[:n]
+    if len(ds) < n:
+        raise ValueError(f"asked for {n} real images but {dataset} {split} holds only {len(ds)}")
+    return images_of(ds, n)
+
+
+def reference_size(dataset: str, split: str = "train", data_root: str | Path = "data") -> int:
+    """How many images the reference split holds (the paper protocol's N real: all of them)."""
+    from .data import make_dataset
+
+    return len(make_dataset(dataset, root=data_root, image_size=32, train=split == "train"))
 
 
 def real_stats(
@@ -347,12 +392,14 @@ def real_stats(
     data_root: str | Path = "data",
     batch_size: int = 50,
     cache_dir: str | Path | None = None,
+    reference: Any | None = None,
 ) -> tuple[FeatureGaussian, dict[str, Any]]:
     """The Gaussian of the real set's features, from the disk cache when computed before, and
     an info dict (whether the cache was used, where it is, the real images' size).
 
     Cached as ``<cache_dir>/fid_stats_<dataset>_<split>_<n>_<backend>_v<k>.pt`` (default cache
-    dir: ``<data_root>/fid_stats``).
+    dir: ``<data_root>/fid_stats``). ``reference``: a trainer data set to take the images from
+    instead (``dataset`` is then only the cache key).
     """
     cache = Path(cache_dir) if cache_dir is not None else Path(data_root) / "fid_stats"
     path = cache / f"fid_stats_{dataset}_{split}_{n}_{extractor.backend}_v{CACHE_VERSION}.pt"
@@ -360,7 +407,7 @@ def real_stats(
         saved = torch.load(path, map_location="cpu", weights_only=True)
         stats = FeatureGaussian(saved["mu"], saved.get("sigma"), saved.get("factor"), saved["n"])
         return stats, {"real_stats": f"cached in {path}", "real_size": saved["size"]}
-    imgs = real_images(dataset, n, split, data_root)
+    imgs = images_of(reference, n) if reference is not None else real_images(dataset, n, split, data_root)
     stats = feature_gaussian(imgs, extractor, batch_size)
     size = int(imgs.shape[-1])
     try:
@@ -398,7 +445,7 @@ def fid_from_images(
 
 def compute_fid(
     generator: nn.Module,
-    n: int = 10000,
+    n: int = 50000,
     dataset: str = "cifar10",
     data_root: str | Path = "data",
     device: str | torch.device | None = None,
@@ -409,37 +456,53 @@ def compute_fid(
     seed: int = 0,
     cache_dir: str | Path | None = None,
     extractor: InceptionFeatures | None = None,
+    batchnorm: str | None = "batch",
+    reference: Any | None = None,
+    reference_key: str | None = None,
 ) -> FIDResult:
-    """FID of ``generator`` (n samples, z from ``seed``) against the first ``n_real`` (default n)
-    images of ``dataset``'s ``split``, with the protocol attached.
+    """FID of ``generator`` (n samples, z from ``seed``) against the first ``n_real`` images of
+    ``dataset``'s ``split``, with the protocol attached.
 
-    The generator is used in the mode it is in (``load_generator`` returns it in eval mode:
-    BatchNorm's running statistics); the protocol records which.
+    Defaults: the protocol papers report, 50,000 generated images against the whole training
+    split (``n_real`` None: all of it, 50,000 for CIFAR-10). G's BatchNorm as in the sample grids
+    (``batchnorm="batch"``: statistics of each batch of ``batch_size`` generated images; "running":
+    its running averages; None: G as it is); the protocol records which. ``reference``: a trainer
+    data set (any of them) to compare against instead, cached under ``reference_key``.
     """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
-    n_real = n if n_real is None else n_real
+    if n < 2:
+        raise ValueError(f"FID needs at least 2 generated images, got --n {n}")
+    if n_real is None:  # the whole split; the procedural synthetic set has no fixed size: n
+        if reference is not None:
+            n_real = len(reference)
+        else:
+            n_real = n if dataset == "synthetic" else reference_size(dataset, split, data_root)
     extractor = extractor or load_inception(backend, device)
-    real, real_info = real_stats(extractor, dataset, n_real, split, data_root, batch_size, cache_dir)
+    key = reference_key or dataset
+    real, real_info = real_stats(extractor, key, n_real, split, data_root, batch_size, cache_dir, reference)
     generator = generator.to(device)
-    fake = generated_images(generator, n, batch_size, seed)
+    fake = generated_images(generator, n, batch_size, seed, batchnorm=batchnorm)
     gen = feature_gaussian(fake, extractor, batch_size)
+    mode = generator.training if batchnorm is None else batchnorm == "batch"
     protocol = {
         "n_generated": n,
         "n_real": n_real,
-        "dataset": dataset,
+        "dataset": key,
         "split": split,
         "real_images": f"first {n_real} of the {split} split",
         "generated_size": int(fake.shape[-1]),
         **real_info,
         **extractor.protocol(),
         "seed": seed,
-        "generator_mode": "train (batch statistics)" if generator.training else "eval (running statistics)",
+        "generator_mode": (f"BatchNorm on the statistics of each batch of {batch_size} generated images "
+                           "(train mode, as the sample grids)") if mode else
+                          "BatchNorm on its running averages (eval mode)",  # fmt: skip
     }
     if n < FEATURE_DIM or n_real < FEATURE_DIM:
         protocol["warning"] = (
             f"N below {FEATURE_DIM}: the covariances are singular and FID is biased upwards; "
-            "compare only numbers measured with the same N (the standard is 10000 or 50000)"
+            "compare only numbers measured with the same N (papers use 50000 generated vs the training set)"
         )
     return FIDResult(fid_between(gen, real), protocol)

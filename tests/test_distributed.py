@@ -66,7 +66,7 @@ def history(out: Path) -> list[dict[str, float]]:
 
 
 def test_two_processes_write_one_set_of_artifacts(runs):
-    expected = ["checkpoints/last.pt", "generator.pt", "losses.png", "metrics.csv", "progress.gif",
+    expected = ["checkpoints/last.pt", "config.json", "generator.pt", "losses.png", "metrics.csv", "progress.gif",
                 "samples/epoch_001.png", "samples/final.png"]  # fmt: skip
     assert runs["files_after_first"] == expected, f"after 4 steps on 2 ranks: {runs['files_after_first']}"
     for name in ("first", "second"):
