@@ -94,7 +94,7 @@ def collect(
     release_path = course.release_notebook(assignment, root_path)
     if not release_path.exists():
         raise SystemExit(f"{release_path} not found: run `python -m autograder release` first")
-    release = nbformat.read(release_path, as_version=4)
+    release = read_notebook(str(release_path))
     submitted = root_path / SUBMITTED
     if inbox:
         items = find_inbox(inbox, assignment)

@@ -42,13 +42,16 @@ def config_path(root: str | os.PathLike[str] | None = None) -> Path:
 
 
 def assignments(root: str | os.PathLike[str] | None = None) -> list[str]:
-    """Names of the lessons with a source notebook: ``solutions/NN_name/NN_name.ipynb``, sorted."""
-    src = course_root(root) / SOURCE_DIR
-    if not src.is_dir():
-        return []
-    return sorted(
-        d.name for d in src.iterdir() if _ASSIGNMENT_RE.match(d.name) and (d / f"{d.name}.ipynb").is_file()
-    )
+    """Names of the lessons: ``solutions/NN_name/NN_name.ipynb``, or, for a course whose solutions
+    stay private, ``lessons/NN_name/NN_name.ipynb``; sorted."""
+    names: set[str] = set()
+    for folder in (SOURCE_DIR, RELEASE_DIR):
+        d = course_root(root) / folder
+        if d.is_dir():
+            names |= {x.name for x in d.iterdir() if _ASSIGNMENT_RE.match(x.name) and (x / f"{x.name}.ipynb").is_file()}
+    if (course_root(root) / SOURCE_DIR).is_dir() and any((course_root(root) / SOURCE_DIR).iterdir()):
+        return sorted(n for n in names if (course_root(root) / SOURCE_DIR / n / f"{n}.ipynb").is_file())
+    return sorted(names)
 
 
 def source_notebook(assignment: str, root: str | os.PathLike[str] | None = None) -> Path:

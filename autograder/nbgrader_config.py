@@ -27,7 +27,10 @@ c.CourseDirectory.autograded_directory = os.path.join("autograder", "autograded"
 c.CourseDirectory.feedback_directory = os.path.join("autograder", "feedback")
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(_HERE, "gradebook.db")
 # Files nbgrader copies next to each notebook (release, autograde) except these.
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.log", "*.orig"]
+# Run outputs a lesson leaves when it is executed in place (runs/, data/, checkpoints, learning.json)
+# are not part of the lesson: never released, never copied next to a submission.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.log", "*.orig",
+                            "runs", "data", "*.pt", "*.pth", "learning.json", "*.gif"]
 
 c.NbGrader.logfile = os.path.join(_HERE, ".nbgrader.log")
 

@@ -194,6 +194,17 @@ def repair_notebook(submission: NotebookNode, release: NotebookNode) -> tuple[No
             match[p], how[p] = pick, "content"
             claimed.add(pick)
 
+    # 4. answers moved elsewhere: the code cell that defines the answer's names (the last one, as it
+    #    is the definition that runs last); never put back a blank answer that would redefine them
+    for p, ref in enumerate(refs):
+        if p in match or not _is_solution(ref) or ref.cell_type != "code":
+            continue
+        names = defined_names(ref.source)
+        cands = [i for i in range(len(sub.cells)) if free(i, "code") and names & defined_names(sub.cells[i].source)]
+        if names and cands:
+            match[p], how[p] = cands[-1], "names"
+            claimed.add(cands[-1])
+
     # restore metadata (and locked sources) on matched cells
     restored_meta: list[str] = []
     for p, i in sorted(match.items()):
@@ -202,7 +213,8 @@ def repair_notebook(submission: NotebookNode, release: NotebookNode) -> tuple[No
         if how[p] != "metadata":
             restored_meta.append(gid)
             if _is_solution(ref):
-                repairs.append(Repair("answer", gid, f"answer cell '{gid}' identified by order and content (cell {i})"))
+                by = "the names it defines" if how[p] == "names" else "order and content"
+                repairs.append(Repair("answer", gid, f"answer cell '{gid}' identified by {by} (cell {i})"))
         sub.cells[i] = _restore(cell, ref, gid, repairs)
 
     if restored_meta:
@@ -236,11 +248,29 @@ def repair_notebook(submission: NotebookNode, release: NotebookNode) -> tuple[No
     for p in missing:  # matched neighbours out of order: append what is left
         if p not in placed:
             out.append(_missing_cell(refs[p], repairs))
-    sub.cells = out
+    sub.cells = _answers_before_their_tests(out, refs, repairs)
     _dedupe_ids(sub)
     if not sub.metadata.get("kernelspec"):
         sub.metadata["kernelspec"] = copy.deepcopy(release.metadata.get("kernelspec", {}))
     return sub, repairs
+
+
+def _answers_before_their_tests(cells: list[NotebookNode], refs: list[NotebookNode],
+                                repairs: list[Repair]) -> list[NotebookNode]:
+    """An answer cell found after its own test cell moves back right before it (else its check
+    would run before the answer is defined)."""
+    order = [_gid(r) for r in refs]
+    for k, gid in enumerate(order):
+        ref = refs[k]
+        if not _is_solution(ref) or k + 1 >= len(order) or not _meta(refs[k + 1]).get("grade"):
+            continue
+        test = order[k + 1]
+        pos = {_gid(c): i for i, c in enumerate(cells) if _gid(c)}
+        if gid in pos and test in pos and pos[gid] > pos[test]:
+            cell = cells.pop(pos[gid])
+            cells.insert(pos[test], cell)
+            repairs.append(Repair("answer", gid, f"answer cell '{gid}' was below its check: moved back before it"))
+    return cells
 
 
 def _resolve_duplicates(
@@ -391,6 +421,24 @@ def overwrite_from_source(nb: NotebookNode, source: NotebookNode) -> NotebookNod
 
 
 def read_notebook(path: str) -> NotebookNode:
-    """Read any nbformat-4 notebook (Colab's 4.0 included) without failing on missing ids."""
-    with open(path, encoding="utf-8") as f:
+    """Read any nbformat-4 notebook (Colab's 4.0 included, a UTF-8 byte-order mark too) without
+    failing on missing ids."""
+    with open(path, encoding="utf-8-sig") as f:
         return nbformat.read(f, as_version=4)
+
+
+def defined_names(source: str) -> set[str]:
+    """Names a cell defines at top level (``def f``, ``class C``, ``f = ...``); empty if it does not parse."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return names

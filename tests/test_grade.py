@@ -8,11 +8,11 @@ import json
 import nbformat
 import pytest
 from course_fixture import FIXTURE, answer_ids, build_course, cell_points, filled, replace_solution
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 from nbgrader.utils import compute_checksum, determine_grade
 
 from autograder import cli, course
-from autograder.grade import checksum, execute_notebook, grade_notebook, score_cell, score_notebook
+from autograder.grade import checksum, grade_notebook, score_cell
 
 
 def _graded(outputs=(), points=2, solution=False, cell_type="code", source="check(f)", gid="test_x"):
@@ -84,59 +84,6 @@ def test_checksum_agrees_with_nbgrader():
         assert checksum(cell) == compute_checksum(cell), cell.id
 
 
-def _kernel_notebook():
-    """Graded cells exercising the grading kernel: stderr, warnings, an endless loop, the env var."""
-    def graded(gid, src, points=1):
-        return _graded(points=points, source=src, gid=gid)
-
-    cells = [
-        new_code_cell("import sys, os, warnings"),
-        graded("test_stderr", "print('fine so far')\nprint('oops', file=sys.stderr)"),
-        graded("test_warning", "warnings.warn('harmless', UserWarning)\nprint('done')"),
-        graded("test_torch_warning", "import torch\nt = torch.tensor(torch.ones(2))  # copy-construct: torch warns\n"
-                                     "assert t.sum().item() == 2.0"),
-        graded("test_env", "assert os.environ.get('NBGRADER_EXECUTION') == 'autograde', os.environ.get("
-                           "'NBGRADER_EXECUTION')"),
-        graded("test_loop", "while True:\n    pass", points=3),
-        graded("test_after_loop", "x = 41 + 1\nassert x == 42"),
-        graded("test_name_error", "undefined_answer(3)"),
-    ]
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
-
-
-@pytest.fixture(scope="module")
-def kernel_run(tmp_path_factory):
-    nb = _kernel_notebook()
-    executed = execute_notebook(nb, tmp_path_factory.mktemp("kernel"), timeout=8)
-    return executed
-
-
-@pytest.mark.slow
-def test_grading_kernel_rules(kernel_run):
-    results = {r.grade_id: r for r in score_notebook(kernel_run, timeout=8)}
-    # nbgrader's rule: anything on stderr costs the cell
-    assert results["test_stderr"].points == 0 and results["test_stderr"].status == "stderr"
-    # a warning (plain or torch's, from correct code) goes to stdout in the grading kernel: full points
-    assert results["test_warning"].points == 1, results["test_warning"]
-    assert results["test_torch_warning"].points == 1, results["test_torch_warning"]
-    outputs = [c for c in kernel_run.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-               == "test_torch_warning"][0].outputs
-    assert any(o.output_type == "stream" and o.name == "stdout" and "UserWarning" in o.text for o in outputs)
-    assert results["test_env"].points == 1, results["test_env"]
-    # the endless loop costs its own cell only; the kernel carries on
-    assert results["test_loop"].points == 0 and results["test_loop"].status == "timeout"
-    assert results["test_after_loop"].points == 1, results["test_after_loop"]
-    assert results["test_name_error"].points == 0 and "NameError" in results["test_name_error"].message
-
-
-@pytest.mark.slow
-def test_scores_agree_with_nbgrader_on_executed_cells(kernel_run):
-    for cell in kernel_run.cells:
-        if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
-            assert score_cell(copy.deepcopy(cell)) == determine_grade(copy.deepcopy(cell)), cell.source
-
 
 @pytest.fixture(scope="module")
 def fixture_course(tmp_path_factory):
@@ -187,9 +134,14 @@ def test_hidden_tests_from_source_are_run(fixture_course, tmp_path):
     cheat = replace_solution(answers["flatten_batch"], "return x.reshape(2, 3)")
     path = tmp_path / f"{FIXTURE}.ipynb"
     nbformat.write(filled(rel, src, {"flatten_batch": cheat}), path)
+    # the submission's own test cells are edited to `pass`: the source's are used all the same
+    nb = nbformat.read(path, as_version=4)
+    for c in nb.cells:
+        if c.metadata.get("nbgrader", {}).get("grade"):
+            c.source = "pass"
+    nbformat.write(nb, path)
     with_source = grade_notebook(path, root=fixture_course, timeout=30)
-    without = grade_notebook(path, root=fixture_course, timeout=30, use_source=False)
     get = {c.grade_id: c.points for c in with_source.cells}
     assert get["test_flatten_batch"] == 0
-    assert {c.grade_id: c.points for c in without.cells}["test_flatten_batch"] == cell_points(src)["test_flatten_batch"]
-    assert without.full_marks and not with_source.full_marks
+    assert get["test_double"] == cell_points(src)["test_double"]
+    assert not with_source.full_marks and with_source.used_source
