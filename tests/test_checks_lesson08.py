@@ -321,6 +321,18 @@ def test_train_epoch_reference_is_refused():
             lesson08.check_train_epoch(fn)
 
 
+def test_train_epoch_dataloader_pairs_are_named():
+    good = make_train_epoch()
+
+    def pairs(G, D, opt_G, opt_D, loader, nz, device, scaler=None):
+        for _real, _ in loader:  # a DataLoader habit: (images, labels)
+            pass
+        return good(G, D, opt_G, opt_D, loader, nz, device, scaler)
+
+    with pytest.raises(CheckFailure, match="not \\(images, labels\\) pairs"):
+        lesson08.check_train_epoch(pairs)
+
+
 def test_train_epoch_not_implemented():
     def todo(*args, **kwargs):
         raise NotImplementedError()

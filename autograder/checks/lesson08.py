@@ -511,6 +511,9 @@ def _judge_train_epoch(cases: dict[str, Any], data: dict[str, Any]) -> str:
                 fail(f"{err} ({where}: without a GPU there is no scaler; with scaler=None use plain "
                      "loss.backward() and opt.step()).")
             _judge_events(got["events"], n, "cpu", run["scaler"], f"in {where}", partial=True)
+            if "unpack" in str(err):
+                fail(f"{err} (the loader yields batches of images, tensors (B, C, H, W), not (images, labels) "
+                     "pairs: for real in loader).")
             raise
         _judge_events(got["events"], n, "cpu", run["scaler"], f"in {where}")
         ref = _reference_epoch(run)
