@@ -86,6 +86,14 @@ def gan_no_divide(img):
     return as_tensor(img).float().movedim(-1, -3) - 1
 
 
+def gan_numpy_only(img):
+    return torch.from_numpy(img).float().movedim(-1, -3) / 127.5 - 1
+
+
+def gan_tensor_only(img):
+    return img.float().movedim(-1, -3) / 127.5 - 1
+
+
 def gan_ok_numpy_first(img):
     """Correct, written another way: the arithmetic in NumPy, then one conversion."""
     a = np.asarray(img, dtype=np.float32) / 127.5 - 1
@@ -151,6 +159,8 @@ def test_to_gan_range_refuses_any_reference_code():
         (gan_in_place, "changed its input in place"),
         (gan_bgr, "reverse order \\(BGR\\)"),
         (gan_no_divide, "divide by 127.5 before subtracting 1"),
+        (gan_numpy_only, "NumPy array OR a torch tensor"),
+        (gan_tensor_only, "NumPy array OR a torch tensor"),
     ],
 )
 def test_to_gan_range_mistakes(wrong, message):

@@ -270,6 +270,24 @@ def conv_wrong_channels(x, w, b, stride, padding):
     return conv_ok(x, w, b, stride, padding)[:, :1]
 
 
+def conv_bias_always(x, w, b, stride, padding):
+    out = conv_ok(x, w, None, stride, padding)
+    return out + b.view(1, -1, 1, 1)
+
+
+def conv_size_without_padding(x, w, b, stride, padding):
+    N, _, H, W = x.shape
+    C_out, _, k, _ = w.shape
+    out = w.reshape(C_out, -1) @ F.unfold(x, k, padding=padding, stride=stride)
+    return out.reshape(N, C_out, (H - k) // stride + 1, (W - k) // stride + 1)
+
+
+def conv_w_in_place(x, w, b, stride, padding):
+    out = conv_ok(x, w, b, stride, padding)
+    w.mul_(2)
+    return out
+
+
 def conv_tensor_unfold(x, w, b, stride, padding):
     """A third correct answer: Tensor.unfold (a strided view of the windows) and einsum."""
     k = w.shape[-1]
@@ -325,6 +343,9 @@ REFUSED = "calls a built-in convolution"
         (conv_via_transpose_adjoint, REFUSED),
         (conv_nn_grad, REFUSED),
         (conv_pads_in_place, "changed its input x in place"),
+        (conv_w_in_place, "changed its input w in place"),
+        (conv_bias_always, "b can be None"),
+        (conv_size_without_padding, r"reshape cannot work: H_out = \(H \+ 2\*padding - k\) // stride \+ 1"),
     ],
 )
 def test_conv2d_scratch_mistakes(wrong, message):

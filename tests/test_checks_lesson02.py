@@ -251,6 +251,10 @@ def ct_in_place(x, w, b, stride, padding):
     return out
 
 
+def ct_bias_always(x, w, b, stride, padding):
+    return ct_ok(x, w, None, stride, padding) + b.view(1, -1, 1, 1)
+
+
 def ct_numpy(x, w, b, stride, padding):
     return ct_ok(x, w, b, stride, padding).numpy()
 
@@ -280,6 +284,7 @@ TRANSPOSED = "calls a built-in transposed convolution"
         (ct_bias_twice, "the bias is added twice"),
         (ct_in_place, "changed its input x in place"),
         (ct_numpy, "returned a numpy.ndarray, expected a torch.Tensor"),
+        (ct_bias_always, "b can be None"),
         (ct_delegates, TRANSPOSED),
         (ct_delegates_module, TRANSPOSED),
         (ct_delegates_grad, TRANSPOSED),

@@ -59,6 +59,8 @@ def real_batches(hidden: bool) -> list[tuple[str, np.ndarray]]:
     noise = torch.randint(0, 256, (3, 12, 20, 3), generator=g, dtype=torch.uint8).numpy()  # H != W
     batches = [("synthetic images", synthetic), ("black/white images", edges), ("12x20 noise images", noise)]
     if hidden:
+        for name, shape in (("1x1 noise images", (4, 1, 1, 3)), ("20x6 noise images", (2, 20, 6, 3))):
+            batches.append((name, torch.randint(0, 256, shape, generator=g, dtype=torch.uint8).numpy()))
         cifar = _cifar_on_disk(32)
         if cifar is not None:
             batches.append(("CIFAR-10 test images", cifar))
@@ -132,6 +134,10 @@ def _judge_to_gan_range(cases: list[dict[str, Any]], data: list[list[dict[str, A
             try:
                 out = unwrap(result["out"])
             except CheckFailure as err:
+                if ("numpy" in kind and "'numpy.ndarray' object has no attribute" in str(err)) or (
+                        "torch" in kind and ("np.ndarray" in str(err) or "numpy()" in str(err))):
+                    fail(f"{err} ({what}) Hint: the input can be a NumPy array OR a torch tensor: "
+                         "torch.as_tensor(img) turns both into a tensor.")
                 if arr.ndim == 4:
                     fail(f"{err} ({what}) Hint: a batch is NHWC; its channel axis moves with permute(0, 3, 1, 2) "
                          "(check x.ndim, or use x.movedim(-1, -3), which handles both).")

@@ -235,6 +235,17 @@ def probe_tensor_fn(fn: Callable[..., Any], name: str, cases: list[dict[str, Any
     return out
 
 
+def tensor_error_hint(message: str, size_formula: str) -> str:
+    """A hint for the errors the usual slips raise in tensor code (no bias, a wrong output size)."""
+    if "calls" in message and "re-implements" in message:
+        return ""
+    if "NoneType" in message:
+        return " Hint: b can be None (a layer without bias): add the bias only when b is not None."
+    if "invalid for input of size" in message:
+        return f" Hint: the output size is off, so the reshape cannot work: {size_formula}."
+    return ""
+
+
 def judge_inputs_untouched(case: dict[str, Any], after: list[Any], arg_names: tuple[str, ...], what: str,
                            hint: str) -> None:
     """Judge side: every tensor argument must come back from the call unchanged."""
@@ -305,13 +316,17 @@ def _judge_conv2d_scratch(cases: list[dict[str, Any]], data: list[dict[str, Any]
     for case, result in zip(cases, data, strict=True):
         x, w, b, stride, padding = case["x"], case["w"], case["b"], case["stride"], case["padding"]
         what = f"conv2d_scratch({inputs_text(case)})"
+        if "error" in result["out"]:
+            err = str(result["out"]["error"])
+            hint = tensor_error_hint(err, "H_out = (H + 2*padding - k) // stride + 1 (and the same for W)")
+            fail((err.rstrip(".") + f" ({what})." + hint) if hint else err)
         out = unwrap(result["out"])
         expected = F.conv2d(x, w, b, stride=stride, padding=padding)
         out = expect_plain_tensor(out, what)
         if out.shape != expected.shape:
             expect_shape(out, expected.shape, what, hint=_conv_shape_hint(x, w, stride, padding, tuple(out.shape)))
         judge_inputs_untouched(case, result["inputs_after"], ("x", "w", "b"), what,
-                               "pad a copy (F.pad) instead.")
+                               "compute new tensors instead (F.pad returns a new, padded tensor).")
         # float32 sums taken in another order (unfold + matmul vs the conv kernel) differ by ~1e-6
         # relative; 1e-4 leaves a wide margin while every real mistake is off by O(1).
         if not matches(out, expected, rtol=1e-4, atol=1e-4):

@@ -54,6 +54,7 @@ from autograder.checks.lesson01 import (
     probe_blocks,
     probe_sizes,
     probe_tensor_fn,
+    tensor_error_hint,
 )
 
 #: every operator run by the autograd engine (``.backward()``, ``torch.autograd.grad``, ``torch.func``'s
@@ -317,6 +318,9 @@ def _transpose_error_hint(message: str) -> str:
     """A hint for the errors the usual mistakes raise inside F.conv2d."""
     if "calls" in message:
         return ""
+    general = tensor_error_hint(message, "H_out = (H - 1)*stride - 2*padding + k (and the same for W)")
+    if general:
+        return general
     if "Kernel size can't be greater" in message or "smaller than kernel" in message:
         return (" Hint: the zero-inserted input is smaller than the kernel: pad it by k - 1 - padding on each "
                 "side (not by padding), so that every stamp of the kernel fits.")
