@@ -47,11 +47,14 @@ pytestmark = pytest.mark.slow
 #: loaded CI machine) and short enough that the endless loops below cost little
 CELL_TIMEOUT = 15
 
-# per exercise: right / raise / loop / shape (tensor one column short) / warn (right + torch UserWarning)
+# per exercise: right / raise / loop / shape (tensor one column short) / warn (right + torch UserWarning) /
+# hostile (right, but reaching for the interpreter: the screen refuses it, 0 and flagged)
 PLANS = {
     LESSON01: {
-        "mixed1": {"conv_output_size": "warn", "conv2d_scratch": "shape", "down_block": "raise"},
-        "mixed2": {"conv2d_scratch": "loop"},  # only its test cell calls it: one cell times out
+        # conv_output_size refuses every tensor op, so the warning comes from down_block
+        "mixed1": {"conv_output_size": "raise", "conv2d_scratch": "shape", "down_block": "warn"},
+        # only its test cell calls it: one cell times out; a right answer that imports sys is screened out
+        "mixed2": {"conv2d_scratch": "loop", "down_block": "hostile"},
     },
     FIXTURE: {
         "mixed1": {"add_bias": "raise", "flatten_batch": "shape", "relu": "loop", "as_float": "warn"},
@@ -64,6 +67,8 @@ def mutate(kind: str, name: str, source: str) -> str:
     code = solution_code(source)
     if kind == "right":
         return code
+    if kind == "hostile":
+        return "import sys  # an answer never needs the interpreter's machinery\n" + code
     tails = {
         "raise": f"def {name}(*args, **kwargs):\n    raise ValueError('deliberately broken')",
         "loop": f"def {name}(*args, **kwargs):\n    while True:\n        pass",
@@ -272,3 +277,13 @@ def test_fixture_feedback_hides_the_hidden_sentinel(run):
         assert HIDDEN_SENTINEL not in path.read_text(encoding="utf-8")
     autograded = run["root"] / "autograder" / "autograded" / "solution" / FIXTURE / f"{FIXTURE}.ipynb"
     assert HIDDEN_SENTINEL in autograded.read_text(encoding="utf-8"), "the hidden tests did run"
+
+
+@pytest.mark.skipif(MIXED_LESSON != LESSON01, reason="the hostile answer is planned in lesson 01")
+def test_screened_answer_is_flagged_in_the_log_and_the_notebook(run):
+    """nbgrader autograde grades the trusted way: the screened answer is named in its log and the notebook."""
+    assert "REVIEW" in run["autograde_log"] and "down_block" in run["autograde_log"], run["autograde_log"][-3000:]
+    path = run["root"] / "autograder" / "autograded" / "mixed2" / MIXED_LESSON / f"{MIXED_LESSON}.ipynb"
+    meta = nbformat.read(path, as_version=4).metadata["autograder"]
+    assert meta["review"] and meta["flags"][0]["cell"] == "down_block"
+    assert meta["containment"] in ("bwrap", "user", "process")
