@@ -74,7 +74,7 @@ test-oldest:  ## the check tests and lesson notebooks on the lowest supported to
 	$(OLDEST)/bin/python tools/lower_bounds.py instructor dev > $(OLDEST)/constraints.txt
 	$(OLDEST)/bin/python -m pip install -q -c $(OLDEST)/constraints.txt -e ".[instructor,dev]"
 	$(OLDEST)/bin/python -c "import torch, torchvision; print('oldest: torch', torch.__version__, 'torchvision', torchvision.__version__)"
-	PATH=$(OLDEST)/bin:$$PATH OMP_NUM_THREADS=1 $(OLDEST)/bin/python -m pytest -q -p no:cacheprovider \
+	PATH=$(OLDEST)/bin:$$PATH OMP_NUM_THREADS=1 $(OLDEST)/bin/python -m pytest -n 2 --dist loadfile -q -p no:cacheprovider \
 		tests/test_checks_lesson*.py tests/test_notebooks_execute.py tests/test_solution_notebooks.py
 
 bench: setup

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import sys
 
 import torch
+
+from autograder.distribution import too_old, upgrade_hint
 
 
 def in_colab() -> bool:
@@ -41,11 +44,25 @@ def pick_device(verbose: bool = False) -> torch.device:
     return device
 
 
+def _installed(dist: str) -> str | None:
+    """The installed version of distribution ``dist``, None if it is not installed."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def setup(seed: int = 0) -> torch.device:
-    """Print where the notebook runs, seed torch, and return the device to use."""
+    """Print where the notebook runs, seed torch, and return the device to use.
+
+    Says in one line what to upgrade when torch or torchvision is older than the course needs.
+    """
     where = "Google Colab" if in_colab() else f"local Python {platform.python_version()}"
     if grading():
         where += " (autograding: long cells are skipped)"
     print(f"running in: {where}; torch {torch.__version__}")
+    old = too_old({"torch": torch.__version__, "torchvision": _installed("torchvision")})
+    if old:
+        print(upgrade_hint(old))  # stdout: nbgrader zeroes a cell that writes to stderr
     torch.manual_seed(seed)
     return pick_device(verbose=True)

@@ -4,6 +4,8 @@
 --no-db`` over every ``solutions/NN_name`` folder; ``python -m autograder generate`` does the same
 and records the assignments (notebooks, test cells with their hidden tests, points) in
 ``autograder/gradebook.db``, which ``nbgrader autograde`` needs. Both write the same ``lessons/``.
+Both first stamp the setup cell of the current release into the source notebooks
+(``autograder.distribution.stamp_setup_cells``), so every lesson installs the release it belongs to.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import nbformat
 
 from autograder import course
+from autograder.distribution import stamp_setup_cells
 
 #: notebook-level metadata an editor may leave in a source notebook that has no place in a lesson
 DROP_NOTEBOOK_METADATA = ("widgets", "colab", "accelerator", "toc", "varInspector")
@@ -57,11 +60,15 @@ def generate(
     release_dir: str | os.PathLike[str] | None = None,
     database: bool = False,
     quiet: bool = False,
+    stamp: bool | None = None,
 ) -> list[str]:
     """Generate the student notebooks of ``names`` (default: every lesson); returns the names.
 
     ``database=True`` also records them in the gradebook (the instructor's "generate" step).
     ``release_dir`` (default ``lessons/`` of the course) lets tests generate elsewhere.
+    ``stamp`` rewrites the source notebooks' setup cells to the current release first; by default
+    only for the course's own ``lessons/`` (``python -m autograder release``, ``make lessons``), so
+    a test that passes ``root`` or ``release_dir`` never writes to ``solutions/``.
     """
     root_path = course.course_root(root)
     names = list(names) if names else course.assignments(root_path)
@@ -70,6 +77,10 @@ def generate(
     missing = [n for n in names if not course.source_notebook(n, root_path).exists()]
     if missing:
         raise SystemExit(f"no source notebook for {', '.join(missing)} under {root_path / course.SOURCE_DIR}")
+    if stamp is None:
+        stamp = root is None and release_dir is None
+    if stamp:
+        stamp_setup_cells(root_path, names)
     out = Path(release_dir).resolve() if release_dir else root_path / course.RELEASE_DIR
     extra = [] if release_dir is None else [f"--CourseDirectory.release_directory={out}"]
     flags = ["--force"] + ([] if database else ["--no-db"]) + extra

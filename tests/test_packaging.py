@@ -46,3 +46,32 @@ def test_ci_runs_exactly_the_readme_test_command():
     commands = [ln for ln in ci.splitlines() if ln.strip() and not ln.startswith("#")]
     assert commands[-1].strip() == "make test"
     assert "make test" in (ROOT / "README.md").read_text()
+
+
+def test_every_requirement_has_a_lower_bound_that_test_oldest_pins():
+    """`make test-oldest` installs each `>=X` as `==X`: a requirement without one would go untested."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from lower_bounds import constraints, lower_bound
+    finally:
+        sys.path.pop(0)
+    assert lower_bound("nbgrader>=0.9.6,<0.10") == "nbgrader==0.9.6"
+    assert lower_bound("scikit-learn>=1.3  ") == "scikit-learn==1.3"
+    assert lower_bound("foo[bar]>=1.2; python_version<'3.12'") == "foo==1.2"
+    assert lower_bound("anything") is None
+    project = _pyproject()
+    extras = ["instructor", "dev"]
+    reqs = project["dependencies"] + [r for e in extras for r in project["optional-dependencies"][e]]
+    pins = constraints(extras)
+    assert len(pins) == len(reqs), f"without a lower bound: {[r for r in reqs if lower_bound(r) is None]}"
+    assert {_name(p) for p in pins} >= {"torch", "torchvision", "numpy", "matplotlib", "ipywidgets", "pillow"}
+
+
+def test_makefile_builds_dist_and_runs_the_oldest_bounds_outside_ci():
+    make = (ROOT / "Makefile").read_text()
+    assert "\ndist:" in make and "-m build --no-isolation" in make and "twine check --strict" in make
+    assert "\ntest-oldest:" in make and "lower_bounds.py" in make
+    test_line = next(ln for ln in make.splitlines() if ln.startswith("test:"))
+    assert "oldest" not in test_line and "dist" not in test_line, "test-oldest downloads torch: not in `make test`"
