@@ -246,15 +246,12 @@ def launch(containment: Containment, workdir: Path, worker_args: list[str]) -> L
     env.update(HOME=str(workdir), PYTHONPATH=str(pkg), MPLCONFIGDIR=str(workdir / ".mpl"),
                TORCHINDUCTOR_CACHE_DIR=str(workdir / ".inductor"))
     if containment.kind == "user":
-        os.chown(workdir, SANDBOX_UID, SANDBOX_UID)
-
-        def drop() -> None:
-            os.setsid()
-            os.setgroups([])
-            os.setgid(SANDBOX_UID)
-            os.setuid(SANDBOX_UID)
-
-        return Launch(python, env, str(workdir), drop)
+        # the worker drops to the sandbox uid itself, after importing what answers may import (the
+        # interpreter can live where that uid cannot read, e.g. /root) and before any student code
+        for p in [workdir, *workdir.rglob("*")]:
+            os.chown(p, SANDBOX_UID, SANDBOX_UID)
+        env["AUTOGRADER_DROP_UID"] = str(SANDBOX_UID)
+        return Launch(python, env, str(workdir), os.setsid)
     return Launch(python, env, str(workdir), os.setsid)
 
 

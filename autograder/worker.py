@@ -136,6 +136,27 @@ def _limit_resources() -> None:
         pass
 
 
+def _drop_privileges(uid: int) -> None:
+    """Become ``uid`` before any student code runs (the ``user`` containment, without bubblewrap).
+
+    The interpreter may live where that uid cannot read (``/root``), so every module an answer may
+    import (``autograder.screen.ALLOWED_MODULES``) is imported first, while we still can.
+    """
+    from autograder.screen import ALLOWED_MODULES
+
+    for name in sorted(ALLOWED_MODULES):
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+    for name in ("bdb", "pdb", "traceback", "inspect", "pydoc", "scipy.linalg", "torch.nn.functional", "torch.optim", "matplotlib.pyplot", "torchvision.transforms",
+                 "torch.utils.data", "numpy.linalg", "sklearn.datasets"):
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    os.environ["HOME"] = os.getcwd()
+
+
 def main(argv: list[str]) -> int:
     """``python -m autograder.worker REQUEST_FD REPLY_FD [MODULE ...]``: serve until the grader closes."""
     rfd, wfd = int(argv[0]), int(argv[1])
@@ -149,6 +170,13 @@ def main(argv: list[str]) -> int:
     for module in argv[2:]:
         importlib.import_module(module)
     worker = Worker()
+    drop_to = os.environ.pop("AUTOGRADER_DROP_UID", None)
+    if drop_to:
+        # IPython imports its traceback and display machinery on first use: use it once first
+        for warm in ("x = 1\nx", "1 / 0", "%time 1", "import warnings\nwarnings.warn('w')"):
+            worker.run(warm)
+        worker.shell.user_ns.pop("x", None)
+        _drop_privileges(int(drop_to))
     write_frame(wfd, dumps({"op": "ready", "pid": os.getpid()}))
     while True:
         frame = read_frame(rfd)
