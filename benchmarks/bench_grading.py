@@ -6,8 +6,8 @@ Not a test: prints a table. Goal: <= 15 s for one lesson submission on 2 cores.
     python benchmarks/bench_grading.py --class-size 0       # single submissions only
     python benchmarks/bench_grading.py --lessons 01_strided_convolution --class-size 10
 
-For each lesson it times ``python -m autograder check`` (in process: execute + score with the
-source's hidden tests) and ``nbgrader autograde LESSON --student bench`` (one nbgrader process, as
+For each lesson it times ``python -m autograder check`` (in process: trusted grading, the
+student's code in the sandboxed worker, the judges here, with the source's hidden tests) and ``nbgrader autograde LESSON --student bench`` (one nbgrader process, as
 an instructor runs it, gradebook included) on the solution notebook. The class run puts N
 submissions (half of them saved the way Colab saves them) through ``python -m autograder collect``
 and one ``nbgrader autograde LESSON``. Everything happens in a throw-away copy of the course.
@@ -105,7 +105,7 @@ def main() -> None:
         root = copy_course(Path(tmp))
         t = nbgrader(root, "generate_assignment", "*", "--force", "--log-level=WARN")
         print(f"nbgrader generate_assignment (all {len(course.assignments(root))} lessons, gradebook): {t:.1f} s\n")
-        print(f"{'lesson':<28} {'check (s)':>10} {'autograde (s)':>14} {'cpu (s)':>8}  score")
+        print(f"{'lesson':<28} {'check (s)':>10} {'autograde (s)':>14} {'cpu (s)':>8}  score  containment")
         for a in lessons:
             src_path = course.source_notebook(a, root)
             t0 = time.perf_counter()
@@ -118,7 +118,8 @@ def main() -> None:
             t_ag = nbgrader(root, "autograde", a, "--student=bench", "--force", "--log-level=WARN")
             cpu = child_cpu() - c0
             print(
-                f"{a:<28} {t_check:>10.1f} {t_ag:>14.1f} {cpu:>8.1f}  {report.score:g}/{report.max_score:g}", flush=True
+                f"{a:<28} {t_check:>10.1f} {t_ag:>14.1f} {cpu:>8.1f}  {report.score:g}/{report.max_score:g}  "
+                f"{report.containment}", flush=True
             )
 
         if args.class_size > 0:
