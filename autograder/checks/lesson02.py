@@ -58,8 +58,9 @@ from autograder.checks.lesson01 import (
 )
 
 #: every operator run by the autograd engine (``.backward()``, ``torch.autograd.grad``, ``torch.func``'s
-#: vjp/grad/jacrev, ``torch.nn.grad``'s helpers through their backward): refused where the exercise is
-#: to compute a gradient, or a transposed convolution, by hand
+#: vjp/grad/jacrev): refused where the exercise is to compute a gradient, or a transposed convolution,
+#: by hand (``torch.nn.grad.conv2d_input`` calls ``aten.convolution_backward`` directly: refused as a
+#: convolution)
 AUTOGRAD = OpFamily(
     "autograd (.backward() / torch.autograd.grad / torch.func)",
     lambda n: torch._C._current_graph_task_id() != -1,
