@@ -693,3 +693,21 @@ def test_backward_wrong_return_and_in_place():
 
     with pytest.raises(CheckFailure, match="changed the dout tensor"):
         lesson03.check_batchnorm2d_backward(in_place)
+
+
+@pytest.mark.parametrize(
+    "check, objects",
+    [
+        (lesson03.check_batchnorm2d_forward, (batchnorm2d_forward,)),
+        (lesson03.check_batchnorm2d_scratch, (BatchNorm2dScratch,)),
+        (lesson03.check_batchnorm2d_backward, (batchnorm2d_backward,)),
+    ],
+)
+def test_probes_return_plain_data_only(check, objects):
+    """What crosses to the judge survives the trusted grader's serialisation, with no opaque markers."""
+    from autograder.checks._plain import dumps, loads
+
+    ex = check.exercise
+    data = loads(dumps(ex.run_probe(objects, loads(dumps(ex.cases(True))))))
+    assert "__opaque__" not in repr(data)
+    assert ex.judge(ex.cases(True), data)

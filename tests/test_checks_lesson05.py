@@ -255,3 +255,12 @@ def _inplace_init(m):
 def test_std_squared_and_the_variance_are_named():
     with pytest.raises(CheckFailure, match="not its square"):
         lesson05.check_dcgan_weights_init(make_init(conv_std=0.02**2))
+
+
+def test_probe_returns_plain_data_only():
+    from autograder.checks._plain import dumps, loads
+
+    ex = lesson05.check_dcgan_weights_init.exercise
+    data = loads(dumps(ex.run_probe((dcgan_weights_init,), loads(dumps(ex.cases(True))))))
+    assert "__opaque__" not in repr(data) and "error" not in data
+    assert ex.judge(ex.cases(True), data)
