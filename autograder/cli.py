@@ -22,6 +22,8 @@ def _cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
+#: what the `instructor` extra brings (a missing one is named, with the extra to install)
+INSTRUCTOR_MODULES = ("nbgrader", "nbformat", "nbclient", "nbconvert", "jupyter_client", "IPython", "traitlets")
 #: exit statuses of `check`
 EXIT_FULL_MARKS, EXIT_NOT_FULL, EXIT_USAGE, EXIT_CANNOT_GRADE = 0, 1, 2, 3
 
@@ -87,6 +89,10 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
 
 def _cmd_nbgrader(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("nbgrader") is None:
+        raise ModuleNotFoundError("nbgrader is not installed", name="nbgrader")
     rest = list(args.args)
     if rest and rest[0] == "--":
         rest = rest[1:]
@@ -155,4 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from autograder.grade import DEFAULT_TIMEOUT
 
         args.timeout = DEFAULT_TIMEOUT
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ModuleNotFoundError as err:
+        if err.name and err.name.split(".")[0] in INSTRUCTOR_MODULES:
+            print(f"python -m autograder {args.command} needs the instructor tools ({err.name} is missing): "
+                  "pip install 'dcgan-course[instructor]'", file=sys.stderr)
+            return EXIT_CANNOT_GRADE
+        raise
