@@ -395,7 +395,8 @@ def test_accuracy_mistakes_are_named(fn, match):
 
 def run_ok(config, data, kit, steps, seed, *, noise="anneal", noise_gen=True, global_batches=False, lr=None,
            betas=(0.5, 0.999), eval_mode=False, eval_from_gen=False, all_real=False, n_steps=None, seeded=True,
-           fixed_seed=None, fd_type=float, to_image=True, nrow=8, acc_item=True, acc_missing=False):
+           fixed_seed=None, fd_type=float, to_image=True, nrow=8, acc_item=True, acc_missing=False,
+           grid_all=False):
     """The lesson's protocol, with one knob per mistake (the defaults are the solution)."""
     seed = seed if fixed_seed is None else fixed_seed
     if seeded:
@@ -431,7 +432,8 @@ def run_ok(config, data, kit, steps, seed, *, noise="anneal", noise_gen=True, gl
     else:
         fake = kit["sample"](G, z_eval)
     frechet = kit["distance"](data if all_real else data[:n], fake)
-    images = kit["to_image"](fake[:64]) if to_image else fake[:64]
+    shown = fake if grid_all else fake[:64]
+    images = kit["to_image"](shown) if to_image else shown
     out = {"frechet": fd_type(frechet), "grid": make_grid(images, nrow=nrow, padding=2),
            "acc_real": acc_real, "acc_fake": acc_fake}
     if acc_missing:
@@ -509,3 +511,78 @@ def test_ablation_calls_into_the_reference_outside_the_kit_are_refused():
 
     fails(checks.check_run_ablation, run_with_trainer, match="reference")
     fails(checks.check_run_ablation, run_reference_runner, match="the runner it is compared with")
+
+
+# ============================================================================ more wrong answers of each kind
+
+
+class GeneratorUpsample(make_generator()):
+    """Nearest upsampling + convolution where the Keras generator has transposed convolutions."""
+
+    def __init__(self, nz=100, ngf=128, nc=3):
+        super().__init__(nz, ngf, nc)
+        layers = []
+        for c_in in (ngf * 2, ngf, ngf):
+            layers += [nn.Upsample(scale_factor=2), nn.Conv2d(c_in, ngf, 3, 1, 1), nn.BatchNorm2d(ngf),
+                       nn.LeakyReLU(0.2)]
+        self.body = nn.Sequential(*layers, nn.Conv2d(ngf, nc, 3, 1, 1))
+
+
+def discriminator_k4():
+    class KerasDiscriminator(make_discriminator()):
+        def __init__(self, nc=3, ndf=64, dropout=0.4):
+            super().__init__(nc, ndf, dropout)
+            widths = [nc, ndf, ndf * 2, ndf * 2, ndf * 4]
+            layers = []
+            for i, s in enumerate((1, 2, 2, 2)):
+                layers += [nn.Conv2d(widths[i], widths[i + 1], 4 if s == 2 else 3, s, 1), nn.LeakyReLU(0.2)]
+            self.features = nn.Sequential(*layers)
+
+    return KerasDiscriminator
+
+
+def run_one_adam(config, data, kit, steps, seed):
+    """One Adam over both networks. With dcgan_ref's step this is the same update: Adam's state is per parameter,
+    the D step leaves G's gradients None (detached fakes) and the G step freezes D, so each step moves one net."""
+    torch.manual_seed(seed)
+    G, D = kit["build"](config)
+    opt = torch.optim.Adam([*G.parameters(), *D.parameters()], lr=config["lr"], betas=(0.5, 0.999))
+    return _run_with(config, data, kit, steps, seed, G, D, opt, opt)
+
+
+def run_in_order(config, data, kit, steps, seed):
+    """Batches taken in data order instead of drawn from the seeded generator."""
+    torch.manual_seed(seed)
+    G, D = kit["build"](config)
+    opts = [torch.optim.Adam(m.parameters(), lr=config["lr"], betas=(0.5, 0.999)) for m in (G, D)]
+    gen = torch.Generator().manual_seed(seed)
+    b = config["batch_size"]
+    return _run_with(config, data, kit, steps, seed, G, D, *opts, gen=gen,
+                     batches=lambda step: data[(step * b) % len(data):][:b])
+
+
+def _run_with(config, data, kit, steps, seed, G, D, opt_G, opt_D, gen=None, batches=None):
+    gen = gen or torch.Generator().manual_seed(seed)
+    b, nz = config["batch_size"], config["nz"]
+    acc_real, acc_fake = [], []
+    for step in range(steps):
+        real = batches(step) if batches else data[torch.randint(len(data), (b,), generator=gen)]
+        z = torch.randn(b, nz, 1, 1, generator=gen)
+        sigma = kit["noise_sigma"](config["instance_noise"], step, steps)
+        logs = kit["train_step"](G, D, opt_G, opt_D, real, z, noise_sigma=sigma, noise_generator=gen)
+        acc_real.append(float(logs["acc_real"]))
+        acc_fake.append(float(logs["acc_fake"]))
+    n = config["n_eval"]
+    fake = kit["sample"](G, torch.randn(n, nz, 1, 1, generator=torch.Generator().manual_seed(config["eval_seed"])))
+    return {"frechet": kit["distance"](data[:n], fake), "grid": make_grid(kit["to_image"](fake[:64]), nrow=8),
+            "acc_real": acc_real, "acc_fake": acc_fake}
+
+
+def test_more_wrong_answers():
+    fails(checks.check_keras_generator, GeneratorUpsample, match="found 0 ConvTranspose2d layers, expected 3")
+    fails(checks.check_keras_discriminator, discriminator_k4(), match="every convolution is 3x3")
+    checks.check_run_ablation(run_one_adam)  # not a mistake here (see its docstring): it must pass
+    fails(checks.check_run_ablation, run_in_order, match="differs from the lesson's protocol")
+    # every eval sample in the grid, not the first 64: the visible run has 24 of them (the same grid), a hidden one 70
+    checks.check_run_ablation(with_knobs(grid_all=True))
+    fails(checks.check_run_ablation, with_knobs(grid_all=True), match="'grid' has shape", hidden=True)
