@@ -388,3 +388,10 @@ def test_student_notebook_runs_and_scores_zero(tmp_path):
     for cell in graded:
         errors = [o for o in cell.outputs if o.output_type == "error"]
         assert errors and "not implemented yet" in errors[0].evalue, cell.id
+
+
+def test_notebook_solutions_pass_across_the_boundary():
+    from test_checks_lesson01 import judge_across_the_boundary
+
+    lines = judge_across_the_boundary(checks, "00_setup_and_data")
+    assert len(lines) == 6 and all(type(line) is str for line in lines)

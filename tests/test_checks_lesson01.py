@@ -597,3 +597,61 @@ def test_down_block_catches_swapped_parameters():
 
     with pytest.raises(CheckFailure, match="differs from the reference"):
         checks.check_down_block(lambda i, o, batchnorm=True: Swapped(i, o))
+
+
+# ------------------------------------------------------------------ the source notebook's answers
+
+
+def notebook_answers(lesson: str) -> dict:
+    """The answer cells of ``solutions/<lesson>`` executed in one namespace: the solutions as written there."""
+    import nbformat
+
+    from autograder import course
+
+    nb = nbformat.read(course.source_notebook(lesson), as_version=4)
+    namespace: dict = {}
+    exec("import numpy as np\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n", namespace)
+    for c in nb.cells:
+        if c.metadata.get("nbgrader", {}).get("solution"):
+            exec(c.source, namespace)  # noqa: S102 - our own source notebook
+    return namespace
+
+
+def graded_calls(lesson: str) -> list[tuple[str, list[str], bool]]:
+    """(check name, argument names, hidden) of every check call in the source notebook's test cells."""
+    import ast
+
+    import nbformat
+
+    from autograder import course
+
+    nb = nbformat.read(course.source_notebook(lesson), as_version=4)
+    calls = []
+    for c in nb.cells:
+        if c.metadata.get("nbgrader", {}).get("grade"):
+            for node in ast.walk(ast.parse(c.source)):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                        node.func.attr.startswith("check_"):
+                    hidden = any(k.arg == "hidden" for k in node.keywords)
+                    calls.append((node.func.attr, [a.id for a in node.args], hidden))
+    return calls
+
+
+def judge_across_the_boundary(module, lesson: str) -> list[str]:
+    """Each check of the notebook as the trusted grader splits it: cases, probe on the answer, plain
+    data through the serialisation, judge without any student object. Returns the success lines."""
+    from autograder.checks._plain import dumps, loads
+
+    answers = notebook_answers(lesson)
+    lines = []
+    for name, args, hidden in graded_calls(lesson):
+        ex = getattr(module, name).exercise
+        cases = ex.cases(hidden)
+        data = loads(dumps(ex.run_probe([answers[a] for a in args], loads(dumps(cases)))))
+        lines.append(ex.judge(cases, data))
+    return lines
+
+
+def test_notebook_solutions_pass_across_the_boundary():
+    lines = judge_across_the_boundary(checks, "01_strided_convolution")
+    assert len(lines) == 6 and all(type(line) is str for line in lines)

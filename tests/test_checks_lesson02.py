@@ -770,3 +770,10 @@ def test_conv2d_backward_reference_passes(capsys):
 def test_conv2d_backward_mistakes(wrong, message):
     with pytest.raises(CheckFailure, match=message):
         checks.check_conv2d_backward(wrong)
+
+
+def test_notebook_solutions_pass_across_the_boundary():
+    from test_checks_lesson01 import judge_across_the_boundary
+
+    lines = judge_across_the_boundary(checks, "02_transposed_convolution")
+    assert len(lines) == 10 and all(type(line) is str for line in lines)
