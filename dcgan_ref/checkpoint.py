@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +76,9 @@ def _short(err: BaseException) -> str:
     line = text[0] if text else type(err).__name__
     if "unexpected pos" in line or "file write failed" in line or "No space" in line:
         return "no space left on the device"
-    return line[:200]
+    if "central directory" in line:
+        return "its zip archive ends early"
+    return line[:160]
 
 
 def _atomic_save(obj: Any, path: str | Path, what: str = "checkpoint") -> None:
@@ -145,20 +146,23 @@ def load_file(path: str | Path, map_location: str | torch.device | None = "cpu")
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        text = str(err)
-        if "Weights only load failed" in text or "weights_only" in text:
-            raise CheckpointError(
-                f"{path} holds pickled Python objects besides tensors; refusing to load it "
-                "(unpickling them could run code). Load only files saved by dcgan_ref or plain state_dicts"
-            ) from err
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({_short(err)})") from err
-    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as err:
-        size = path.stat().st_size
+    except Exception as err:  # noqa: BLE001 - every way a file can fail to load gets its one line below
+        cause = err
+    with open(path, "rb") as f:
+        head = f.read(4)
+    size = path.stat().st_size
+    if not (head.startswith(b"PK") or head.startswith(b"\x80")):  # torch's zip format, or its legacy pickle
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither torch's zip format nor a pickle)") \
+            from cause
+    if isinstance(cause, pickle.UnpicklingError) and "Weights only load failed" in str(cause):
         raise CheckpointError(
-            f"{path} is damaged or truncated ({size} bytes; {_short(err)}): it cannot be read. "
-            "Delete it (or restore a copy) and train again, without --resume to start fresh"
-        ) from err
+            f"{path} holds pickled Python objects besides tensors; refusing to load it (unpickling them could run "
+            "code). Load only files saved by dcgan_ref or plain state_dicts (torch.save(model.state_dict()))"
+        ) from cause
+    raise CheckpointError(
+        f"{path} is damaged or truncated ({size} bytes; {_short(cause)}): it cannot be read. "
+        "Delete it (or restore a copy); without --resume training starts fresh"
+    ) from cause
 
 
 def load_checkpoint(

@@ -167,7 +167,7 @@ class TrainConfig:
 # order or noise are another run's); the others may change and are applied (and said).
 DEFINING = ("arch", "dataset", "image_size", "nz", "ngf", "ndf", "nc", "dropout", "seed", "batch_size",
             "synthetic_size", "ema_decay")  # fmt: skip
-NOT_REPORTED = ("resume", "progress", "out", "extra")
+NOT_REPORTED = ("resume", "progress", "out", "extra", "lr")  # lr: reported as lr_g and lr_d
 
 
 # torch.compile's modes. The CUDA-graph ones ("reduce-overhead", "max-autotune") replay each
@@ -702,7 +702,8 @@ class _StopRequest:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        sigs = (signal.SIGINT, signal.SIGTERM)
+        # a signal the parent made us ignore (nohup, a background job) stays ignored
+        sigs = tuple(s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN)
         old = {s: signal.getsignal(s) for s in sigs}
 
         def handler(signum: int, frame: object) -> None:

@@ -69,7 +69,7 @@ def test_every_flag_has_help():
                 assert action.help, f"{name} {action.option_strings} has no help"
 
 
-def test_bad_flags_and_paths_give_one_clear_line(tmp_path, capsys):
+def test_bad_flags_and_paths_give_one_clear_line(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as e:
         main(["train", "--image-size", "48"])
     assert e.value.code == 2
@@ -82,9 +82,17 @@ def test_bad_flags_and_paths_give_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == f"error: no checkpoint at {tmp_path / 'nope.pt'}"
 
+    from dcgan_ref import data
+
+    def offline_download(root, *args, **kwargs):  # as torchvision does offline: folder made, then no network
+        Path(root).mkdir(parents=True, exist_ok=True)
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(data.datasets, "CIFAR10", offline_download)
     code = main(["train", "--dataset", "cifar10", "--data-root", str(tmp_path / "nodata"), "--out",
                  str(tmp_path / "run"), "--device", "cpu"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and err[0].startswith("error: CIFAR-10 is not in")
-    assert "--dataset synthetic" in err[0]
+    assert "--dataset synthetic" in err[0] and "--dataset digits" in err[0]
     assert not (tmp_path / "run").exists(), "a run that could not start left an empty output folder behind"
+    assert not (tmp_path / "nodata").exists(), "the failed download left an empty --data-root behind"
