@@ -366,6 +366,10 @@ def acc_uses_reference(real, fake):
     return (p_r > 0.5).float().mean().item(), (p_f < 0.5).float().mean().item()
 
 
+def acc_grader_reference(real, fake):
+    return checks.reference_accuracy(real, fake)
+
+
 def test_accuracy_correct_answers_pass():
     for fn in (acc_ok, acc_sigmoid):
         checks.check_d_accuracy(fn)
@@ -385,6 +389,7 @@ def test_accuracy_correct_answers_pass():
     (acc_one_minus, "1 - acc_real"),
     (acc_in_place, "in place"),
     (acc_uses_reference, "reference"),
+    (acc_grader_reference, "the answer it is compared with"),
 ])
 def test_accuracy_mistakes_are_named(fn, match):
     fails(checks.check_d_accuracy, fn, match=match)

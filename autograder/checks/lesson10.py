@@ -46,6 +46,8 @@ from ._plain import type_name
 
 # Same float32 operations on the same inputs: the results agree to rounding (summation order only).
 RTOL, ATOL = 1e-4, 1e-5
+#: non-empty while a probe runs the student's code: this module's reference answers refuse to run then
+_PROBING: list[bool] = []
 
 
 @contextlib.contextmanager
@@ -562,16 +564,25 @@ def _accuracy_cases(hidden: bool) -> list[dict[str, Any]]:
 def _probe_accuracy(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Probe side: ``fn(real_logits, fake_logits)`` on each batch (on copies: inputs must stay unchanged)."""
     out = []
-    for case in cases:
-        real, fake = case["real"].clone(), case["fake"].clone()
-        res = attempt(fn, real, fake, what="d_accuracy")
-        res["unchanged"] = bool(torch.equal(real, case["real"]) and torch.equal(fake, case["fake"]))
-        out.append(res)
+    _PROBING.append(True)
+    try:
+        for case in cases:
+            real, fake = case["real"].clone(), case["fake"].clone()
+            res = attempt(fn, real, fake, what="d_accuracy")
+            res["unchanged"] = bool(torch.equal(real, case["real"]) and torch.equal(fake, case["fake"]))
+            out.append(res)
+    finally:
+        _PROBING.clear()
     return out
 
 
 def reference_accuracy(real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float]:
-    """What dcgan_ref.train.discriminator_step logs: D(x) > 0.5 on real, D(G(z)) < 0.5 on fake."""
+    """What dcgan_ref.train.discriminator_step logs: D(x) > 0.5 on real, D(G(z)) < 0.5 on fake.
+
+    Refused while a probe runs the student's code: it is the answer the student's is compared with."""
+    if _PROBING:
+        raise DelegationError("it calls autograder.checks.lesson10.reference_accuracy, the answer it is compared "
+                              "with: write it yourself.")
     p_real, p_fake = torch.sigmoid(real.double()), torch.sigmoid(fake.double())
     return float((p_real > 0.5).double().mean()), float((p_fake < 0.5).double().mean())
 
@@ -637,8 +648,7 @@ check_d_accuracy = exercise("d_accuracy", _probe_accuracy, _judge_accuracy, _acc
 
 #: the fixed eval noise (the same for every row and seed) is drawn from this seed, unless config says otherwise
 RESULT_KEYS = ("frechet", "grid", "acc_real", "acc_fake")
-#: non-empty while the probe runs the student's run_ablation (``reference_ablation`` is refused then)
-_PROBING: list[bool] = []
+
 _REFERENCE_MODULES = ("models", "keras_gan", "train", "losses", "evaluate", "data")
 
 
