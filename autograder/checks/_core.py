@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 import torch
 
 from ._guard import DelegationError, OpFamily, ReferenceWatch, RefuseOps, reference_origin
-from ._plain import dumps, loads, qualname, to_plain
+from ._plain import dumps, loads, qualname, to_plain, type_name
 
 PASS_MARK = "\u2714"  # heavy check mark
 FAIL_MARK = "\u2718"  # heavy ballot x
@@ -101,6 +101,8 @@ def call(
         fail(f"{short} is {origin}, the reference it is compared with: write your own.")
     refuse_mode = RefuseOps(refuse, instead) if refuse else None
     watch = ReferenceWatch(allow_reference)
+    error: str | None = None
+    result = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -109,16 +111,19 @@ def call(
         except CheckFailure:
             raise
         except DelegationError as err:
-            fail(f"{short}: {err}")
+            error = f"{short}: {err}"
         except NotImplementedError:
-            fail(f"{short} is not implemented yet: replace `raise NotImplementedError()` with your code.")
+            error = f"{short} is not implemented yet: replace `raise NotImplementedError()` with your code."
         except Exception as err:  # noqa: BLE001 - any error in student code becomes a message
-            fail(f"{name} raised {type(err).__name__}: {err}")
+            error = f"{name} raised {type(err).__name__}: {err}"
+    # a refusal first: a wrapper around the reference that then crashes is a delegation, not a crash
     if refuse_mode is not None and refuse_mode.hits:
         fail(f"{short} calls {refuse_mode.hits[0]}, which this exercise re-implements. {instead}".strip())
     if watch.hits:
         fail(f"{short} calls {watch.hits[0]}, the reference it is compared with: write your own code "
              "(dcgan_ref is what the check compares your answer with).")
+    if error is not None:
+        fail(error)
     origin = reference_origin(result)
     if origin is not None:
         fail(f"{short} returned an object built by {origin}, the reference it is compared with: build your own.")
