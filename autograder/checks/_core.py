@@ -20,10 +20,8 @@ pytest's assertion rewriting, and a failure renders as its message alone, withou
 from __future__ import annotations
 
 import contextlib
-import inspect
-import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -41,9 +39,6 @@ class CheckFailure(AssertionError):
 
     def _render_traceback_(self) -> list[str]:  # IPython: replaces the traceback
         return [f"{FAIL_MARK} {self}"]
-
-
-_INHERITED = object()  # marker: the patched attribute lived on a base class
 
 
 def fail(message: str) -> NoReturn:
@@ -198,68 +193,6 @@ def expect_close(
             f"{int(bad.sum())} of {bad.numel()} values off)"
         )
         fail(msg + (f": {hint}" if hint else "."))
-
-
-@contextlib.contextmanager
-def forbid(
-    targets: dict[str, tuple[Any, str]],
-    exercise: str,
-    instead: str,
-    namespace: dict[str, Any] | None = None,
-) -> Iterator[list[str]]:
-    """Make built-ins raise while the student's code runs, so delegating to them fails.
-
-    ``targets`` maps a readable name ("F.conv2d") to (owner, attribute) to patch. Names in
-    ``namespace`` (the student's globals) bound to the same objects, as after
-    ``from torch.nn.functional import conv2d``, are patched too. Yields the list of names that
-    were called, so a student who catches the error is still caught.
-    """
-    called: list[str] = []
-    originals: list[tuple[Any, str, Any]] = []
-
-    def make_stub(label: str) -> Callable[..., NoReturn]:
-        def stub(*args: Any, **kwargs: Any) -> NoReturn:
-            called.append(label)
-            raise DelegationError(
-                f"it calls {label}, the built-in this exercise re-implements. {instead}"
-            )
-
-        return stub
-
-    forbidden_ids: dict[int, str] = {}
-    for label, (owner, attr) in targets.items():
-        # Restore exactly what was there: the raw __dict__ entry (keeps staticmethod wrappers),
-        # or nothing at all when the attribute was inherited (e.g. Tensor.relu from its C base).
-        original = vars(owner).get(attr, _INHERITED) if isinstance(owner, type) else getattr(owner, attr)
-        forbidden_ids[id(getattr(owner, attr))] = label
-        originals.append((owner, attr, original))
-        setattr(owner, attr, make_stub(label))
-    if namespace is not None:
-        for key, value in list(namespace.items()):
-            label = forbidden_ids.get(id(value))
-            if label is not None:
-                originals.append((namespace, key, value))
-                namespace[key] = make_stub(label)
-    try:
-        yield called
-    finally:
-        for owner, attr, original in reversed(originals):
-            if isinstance(owner, dict):
-                owner[attr] = original
-            elif original is _INHERITED:
-                delattr(owner, attr)
-            else:
-                setattr(owner, attr, original)
-    if called:
-        fail(f"{exercise} calls {called[0]}, the built-in it should re-implement. {instead}")
-
-
-def student_globals(fn: Any) -> dict[str, Any] | None:
-    """The global namespace the student's function or class was defined in (the notebook's)."""
-    if inspect.isclass(fn):
-        module = sys.modules.get(fn.__module__)
-        return vars(module) if module is not None else None
-    return getattr(fn, "__globals__", None)
 
 
 # --- exercises: cases (grader) -> probe (student's process) -> judge (grader) ---
