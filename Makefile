@@ -65,17 +65,18 @@ dist: setup  ## build dist/dcgan_course-<version>.tar.gz and -py3-none-any.whl, 
 	$(BIN)/python -m build --no-isolation --outdir dist .
 	$(BIN)/python -m twine check --strict dist/*
 
-# The oldest versions pyproject.toml claims: every `>=` bound of the core, instructor and dev
-# requirements pinned (tools/lower_bounds.py) in .venv-oldest, then the checks' tests and every
-# lesson notebook (run top to bottom, and graded) there. Downloads torch (minutes): not in CI.
+# The oldest versions pyproject.toml claims: every `>=` bound of the core requirements and of the
+# instructor, dev and fid extras pinned (tools/lower_bounds.py) in .venv-oldest, then the checks'
+# tests, every lesson notebook (run top to bottom, and graded) and FID there. Downloads torch
+# (minutes): not in CI.
 OLDEST := $(CURDIR)/.venv-oldest
 test-oldest:  ## the check tests and lesson notebooks on the lowest supported torch/torchvision/numpy/...
 	test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
-	$(OLDEST)/bin/python tools/lower_bounds.py instructor dev > $(OLDEST)/constraints.txt
-	$(OLDEST)/bin/python -m pip install -q -c $(OLDEST)/constraints.txt -e ".[instructor,dev]"
+	$(OLDEST)/bin/python tools/lower_bounds.py instructor dev fid fid-offline > $(OLDEST)/constraints.txt
+	$(OLDEST)/bin/python -m pip install -q -c $(OLDEST)/constraints.txt -e ".[instructor,dev,fid,fid-offline]"
 	$(OLDEST)/bin/python -c "import torch, torchvision; print('oldest: torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	PATH=$(OLDEST)/bin:$$PATH OMP_NUM_THREADS=1 $(OLDEST)/bin/python -m pytest -n 2 --dist loadfile -q -p no:cacheprovider \
-		tests/test_checks_lesson*.py tests/test_notebooks_execute.py tests/test_solution_notebooks.py
+		tests/test_checks_lesson*.py tests/test_notebooks_execute.py tests/test_solution_notebooks.py tests/test_fid.py
 
 bench: setup
 	$(BIN)/python benchmarks/bench_train.py
