@@ -19,6 +19,10 @@ def _cmd_release(args: argparse.Namespace) -> int:
     print(f"generated {len(names)} lesson(s) into {where}: {', '.join(names)}")
     if args.database:
         print(f"recorded in {course.course_root() / course.GRADER_DIR / 'gradebook.db'}")
+    if args.release_dir is None:  # publishing the course: record the hashes its grading will verify
+        from autograder.sandbox import write_manifest
+
+        print(f"recorded the hashes of the course package in {write_manifest()}")
     return 0
 
 
