@@ -1,10 +1,14 @@
 """Training throughput: the canonical DCGAN pipeline against dcgan_ref's fast path.
 
-    python benchmarks/bench_train.py                      # GPU defaults: 3 rounds of 50 steps
-    python benchmarks/bench_train.py --steps 3 --rounds 3 --warmup 1   # 2 CPU cores, ~3 min
+    python benchmarks/bench_train.py                      # GPU: 3 rounds of 50 steps; CPU: about a minute
+    python benchmarks/bench_train.py --image-size 32      # the 32x32 DCGAN (one block less each side)
 
-Both train the same DCGAN (nz 100, ngf = ndf = 64, 64x64, batch 128, Adam 2e-4 / (0.5, 0.999))
-on the same synthetic data of CIFAR-10's shape (50,000 uint8 32x32x3 images), alternately in
+Defaults follow the device: on a GPU 10 warm-up steps and 3 rounds of 50 steps on 50,000 images;
+on a CPU 1 warm-up step and 3 rounds of 3 steps at 64x64 (2 and 3 x 10 at 32x32) on 10,000
+images, about a minute on 2 cores. Every default can be overridden.
+
+Both train the same DCGAN (nz 100, ngf = ndf = 64, 64x64 or 32x32, batch 128, Adam 2e-4 / (0.5,
+0.999)) on the same synthetic data of CIFAR-10's shape (uint8 32x32x3 images), alternately in
 this one process on the same device: warm-up steps for each first (not timed), then ``rounds``
 x (``steps`` baseline steps, ``steps`` fast-path steps), so drifts in clock speed or machine load
 hit both alike. Prints images/s, the ratio, peak memory and the projected time of a 25-epoch
@@ -58,30 +62,49 @@ class PILImages(Dataset):
 
 
 class NetG(nn.Module):
-    def __init__(self, nz: int, ngf: int, nc: int = 3) -> None:
+    def __init__(self, nz: int, ngf: int, nc: int = 3, image_size: int = 64) -> None:
         super().__init__()
-        self.main = nn.Sequential(
-            nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
-            nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
-            nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
-            nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
-            nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh(),
-        )  # fmt: skip
+        if image_size == 64:  # main.py's generator as written
+            self.main = nn.Sequential(
+                nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
+                nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
+                nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+                nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
+                nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh(),
+            )  # fmt: skip
+        else:  # 32x32: the first block dropped, as dcgan_ref.models does
+            self.main = nn.Sequential(
+                nn.ConvTranspose2d(nz, ngf * 4, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
+                nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+                nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
+                nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh(),
+            )  # fmt: skip
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.main(z)
 
 
 class NetD(nn.Module):
-    def __init__(self, ndf: int, nc: int = 3) -> None:
+    def __init__(self, ndf: int, nc: int = 3, image_size: int = 64) -> None:
         super().__init__()
-        self.main = nn.Sequential(
-            nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 8), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid(),
-        )  # fmt: skip
+        if image_size == 64:
+            self.main = nn.Sequential(
+                nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 8),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid(),
+            )  # fmt: skip
+        else:
+            self.main = nn.Sequential(
+                nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(ndf * 4, 1, 4, 1, 0, bias=False), nn.Sigmoid(),
+            )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x)
@@ -110,9 +133,9 @@ class Baseline:
                                  num_workers=args.workers, drop_last=True)  # fmt: skip
         self.batches = self._endless()
         torch.manual_seed(0)
-        self.netG = NetG(args.nz, args.ngf).to(device)
+        self.netG = NetG(args.nz, args.ngf, image_size=args.image_size).to(device)
         self.netG.apply(weights_init)
-        self.netD = NetD(args.ndf).to(device)
+        self.netD = NetD(args.ndf, image_size=args.image_size).to(device)
         self.netD.apply(weights_init)
         self.criterion = nn.BCELoss()
         self.optD = torch.optim.Adam(self.netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -273,14 +296,19 @@ def fmt_duration(s: float) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    p.add_argument("--steps", type=int, default=50, help="timed steps per path per round")
+    p.add_argument("--image-size", type=int, choices=[32, 64], default=64,
+                   help="64: pytorch/examples' DCGAN; 32: one block less on each side")  # fmt: skip
+    p.add_argument("--steps", type=int, default=None,
+                   help="timed steps per path per round (default: GPU 50; CPU 3 at 64x64, 10 at 32x32)")  # fmt: skip
     p.add_argument("--rounds", type=int, default=3, help="alternations baseline / fast path")
-    p.add_argument("--warmup", type=int, default=10, help="untimed steps per path first")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--nz", type=int, default=100)
-    p.add_argument("--ngf", type=int, default=64)
-    p.add_argument("--ndf", type=int, default=64)
-    p.add_argument("--n-images", type=int, default=50_000, help="synthetic images of CIFAR-10's shape")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed steps per path first (default: GPU 10; CPU 1 at 64x64, 2 at 32x32)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=128, help="images per step")
+    p.add_argument("--nz", type=int, default=100, help="length of z")
+    p.add_argument("--ngf", type=int, default=64, help="width of G")
+    p.add_argument("--ndf", type=int, default=64, help="width of D")
+    p.add_argument("--n-images", type=int, default=None,
+                   help="synthetic images of CIFAR-10's shape (default: GPU 50000, CPU 10000)")  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="the baseline's DataLoader workers (main.py's default)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"], help="fast path")
@@ -293,9 +321,15 @@ def main() -> None:
         p.add_argument(f"--{knob}", action=argparse.BooleanOptionalAction, default=None,
                        help="fast path (default: what train picks for the device)")  # fmt: skip
     args = p.parse_args()
-    args.image_size = 64  # the canonical model: both paths at 64x64
 
     device = pick_device(args.device)
+    gpu, small = device.type == "cuda", args.image_size == 32
+    if args.steps is None:
+        args.steps = 50 if gpu else 10 if small else 3
+    if args.warmup is None:
+        args.warmup = 10 if gpu else 2 if small else 1
+    if args.n_images is None:
+        args.n_images = 50_000 if gpu else 10_000
     if args.threads:
         torch.set_num_threads(args.threads)
     data = np.random.default_rng(0).integers(0, 256, (args.n_images, 32, 32, 3), dtype=np.uint8)
@@ -312,7 +346,8 @@ def main() -> None:
           "images")  # fmt: skip
     print(f"baseline: DataLoader + PIL transforms, {args.workers} workers, fp32, eager, Sigmoid + BCELoss")
     print("fast path: " + ", ".join(f"{k}={v}" for k, v in vars(fast.run.speed).items()))
-    print(f"timing: {args.warmup} warm-up steps each, then {args.rounds} rounds x {args.steps} steps each, alternating")
+    print(f"timing: {args.warmup} warm-up steps each, then {args.rounds} rounds x {args.steps} steps each, alternating",
+          flush=True)  # fmt: skip
 
     for _ in range(args.warmup):
         baseline.step()
@@ -329,7 +364,7 @@ def main() -> None:
             totals[key][1] = max(totals[key][1], peak)
             totals[key][2] += cpu
             line.append(f"{key} {args.steps * args.batch_size / seconds:8.1f} img/s")
-        print(f"  round {r + 1}: " + "   ".join(line))
+        print(f"  round {r + 1}: " + "   ".join(line), flush=True)
 
     images = args.rounds * args.steps * args.batch_size
     rate = {k: images / v[0] for k, v in totals.items()}

@@ -64,7 +64,8 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: float | torch.Tensor) -> torch.
 
 
 class RandomFeatures(nn.Module):
-    """A fixed, randomly initialised conv net: (N, 3, H, W) in [-1, 1] -> (N, 128) features.
+    """A fixed, randomly initialised conv net: (N, 3, H, W) in [-1, 1] -> (N, 128) features
+    (grey images (N, 1, H, W) are repeated to 3 channels first).
 
     Not Inception, but deterministic, offline and fast on a CPU: Fréchet distance on these
     features (plus per-channel colour moments) separates real from generated images well
@@ -85,6 +86,8 @@ class RandomFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
         x = nn.functional.interpolate(x.float(), size=(32, 32), mode="bilinear", antialias=True)
         deep = self.net(x).mean((2, 3))
         colour = torch.cat([x.mean((2, 3)), x.std((2, 3)), x.amax((2, 3)), x.amin((2, 3))], 1)
@@ -92,6 +95,6 @@ class RandomFeatures(nn.Module):
 
 
 def random_feature_distance(real: torch.Tensor, fake: torch.Tensor, seed: int = 0) -> float:
-    """Fréchet distance between real and fake images (N, 3, H, W) in RandomFeatures space."""
+    """Fréchet distance between real and fake images (N, 3 or 1, H, W) in RandomFeatures space."""
     net = RandomFeatures(seed)
     return frechet_distance(*gaussian_stats(net(real.cpu())), *gaussian_stats(net(fake.cpu())))

@@ -20,10 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_bench_train_runs_both_paths_and_prints_the_ratio():
+@pytest.mark.parametrize("size", ["32", "64"])
+def test_bench_train_runs_both_paths_and_prints_the_ratio(size):
     cmd = [sys.executable, "benchmarks/bench_train.py", "--device", "cpu", "--steps", "2", "--rounds", "2",
            "--warmup", "1", "--ngf", "8", "--ndf", "8", "--batch-size", "16", "--n-images", "96",
-           "--workers", "1", "--threads", "1", "--profile", "2"]  # fmt: skip
+           "--workers", "1", "--threads", "1", "--profile", "2", "--image-size", size]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     out = proc.stdout
@@ -34,6 +35,7 @@ def test_bench_train_runs_both_paths_and_prints_the_ratio():
     ratio = re.search(r"ratio fast / baseline: ([\d.]+)x", out)
     assert ratio and float(ratio.group(1)) > 0, f"no ratio printed:\n{out}"
     assert "dcgan_ref fast path" in out and "baseline (pytorch/examples style)" in out
+    assert f"model: DCGAN {size}x{size}" in out
     assert "profile of 2 fast-path steps" in out and "aten::convolution" in out, f"no profile table:\n{out}"
 
 
