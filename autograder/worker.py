@@ -147,7 +147,8 @@ def _drop_privileges(uid: int) -> None:
     for name in sorted(ALLOWED_MODULES):
         with contextlib.suppress(Exception):
             importlib.import_module(name)
-    for name in ("bdb", "pdb", "traceback", "inspect", "pydoc", "scipy.linalg", "torch.nn.functional", "torch.optim", "matplotlib.pyplot", "torchvision.transforms",
+    for name in ("bdb", "pdb", "traceback", "inspect", "pydoc", "scipy.linalg", "torch.nn.functional", "torch.optim",
+                 "matplotlib.pyplot", "torchvision.transforms",
                  "torch.utils.data", "numpy.linalg", "sklearn.datasets"):
         with contextlib.suppress(Exception):
             importlib.import_module(name)

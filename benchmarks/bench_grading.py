@@ -7,7 +7,8 @@ Not a test: prints a table. Goal: <= 15 s for one lesson submission on 2 cores.
     python benchmarks/bench_grading.py --lessons 01_strided_convolution --class-size 10
 
 For each lesson it times ``python -m autograder check`` (in process: trusted grading, the
-student's code in the sandboxed worker, the judges here, with the source's hidden tests) and ``nbgrader autograde LESSON --student bench`` (one nbgrader process, as
+student's code in the sandboxed worker, the judges here, with the source's hidden tests) and
+``nbgrader autograde LESSON --student bench`` (one nbgrader process, as
 an instructor runs it, gradebook included) on the solution notebook. The class run puts N
 submissions (half of them saved the way Colab saves them) through ``python -m autograder collect``
 and one ``nbgrader autograde LESSON``. Everything happens in a throw-away copy of the course.
