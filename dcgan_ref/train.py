@@ -222,7 +222,7 @@ def cpu_flags() -> set[str]:
 
 def cpu_has_bf16_units() -> bool:
     """True on CPUs with AMX bf16 tile units (Intel Sapphire Rapids and newer): there oneDNN runs
-    bf16 convolutions in hardware, ~2.5x faster than fp32; elsewhere bf16 is emulated (~17x slower
+    bf16 convolutions in hardware, ~2.5x faster than fp32; elsewhere bf16 is emulated (~21x slower
     measured on an AVX2 AMD EPYC, benchmarks/README.md)."""
     return "amx_bf16" in cpu_flags()
 

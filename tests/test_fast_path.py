@@ -177,7 +177,7 @@ def test_unknown_compile_mode_is_refused():
 
 
 def test_cpu_defaults_are_plain_fp32_eager_without_bf16_units(monkeypatch):
-    # CPUs without AMX bf16 units stay plain fp32 eager by default: they emulate bf16 (~17x slower
+    # CPUs without AMX bf16 units stay plain fp32 eager by default: they emulate bf16 (~21x slower
     # per step measured on this project's AVX2 EPYC) and compile gives nothing there. With AMX the
     # default is bf16 + channels_last (test_trainer_features). Data held as one tensor either way.
     from dcgan_ref import train as train_mod

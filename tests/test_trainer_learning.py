@@ -5,7 +5,8 @@ Distance: the Fréchet distance between Gaussian fits of RandomFeatures (a fixed
 plus colour moments, dcgan_ref.evaluate; offline, as FID but without Inception) of 1000 samples
 and of all 1,797 digits. Two halves of the digits are ~0.002 apart; the untrained generator
 (same init seed) is ~20 away. The run here is what ``make train DATASET=digits`` does, shortened.
-Calibration (ngf = ndf = 16, batch 64, 616 steps, fp32): 22.4 -> 0.15. Required: below a quarter
+Calibration (ngf = ndf = 16, batch 64, instance noise 0.2, 300 steps, fp32, seed 0): 22.4 -> 0.35
+(0.15 after 616 steps without noise). Required: below a tenth
 of the untrained distance after 300 steps, a wide margin that a broken loop (D or G not
 learning, wrong targets, wrong range) cannot meet.
 
@@ -51,14 +52,14 @@ def test_short_cpu_run_on_digits_learns(tmp_path):
     before, after = distances(short_run(tmp_path, amp="off", channels_last=False))
     print(f"random-feature distance to the digits: untrained {before:.3f} -> trained {after:.3f}")
     assert before > 5, f"the untrained generator should be far from the digits, got {before:.3f}"
-    assert after < 0.25 * before, f"random-feature distance only went {before:.3f} -> {after:.3f}"
+    assert after < 0.1 * before, f"random-feature distance only went {before:.3f} -> {after:.3f}"
 
 
-@pytest.mark.skipif(not cpu_has_bf16_units(), reason="no AMX bf16 units: bf16 is emulated (~17x slower) here")
+@pytest.mark.skipif(not cpu_has_bf16_units(), reason="no AMX bf16 units: bf16 is emulated (7-21x slower) here")
 def test_the_amx_cpu_default_bf16_learns_as_well(tmp_path):
     cfg = short_run(tmp_path)  # the CPU default on this machine: bf16 autocast + channels_last
     speed = resolve_speed(cfg, torch.device("cpu"))
     assert speed.amp_dtype == torch.bfloat16 and speed.channels_last
     before, after = distances(cfg)
     print(f"bf16: random-feature distance untrained {before:.3f} -> trained {after:.3f}")
-    assert after < 0.25 * before, f"in bf16 the distance only went {before:.3f} -> {after:.3f}"
+    assert after < 0.1 * before, f"in bf16 the distance only went {before:.3f} -> {after:.3f}"
