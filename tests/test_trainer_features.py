@@ -223,3 +223,14 @@ def test_cpu_speed_default_follows_the_bf16_units(monkeypatch):
     assert train_mod.cpu_has_bf16_units()
     monkeypatch.setattr(train_mod, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
     assert not train_mod.cpu_has_bf16_units(), "avx512_bf16 alone converts, it has no matrix units"
+
+
+def test_mnist_from_tiny_idx_files_trains(tmp_path):
+    from test_data import write_tiny_mnist
+
+    write_tiny_mnist(tmp_path / "data", n=8)
+    train(TrainConfig(dataset="mnist", data_root=str(tmp_path / "data"), image_size=32, ngf=8, ndf=8, batch_size=4,
+                      epochs=1, progress=False, device="cpu", out=str(tmp_path / "run")))  # fmt: skip
+    s = state(tmp_path / "run")
+    assert s["step"] == 2 and s["config"]["nc"] == 1 and s["config"]["dataset"] == "mnist"
+    assert load_generator(tmp_path / "run" / "generator.pt").nc == 1
