@@ -150,7 +150,9 @@ class TrainConfig:
             bad(f"--compile-mode {self.compile_mode} has no effect without --compile: add --compile")
         if self.noise_anneal_steps is not None and self.instance_noise <= 0:
             bad("--noise-anneal-steps needs --instance-noise > 0 (there is no noise to anneal)")
-        for name in ("epochs", "batch_size", "nz", "ngf", "ndf", "log_every", "n_samples", "fid_n"):
+        if self.max_steps is not None and self.max_steps <= 0:
+            bad(f"max_steps must be a positive integer, got {self.max_steps}")
+        for name in ("epochs", "batch_size", "nz", "ngf", "ndf", "log_every", "n_samples", "fid_n", "synthetic_size"):
             if getattr(self, name) <= 0:
                 bad(f"{name} must be a positive integer, got {getattr(self, name)}")
         for name in ("checkpoint_every", "fid_every", "num_workers"):
@@ -918,12 +920,12 @@ def _train(cfg: TrainConfig, device: torch.device, info: distributed.DistInfo) -
             if writer is not None:
                 writer.add_image("samples", _grid(images), step)
 
-    def measure_fid() -> float:  # rank 0 computes; the others get the number
-        value = torch.tensor([math.nan])
+    def measure_fid() -> float:  # rank 0 computes; the others get the number (they contribute 0)
+        value = torch.zeros(1, dtype=torch.float64)
         if info.is_main:
             value[0] = _training_fid(run, fid_state, out)
         if info.enabled:
-            value = distributed.mean_over_ranks(value.to(device), info).cpu()
+            value = distributed.mean_over_ranks(value.to(device), info).cpu() * info.world_size
         return float(value[0])
 
     try:
