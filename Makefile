@@ -19,7 +19,7 @@ TRAIN_ARGS ?=
 BENCH_ARGS ?=
 ifeq ($(DATASET),digits)
 # the offline demo: scikit-learn's 1,797 handwritten digits, a 32x32 grey DCGAN (ngf = ndf = 32),
-# 36 epochs of 28 steps: recognisable digits in about 4 minutes on 2 CPU cores (README).
+# 36 epochs of 28 steps: recognisable digits in about 2 minutes on 2 idle CPU cores (README).
 # Instance noise keeps D from winning outright in the first hundred steps; samples come from an EMA of G.
 EPOCHS ?= 36
 IMAGE_SIZE ?= 32
