@@ -19,7 +19,9 @@ def _cmd_release(args: argparse.Namespace) -> int:
     print(f"generated {len(names)} lesson(s) into {where}: {', '.join(names)}")
     if args.database:
         print(f"recorded in {course.course_root() / course.GRADER_DIR / 'gradebook.db'}")
-    if args.release_dir is None:  # publishing the course: record the hashes its grading will verify
+    if args.release_dir is None and course.course_root() == course.REPO_ROOT:
+        # publishing this repository's course: record the hashes its grading will verify (a copy of
+        # the course elsewhere runs this package, whose hashes are not that copy's to write)
         from autograder.sandbox import write_manifest
 
         print(f"recorded the hashes of the course package in {write_manifest()}")
