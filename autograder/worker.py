@@ -25,9 +25,6 @@ from typing import Any
 MAX_TEXT = 20_000
 #: the largest file a student's code may write (bytes)
 MAX_FILE = 1 << 30
-#: the most address space the worker may take (bytes): an enormous allocation fails in the student's
-#: cell (MemoryError) instead of pushing the grader's machine into swap
-MAX_MEMORY = 12 << 30
 
 
 def read_frame(fd: int) -> bytes | None:
@@ -125,13 +122,16 @@ class Worker:
 
 
 def _limit_resources() -> None:
-    """No core dumps, no file larger than MAX_FILE (a full disk loses other people's work)."""
+    """No core dumps, no file larger than MAX_FILE (a full disk loses other people's work).
+
+    No address-space limit: torch's CUDA build maps several GiB of libraries, so any limit low
+    enough to matter made imports fail at random under load; a runaway allocation kills the worker
+    (out of memory), which costs that cell only."""
     try:
         import resource
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE, MAX_FILE))
-        resource.setrlimit(resource.RLIMIT_AS, (MAX_MEMORY, MAX_MEMORY))
     except (ImportError, ValueError, OSError):
         pass
 
