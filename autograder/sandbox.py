@@ -34,6 +34,10 @@ SANDBOX_UID = 61999
 PKG_MOUNT = "/opt/dcgan-course"
 WORK_MOUNT = "/home/student/work"
 PACKAGES = ("autograder", "dcgan_ref")
+#: the numeric settings of every process that computes a number a grade depends on (worker and
+#: judge), whatever the grader's environment says: one thread, so that a reduction sums in one
+#: order on every machine (issue 21: lesson 08's Adam state differed by 7e-8 with 1 vs 2 threads)
+NUMERIC_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 MANIFEST = "MANIFEST.sha256"
 
 
@@ -236,8 +240,7 @@ def launch(containment: Containment, workdir: Path, worker_args: list[str]) -> L
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "MPLBACKEND": "Agg",
         "NBGRADER_EXECUTION": "autograde", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
-        "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-        "MKL_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "TORCHINDUCTOR_CACHE_DIR": "/tmp/inductor",
+        "PYTHONUNBUFFERED": "1", **NUMERIC_ENV, "TORCHINDUCTOR_CACHE_DIR": "/tmp/inductor",
     }
     python = [sys.executable, "-m", "autograder.worker", *worker_args]
     if containment.kind == "bwrap":

@@ -20,6 +20,7 @@ nbgrader's own scoring (``SaveAutoGrades``) and ``python -m autograder check`` r
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -479,7 +480,8 @@ def _grade_test_cell(
             cell.outputs.append(_failure(f"the check could not run your code: {str(reply.get('message'))[:500]}"))
             return worker
         try:
-            message = ex.judge(cases, reply.get("data"))
+            with one_thread():
+                message = ex.judge(cases, reply.get("data"))
         except CheckFailure as failure:
             cell.outputs.append(_failure(str(failure)))
             return worker
@@ -490,6 +492,19 @@ def _grade_test_cell(
         suffix = " (hidden tests)" if call.hidden and "hidden" not in str(message) else ""
         cell.outputs.append(_stream(f"{PASS_MARK} {message}{suffix}\n"))
     return worker
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch computes with one thread inside, as in the worker (``sandbox.NUMERIC_ENV``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def copy_assignment_files(src_dir: Path, dest: Path) -> None:

@@ -162,6 +162,9 @@ def main(argv: list[str]) -> int:
     """``python -m autograder.worker REQUEST_FD REPLY_FD [MODULE ...]``: serve until the grader closes."""
     rfd, wfd = int(argv[0]), int(argv[1])
     _limit_resources()
+    import torch
+
+    torch.set_num_threads(1)  # the judge computes with one thread too (sandbox.NUMERIC_ENV)
     # the working folder goes last on the path, after the course package: a file the student
     # writes there cannot shadow the checks (which are imported now, before any student code)
     cwd = os.getcwd()
