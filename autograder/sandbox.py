@@ -7,10 +7,14 @@ read-only folders, the Python installation (read-only), a verified copy of the c
 submission's own working folder. No ``solutions/``, no gradebook, no other submission, no
 network. A detached process the student's code starts dies with the sandbox.
 
-Where bwrap cannot run, a root grader runs the worker as a dedicated unprivileged uid in its own
-session, on a root-owned read-only copy of the package (every process of that uid is killed after
-each worker); elsewhere it is only a separate process. The report says which containment was in
-force (``AUTOGRADER_SANDBOX`` = ``auto`` | ``bwrap`` | ``user`` | ``process`` chooses).
+``auto`` (the default) is bwrap; where bwrap cannot run, grading stops with one line saying why.
+It never falls back by itself. The instructor may choose explicitly (``AUTOGRADER_SANDBOX``):
+``user``: a root grader runs the worker as a dedicated unprivileged uid in its own session and
+mount namespace (where the Python installation lives under a folder others cannot enter, such as
+``/root``, that folder is covered and only the installation bound back), on a root-owned
+read-only copy of the package; every process of that uid is killed after each worker.
+``process``: only a separate process, not contained. Each grades a notebook the same; the report
+says which was in force.
 """
 
 from __future__ import annotations
@@ -157,22 +161,9 @@ def _ro_binds() -> list[str]:
             args += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             args += ["--ro-bind", top, top]
-    python_dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
-    python_dirs |= set(site.getsitepackages())
-    with_parents = set()
-    for d in python_dirs:
-        real = os.path.realpath(d)
-        if os.path.isdir(real) and not real.startswith(("/usr/", "/etc/")):
-            with_parents.add(real)
-        if os.path.isdir(d) and not d.startswith(("/usr/", "/etc/")):
-            with_parents.add(os.path.abspath(d))
-    # bind each once, outermost first (a prefix bound covers the folders inside it)
-    kept: list[str] = []
-    for d in sorted(with_parents, key=len):
-        if not any(d == k or d.startswith(k + os.sep) for k in kept):
-            kept.append(d)
-    for d in kept:
-        args += ["--ro-bind", d, d]
+    for d in _python_dirs():
+        if not d.startswith(("/usr/", "/etc/")):
+            args += ["--ro-bind", d, d]
     return args
 
 
@@ -181,8 +172,9 @@ def bwrap_argv(workdir: Path, pkg: Path) -> list[str]:
     return [
         _bwrap() or "bwrap", "--die-with-parent", "--new-session", "--unshare-all", "--unshare-user",
         "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL", "--hostname", "sandbox",
-        *_ro_binds(),
-        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/home/student",
+        # the empty /tmp first: a Python installation (a venv, a clone) under /tmp is bound after it
+        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+        *_ro_binds(), "--dir", "/home/student",
         "--ro-bind", str(pkg), PKG_MOUNT, "--bind", str(workdir), WORK_MOUNT, "--chdir", WORK_MOUNT,
     ]
 
@@ -203,25 +195,139 @@ def _bwrap_works() -> str | None:
     return None
 
 
+def _python_dirs() -> list[str]:
+    """The folders of the Python installation the worker needs (prefixes, site-packages), real paths."""
+    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
+            *site.getsitepackages()}
+    # folders .pth files add (another environment's site-packages), never the course's own folder
+    # (the worker imports the verified package copy; the course holds solutions/)
+    course = {str(p.parent) for p in package_dirs().values()}
+    dirs |= {p for p in sys.path if p and os.path.isabs(p) and p not in course and os.path.isdir(p)
+             and p != os.getcwd() and not p.endswith(".zip")}
+    out: set[str] = set()
+    for d in dirs:
+        for p in (os.path.abspath(d), os.path.realpath(d)):
+            if os.path.isdir(p):
+                out.add(p)
+    kept: list[str] = []
+    for d in sorted(out, key=len):
+        if not any(d == k or d.startswith(k + os.sep) for k in kept):
+            kept.append(d)
+    return kept
+
+
+def _closed_ancestor(path: str) -> str | None:
+    """The outermost folder above ``path`` that other users cannot enter (``/root``, mode 0700), or None."""
+    parts = Path(path).parts
+    for i in range(2, len(parts) + 1):
+        p = str(Path(*parts[:i]))
+        try:
+            if not os.stat(p).st_mode & 0o001:
+                return p
+        except OSError:
+            return p
+    return None
+
+
+def _reopen_plan() -> dict[str, list[str]]:
+    """``closed folder -> installation folders under it`` for the ``user`` containment."""
+    plan: dict[str, list[str]] = {}
+    for d in _python_dirs():
+        top = _closed_ancestor(d)
+        if top is not None:
+            plan.setdefault(top, []).append(d)
+    return plan
+
+
+def _mount_namespace(plan: dict[str, list[str]]) -> Callable[[], None]:
+    """``preexec`` of the ``user`` worker (root, before exec): its own session and mount namespace in
+    which every folder of ``plan`` the sandbox uid could not enter is covered by an empty tmpfs with
+    only the Python installation bound back read-only, so the dropped uid imports what it needs
+    later (lazily imported modules too) and sees nothing else that was there (e.g. the rest of /root)."""
+    import ctypes
+
+    clone_newns, ms_rdonly, ms_remount, ms_bind, ms_rec, ms_private = 0x20000, 1, 32, 4096, 0x4000, 1 << 18
+
+    def run() -> None:
+        os.setsid()
+        if not plan:
+            return
+        libc = ctypes.CDLL(None, use_errno=True)
+
+        def mount(src: str | None, dst: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+            if libc.mount(src and src.encode(), dst.encode(), fstype and fstype.encode(), flags,
+                          data and data.encode()) != 0:
+                raise OSError(ctypes.get_errno(), f"mount {dst}")
+
+        if libc.unshare(clone_newns) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+        mount(None, "/", None, ms_rec | ms_private)
+        staging = tempfile.mkdtemp(prefix="autograder-mnt-")
+        for top, dirs in plan.items():
+            held = []
+            for i, d in enumerate(dirs):
+                os.mkdir(f"{staging}/{i}")
+                mount(d, f"{staging}/{i}", None, ms_bind | ms_rec)
+                held.append((f"{staging}/{i}", d))
+            mount("tmpfs", top, "tmpfs", 0, "mode=0755")
+            for src, d in held:
+                os.makedirs(d, exist_ok=True)
+                mount(src, d, None, ms_bind | ms_rec)
+                mount(None, d, None, ms_bind | ms_remount | ms_rdonly)
+                libc.umount2(src.encode(), 2)  # MNT_DETACH
+                os.rmdir(src)
+        os.rmdir(staging)
+
+    return run
+
+
+@functools.lru_cache(maxsize=4)
+def _user_works() -> str | None:
+    """None when the ``user`` containment runs here (a root grader whose Python the sandbox uid can
+    import from, after ``_mount_namespace``), else why not (one line)."""
+    if os.geteuid() != 0:
+        return "it needs a root grader (to switch to the sandbox uid)"
+    probe = (f"import os; os.setgroups([]); os.setgid({SANDBOX_UID}); os.setuid({SANDBOX_UID}); "
+             "import mimetypes, email.parser, json, numpy; print(1)")
+    try:
+        proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                              preexec_fn=_mount_namespace(_reopen_plan()), cwd="/",
+                              env={"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1", **NUMERIC_ENV})
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"the sandbox uid could not start Python: {err}"
+    if proc.returncode != 0 or proc.stdout.strip() != "1":
+        return ("the sandbox uid cannot import the Python installation: "
+                + (proc.stderr.strip().splitlines() or ["?"])[-1])
+    return None
+
+
 def choose(preference: str | None = None) -> Containment:
-    """The containment to use: ``AUTOGRADER_SANDBOX`` or ``preference``, ``auto`` by default."""
+    """The containment to use: ``AUTOGRADER_SANDBOX`` or ``preference``, ``auto`` by default.
+
+    ``auto`` is bwrap; where bwrap cannot run, grading stops with one line saying why and how to
+    choose another containment explicitly. It never falls back by itself: every containment
+    grading may use grades a notebook the same, but a weaker one must be the instructor's choice.
+    """
     want = (preference or os.environ.get("AUTOGRADER_SANDBOX") or "auto").lower()
     if want not in ("auto", "bwrap", "user", "process"):
         raise SandboxError(f"AUTOGRADER_SANDBOX={want!r}: use auto, bwrap, user or process")
-    why_not = _bwrap_works() if want in ("auto", "bwrap") else None
-    if want == "bwrap" and why_not:
-        raise SandboxError(f"AUTOGRADER_SANDBOX=bwrap but {why_not}")
-    if want in ("auto", "bwrap") and why_not is None:
+    if want in ("auto", "bwrap"):
+        why_not = _bwrap_works()
+        if why_not:
+            raise SandboxError(f"cannot contain the grading worker: {why_not}. Install/enable bubblewrap, or choose "
+                               "explicitly: AUTOGRADER_SANDBOX=user (root grader, a dedicated uid) or "
+                               "AUTOGRADER_SANDBOX=process (no containment)")
         return Containment("bwrap", "bubblewrap: own PID/network/user namespaces, read-only course package and "
                                     "Python, no solutions, gradebook or other submissions, dies with the grader")
-    if want in ("auto", "user") and os.geteuid() == 0:
-        return Containment("user", f"unprivileged uid {SANDBOX_UID} in its own session, read-only package copy "
-                                   f"(bubblewrap unavailable: {why_not or 'not chosen'}); the course folder is "
-                                   "readable by that uid")
     if want == "user":
-        raise SandboxError("AUTOGRADER_SANDBOX=user needs a root grader (to switch to the sandbox uid)")
-    return Containment("process", "a separate process only, NOT contained: "
-                                  + (why_not or "chosen") + "; install bubblewrap for real containment")
+        why_not = _user_works()
+        if why_not:
+            raise SandboxError(f"AUTOGRADER_SANDBOX=user cannot run here: {why_not}")
+        return Containment("user", f"unprivileged uid {SANDBOX_UID} in its own session and mount namespace, "
+                                   "read-only package copy (chosen: AUTOGRADER_SANDBOX=user); the course folder "
+                                   "is readable by that uid")
+    return Containment("process", "a separate process only, NOT contained (chosen: AUTOGRADER_SANDBOX=process); "
+                                  "install bubblewrap for real containment")
 
 
 @dataclass
@@ -254,7 +360,7 @@ def launch(containment: Containment, workdir: Path, worker_args: list[str]) -> L
         for p in [workdir, *workdir.rglob("*")]:
             os.chown(p, SANDBOX_UID, SANDBOX_UID)
         env["AUTOGRADER_DROP_UID"] = str(SANDBOX_UID)
-        return Launch(python, env, str(workdir), os.setsid)
+        return Launch(python, env, str(workdir), _mount_namespace(_reopen_plan()))
     return Launch(python, env, str(workdir), os.setsid)
 
 

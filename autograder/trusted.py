@@ -52,6 +52,8 @@ MAX_RESTARTS = 8
 #: the largest reply read from the worker (bytes)
 MAX_REPLY = 256 << 20
 FAIL_MARK = "\u2718"
+#: errors of a course (trusted) cell that mean the grading environment is broken, not the answer
+ENVIRONMENT_ERRORS = ("ModuleNotFoundError", "ImportError", "PermissionError")
 PASS_MARK = "\u2714"
 
 
@@ -418,6 +420,11 @@ def grade_trusted(
                 cell.outputs.append(_stream(str(reply["stderr"]), "stderr"))
             if reply.get("ename"):
                 cell.outputs.append(_error(str(reply["ename"]), str(reply.get("evalue") or "")))
+                if i in trusted and reply["ename"] in ENVIRONMENT_ERRORS:
+                    # the course's own cell cannot run here: a broken grading environment, never a 0
+                    raise GradingError(f"the course's cell {m.get('grade_id') or i} failed in the grading worker "
+                                       f"({reply['ename']}: {str(reply.get('evalue'))[:200]}): the containment "
+                                       f"{containment.kind} cannot run this course")
     except GradingError as err:
         run.error = str(err)
     finally:
