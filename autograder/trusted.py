@@ -49,6 +49,13 @@ from autograder.worker import write_frame
 START_TIMEOUT = 120.0
 #: restarts of a dead or stuck worker per notebook, before the rest is marked ungraded
 MAX_RESTARTS = 8
+#: a cell's limit (``timeout``, nbgrader's ``Execute.timeout``, 60 s by default) counts the CPU
+#: seconds of the worker's processes, so a busy machine never stops an honest cell; a cell that
+#: waits instead of computing (``time.sleep``, a blocked read) is stopped after WALL_FACTOR times
+#: the limit of wall-clock time (300 s by default)
+WALL_FACTOR = 5
+#: how often (seconds) the worker's CPU time is read while a cell runs
+CPU_POLL = 0.25
 #: the largest reply read from the worker (bytes)
 MAX_REPLY = 256 << 20
 FAIL_MARK = "\u2718"
@@ -167,6 +174,34 @@ class WorkerTimeout(RuntimeError):
     """The worker did not answer in time (an endless loop)."""
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, its reaped children's included) of ``pid`` and every process
+    below it, from ``/proc``: what a cell costs whatever else the machine is running."""
+    stats: dict[int, tuple[int, float]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        # fields after the name: state ppid ... utime(12) stime cutime cstime
+        stats[int(name)] = (int(fields[1]), sum(int(x) for x in fields[11:15]) / _TICK)
+    children: dict[int, list[int]] = {}
+    for p, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(p)
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, (0, 0.0))[1]
+        todo.extend(children.get(p, ()))
+    return total
+
+
 class WorkerHandle:
     """A running worker: send a request, wait for its reply with a deadline, kill it."""
 
@@ -191,24 +226,28 @@ class WorkerHandle:
             raise WorkerDied("the worker did not start")
 
     def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Send ``message``; the reply (validated plain data) within ``timeout`` seconds."""
+        """Send ``message``; the reply (validated plain data) within ``timeout`` seconds of the
+        worker's CPU time (and ``WALL_FACTOR`` times that of wall-clock time)."""
         try:
             write_frame(self._req_w, dumps(message))
         except OSError:
             raise WorkerDied("the worker is gone") from None
-        return self._receive(timeout)
+        return self._receive(timeout, cpu=True)
 
-    def _receive(self, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+    def _receive(self, timeout: float, cpu: bool = False) -> dict[str, Any]:
+        start_cpu = tree_cpu_seconds(self.proc.pid) if cpu else 0.0
+        deadline = time.monotonic() + (timeout * WALL_FACTOR if cpu else timeout)
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise WorkerTimeout()
-            ready, _, _ = select.select([self._rep_r], [], [], min(left, 1.0))
+            ready, _, _ = select.select([self._rep_r], [], [], min(left, CPU_POLL))
             if ready:
                 break
             if self.proc.poll() is not None:
                 raise WorkerDied(f"the worker exited with status {self.proc.returncode}")
+            if cpu and tree_cpu_seconds(self.proc.pid) - start_cpu > timeout:
+                raise WorkerTimeout()
         head = os.read(self._rep_r, 8)
         if len(head) < 8:
             status = self.proc.poll()
@@ -455,7 +494,6 @@ def _grade_test_cell(
         cell.outputs = [_failure(f"your answer was not run: {findings[0]}. An answer to this exercise never needs "
                                  "that; it is not allowed in graded work (flagged for the instructor).")]
         return worker
-    deadline = time.monotonic() + timeout
     for call in calls:
         try:
             ex = exercise_of(call, search)
@@ -465,8 +503,7 @@ def _grade_test_cell(
             return worker
         try:
             reply = worker.request({"op": "probe", "module": call.module, "function": call.function,
-                                    "names": list(call.names), "cases": cases},
-                                   max(1.0, deadline - time.monotonic()))
+                                    "names": list(call.names), "cases": cases}, timeout)
         except WorkerTimeout:
             cell.outputs.append(_error("CellTimeoutError", "", "this cell ran past the time limit and was stopped"))
             restart()
