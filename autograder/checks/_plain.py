@@ -13,6 +13,7 @@ survives as itself. Values that are not plain become markers the judge can name 
 from __future__ import annotations
 
 import io
+import zipfile
 from typing import Any
 
 import torch
@@ -93,34 +94,60 @@ def type_name(value: Any) -> str:
     return "Tensor" if type(value) is torch.Tensor else type(value).__name__
 
 
-def validate(data: Any) -> Any:
-    """Raise PlainDataError unless ``data`` is plain data by exact type; return it."""
-    total = [0]
+#: the most values (containers, scalars, tensors) a reply may hold, counted along every path, so a
+#: structure that shares one child many times (8 references nested 13 deep: 8^13 paths in a few
+#: hundred bytes) fails after MAX_NODES steps instead of stalling whoever walks it next
+MAX_NODES = 500_000
+#: the most characters of text one reply may hold
+MAX_TEXT_BYTES = 64 << 20
+#: the largest pickle (the structure, tensors' data excluded) inside a serialised reply
+MAX_PICKLE = 32 << 20
+#: the largest serialised reply, and the most its tensors' data may unpack to
+MAX_BLOB = 256 << 20
 
-    def walk(v: Any, depth: int) -> None:
+
+def validate(data: Any) -> Any:
+    """Raise PlainDataError unless ``data`` is plain data by exact type, within budget; return it.
+
+    The budget: depth, MAX_NODES values along every path, MAX_TEXT_BYTES of text, MAX_ELEMENTS
+    tensor elements (a tensor referenced twice counted once, by id). Nothing else touches a reply
+    before this has passed: a budget exceeded stops the walk at once."""
+    nodes = text = elements = 0
+    seen: set[int] = set()
+    todo: list[tuple[Any, int]] = [(data, 0)]
+    while todo:
+        v, depth = todo.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise PlainDataError(f"more than {MAX_NODES} values (shared references are counted each time)")
         if depth > MAX_DEPTH + 2:
             raise PlainDataError("nested too deeply")
         t = type(v)
+        if t is str:
+            text += len(v)
+            if text > MAX_TEXT_BYTES:
+                raise PlainDataError("too much text")
+            continue
         if t in SCALARS:
-            return
+            continue
         if t is torch.Tensor:
-            total[0] += v.numel()
-            if total[0] > MAX_ELEMENTS:
-                raise PlainDataError("too many tensor elements")
-            return
+            if id(v) not in seen:
+                seen.add(id(v))
+                elements += v.numel()
+                if elements > MAX_ELEMENTS:
+                    raise PlainDataError("too many tensor elements")
+            continue
         if t is list or t is tuple:
-            for x in v:
-                walk(x, depth + 1)
-            return
+            todo.extend((x, depth + 1) for x in v)
+            continue
         if t is dict:
             for k, x in v.items():
                 if type(k) is not str:
                     raise PlainDataError(f"a dict key of type {type(k).__name__}")
-                walk(x, depth + 1)
-            return
+                text += len(k)
+                todo.append((x, depth + 1))
+            continue
         raise PlainDataError(f"a value of type {qualname(t)}")
-
-    walk(data, 0)
     return data
 
 
@@ -131,8 +158,31 @@ def dumps(data: Any) -> bytes:
     return buf.getvalue()
 
 
+def _check_archive(blob: bytes) -> None:
+    """Bound ``torch.load`` before it runs: a plain zip of stored (uncompressed) records whose sizes
+    add up to at most the blob's, with a pickle of at most MAX_PICKLE bytes."""
+    if len(blob) > MAX_BLOB:
+        raise PlainDataError("reply too large")
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError):
+        raise PlainDataError("unreadable reply (not a torch archive)") from None
+    total = 0
+    for info in infos:
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise PlainDataError("a compressed record in the reply")
+        total += info.file_size
+        if info.filename.endswith(".pkl") and info.file_size > MAX_PICKLE:
+            raise PlainDataError("reply structure too large")
+    if total > len(blob):
+        raise PlainDataError("reply records larger than the reply")
+
+
 def loads(blob: bytes) -> Any:
-    """Read data written by ``dumps`` without running code (``weights_only=True``), then ``validate`` it."""
+    """Read data written by ``dumps`` without running code (``weights_only=True``), within the
+    archive's bounds (``_check_archive``), then ``validate`` it."""
+    _check_archive(blob)
     try:
         data = torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
     except Exception as err:  # noqa: BLE001 - anything unreadable is a protocol violation
