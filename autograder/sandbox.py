@@ -348,7 +348,9 @@ def launch(containment: Containment, workdir: Path, worker_args: list[str]) -> L
         "NBGRADER_EXECUTION": "autograde", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
         "PYTHONUNBUFFERED": "1", **NUMERIC_ENV, "TORCHINDUCTOR_CACHE_DIR": "/tmp/inductor",
     }
-    python = [sys.executable, "-m", "autograder.worker", *worker_args]
+    if os.environ.get("AUTOGRADER_DEBUG"):
+        env["AUTOGRADER_DEBUG"] = "1"  # the worker's timings on stderr
+    python = [sys.executable, "-P", "-m", "autograder.worker", *worker_args]  # -P: no cwd on sys.path
     if containment.kind == "bwrap":
         env.update(HOME="/tmp", PYTHONPATH=PKG_MOUNT, MPLCONFIGDIR="/tmp/mpl")
         return Launch(bwrap_argv(workdir, pkg) + python, env, str(workdir), None)

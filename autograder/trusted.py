@@ -24,6 +24,7 @@ import contextlib
 import importlib
 import importlib.util
 import os
+import secrets
 import select
 import shutil
 import subprocess
@@ -42,7 +43,7 @@ from nbformat import NotebookNode
 from autograder import sandbox
 from autograder.checks._core import CheckFailure, Exercise
 from autograder.checks._plain import PlainDataError, dumps, loads
-from autograder.screen import COMMON_MODULE_NAMES, Finding, screen_source
+from autograder.screen import ALLOWED_MODULES, COMMON_MODULE_NAMES, Finding, screen_source
 from autograder.worker import write_frame
 
 #: how long the worker may take to start (importing torch on a loaded machine)
@@ -300,6 +301,27 @@ class TrustedRun:
     error: str | None = None
 
 
+def _imports(source: str) -> set[str]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def notebook_imports(student: list[str], course: list[str]) -> list[str]:
+    """The modules the cells import (a student's cell: only those of ``screen.ALLOWED_MODULES``):
+    the worker's zygote imports them once, so no probe child pays for importing matplotlib again."""
+    names = {n for src in student for n in _imports(src) if n.split(".")[0] in ALLOWED_MODULES}
+    return sorted(names | {n for src in course for n in _imports(src)})
+
+
 def _meta(cell: NotebookNode) -> dict[str, Any]:
     return cell.get("metadata", {}).get("nbgrader", {}) or {}
 
@@ -388,6 +410,8 @@ def grade_trusted(
             refused[i] = findings
             run.flags.append({"cell": m.get("grade_id") or f"cell {i}", "findings": [str(f) for f in findings]})
     preload = sorted({c.module for v in calls.values() if isinstance(v, list) for c in v})
+    imported = notebook_imports([nb.cells[i].source for i in code if i not in refused and i not in trusted],
+                                [nb.cells[i].source for i in code if i in trusted and i not in calls])
 
     # 2. the worker
     worker: WorkerHandle | None = None
@@ -402,9 +426,15 @@ def grade_trusted(
                 last = err
                 time.sleep(1 + attempt)
                 continue
+            try:
+                w.request({"op": "preload", "modules": imported}, timeout)
+            except (WorkerDied, WorkerTimeout):
+                w.kill()
+                last = WorkerDied("the worker failed importing the notebook's modules")
+                continue
             for j in list(done):
                 try:
-                    w.request({"op": "run", "source": nb.cells[j].source}, timeout)
+                    w.request({"op": "run", "source": nb.cells[j].source, "trusted": j in trusted}, timeout)
                 except (WorkerDied, WorkerTimeout):
                     done.remove(j)  # it broke the worker this time: leave it out
                     w.kill()
@@ -439,10 +469,12 @@ def grade_trusted(
             if m.get("grade") and not m.get("solution"):
                 if progress:
                     progress(f"  {m.get('grade_id')}")
-                worker = _grade_test_cell(cell, i, calls[i], answer_of, refused, worker, search, timeout, restart)
+                above = [{"source": nb.cells[j].source, "trusted": j in trusted} for j in done if j < i]
+                worker = _grade_test_cell(cell, i, calls[i], answer_of, refused, worker, search, timeout, restart,
+                                          above)
                 continue
             try:
-                reply = worker.request({"op": "run", "source": cell.source}, timeout)
+                reply = worker.request({"op": "run", "source": cell.source, "trusted": i in trusted}, timeout)
             except WorkerTimeout:
                 cell.outputs = [_error("CellTimeoutError", "", "this cell ran past the time limit and was stopped")]
                 restart()
@@ -482,6 +514,7 @@ def _grade_test_cell(
     search: list[Path],
     timeout: float,
     restart: Callable[[], None],
+    cells_above: list[dict[str, Any]],
 ) -> WorkerHandle | None:
     """Judge one test cell: each check call's probe in the worker, its judge here."""
     cell.outputs = []
@@ -501,9 +534,13 @@ def _grade_test_cell(
         except GradingError as err:
             cell.outputs.append(_error("GradingError", str(err)))
             return worker
+        nonce = secrets.token_hex(16)
         try:
             reply = worker.request({"op": "probe", "module": call.module, "function": call.function,
-                                    "names": list(call.names), "cases": cases}, timeout)
+                                    "names": list(call.names), "cases": cases, "nonce": nonce,
+                                    "cells": cells_above}, timeout)
+            if reply.get("op") != "probe" or reply.get("nonce") != nonce:
+                raise WorkerDied("a reply that does not answer this request")
         except WorkerTimeout:
             cell.outputs.append(_error("CellTimeoutError", "", "this cell ran past the time limit and was stopped"))
             restart()
@@ -517,6 +554,10 @@ def _grade_test_cell(
         if type(student_out) is str and student_out:
             cell.outputs.append(_stream(student_out))
         status = reply.get("status")
+        if status == "died":
+            cell.outputs.append(_failure(f"your code killed its process while this check ran ({reply.get('message')}): "
+                                         "os._exit, a crash or out of memory."))
+            return worker
         if status == "failure":
             cell.outputs.append(_failure(str(reply.get("message", "the check failed"))))
             return worker
