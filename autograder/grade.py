@@ -168,6 +168,7 @@ class GradeReport:
     flags: list[dict[str, Any]] = field(default_factory=list)
     restarts: int = 0
     error: str | None = None
+    secret: str = ""
 
     @property
     def review(self) -> bool:
@@ -213,6 +214,7 @@ class GradeReport:
             "flags": self.flags,
             "worker_restarts": self.restarts,
             "error": self.error,
+            "secret": self.secret,
             "seconds": round(self.seconds, 2),
             "exercises": [
                 {"exercise": k, "points": v[0], "max_points": v[1]} for k, v in self.exercises().items()
@@ -228,6 +230,8 @@ class GradeReport:
             lines.append(f"  could not grade: {self.error}")
         if self.containment:
             lines.append(f"  containment: {self.containment}")
+        if self.secret.startswith("random"):
+            lines.append(f"  hidden cases: secret {self.secret}")
         for flag in self.flags:
             lines.append(f"  REVIEW: {flag['cell']} uses what an answer never needs: {'; '.join(flag['findings'][:3])}")
         for r in self.repairs:
@@ -410,4 +414,5 @@ def grade_notebook(
         notebook=str(path), assignment=assignment, cells=cells, repairs=repairs,
         seconds=time.perf_counter() - t0, used_source=True, source=origin, containment=run.containment,
         containment_detail=run.containment_detail, flags=run.flags, restarts=run.restarts, error=run.error,
+        secret=run.secret,
     )

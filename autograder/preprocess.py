@@ -46,7 +46,9 @@ class TrustedExecute(Execute):
         if run.error:
             raise trusted.GradingError(f"could not grade {workdir.name}: {run.error}")
         nb.metadata["autograder"] = {"containment": run.containment, "review": bool(run.flags),
-                                     "flags": run.flags, "worker_restarts": run.restarts}
+                                     "flags": run.flags, "worker_restarts": run.restarts, "secret": run.secret}
+        if run.secret.startswith("random"):
+            self.log.warning("hidden cases: secret %s", run.secret)
         self.log.info("graded in containment %s (%s restarts)", run.containment, run.restarts)
         for flag in run.flags:
             self.log.warning("REVIEW %s: %s uses what an answer never needs: %s", workdir.parent.name,

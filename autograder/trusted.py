@@ -20,9 +20,6 @@ nbgrader's own scoring (``SaveAutoGrades``) and ``python -m autograder check`` r
 from __future__ import annotations
 
 import ast
-import contextlib
-import importlib
-import importlib.util
 import os
 import secrets
 import select
@@ -31,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -40,8 +37,9 @@ from typing import Any
 import nbformat
 from nbformat import NotebookNode
 
+from autograder import judge as judge_module
 from autograder import sandbox
-from autograder.checks._core import CheckFailure, Exercise
+from autograder.checks._core import Exercise
 from autograder.checks._plain import PlainDataError, dumps, loads
 from autograder.screen import ALLOWED_MODULES, COMMON_MODULE_NAMES, Finding, screen_source
 from autograder.worker import write_frame
@@ -57,6 +55,11 @@ MAX_RESTARTS = 8
 WALL_FACTOR = 5
 #: how often (seconds) the worker's CPU time is read while a cell runs
 CPU_POLL = 0.25
+#: a whole submission's wall-clock deadline, in cell limits (20 x 60 s by default): what is not
+#: graded by then scores 0 and the notebook is flagged for review
+SUBMISSION_FACTOR = 20
+#: CPU seconds one judgement may take (its wall-clock limit: WALL_FACTOR times that)
+JUDGE_TIMEOUT = 60.0
 #: the largest reply read from the worker (bytes)
 MAX_REPLY = 256 << 20
 FAIL_MARK = "\u2718"
@@ -136,23 +139,11 @@ def parse_test_cell(source: str) -> list[CheckCall]:
 
 
 def load_check_module(name: str, search: list[Path]) -> ModuleType:
-    """The grader's copy of a check module: ``autograder.checks.*`` from the package, others from
-    the course's own assignment folders (``search``), never from the submission."""
-    if name.startswith("autograder."):
-        return importlib.import_module(name)
-    for folder in search:
-        path = folder / (name.replace(".", "/") + ".py")
-        if path.is_file():
-            key = f"_course_checks_{abs(hash(str(path)))}_{name}"
-            if key in sys.modules:
-                return sys.modules[key]
-            spec = importlib.util.spec_from_file_location(key, path)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[key] = module
-            spec.loader.exec_module(module)
-            return module
-    raise GradingError(f"check module {name} not found in the course")
+    """The grader's copy of a check module (``autograder.judge.load_check_module``)."""
+    try:
+        return judge_module.load_check_module(name, search)
+    except LookupError as err:
+        raise GradingError(str(err)) from None
 
 
 def exercise_of(call: CheckCall, search: list[Path]) -> Exercise:
@@ -226,18 +217,20 @@ class WorkerHandle:
             self.kill()
             raise WorkerDied("the worker did not start")
 
-    def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+    def request(self, message: dict[str, Any], timeout: float, wall: float | None = None) -> dict[str, Any]:
         """Send ``message``; the reply (validated plain data) within ``timeout`` seconds of the
-        worker's CPU time (and ``WALL_FACTOR`` times that of wall-clock time)."""
+        worker's CPU time and ``wall`` (default ``WALL_FACTOR`` times ``timeout``) of wall-clock time."""
         try:
             write_frame(self._req_w, dumps(message))
         except OSError:
             raise WorkerDied("the worker is gone") from None
-        return self._receive(timeout, cpu=True)
+        return self._receive(timeout, cpu=True, wall=wall)
 
-    def _receive(self, timeout: float, cpu: bool = False) -> dict[str, Any]:
+    def _receive(self, timeout: float, cpu: bool = False, wall: float | None = None) -> dict[str, Any]:
         start_cpu = tree_cpu_seconds(self.proc.pid) if cpu else 0.0
-        deadline = time.monotonic() + (timeout * WALL_FACTOR if cpu else timeout)
+        if wall is None:
+            wall = timeout * WALL_FACTOR if cpu else timeout
+        deadline = time.monotonic() + max(wall, 0.5)
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -287,6 +280,37 @@ class WorkerHandle:
         sandbox.kill_all(self.containment, self.proc)
 
 
+class JudgeHandle(WorkerHandle):
+    """The judge process (``autograder/judge.py``): started at once, waited for on first use."""
+
+    def __init__(self, preload: list[str]) -> None:  # noqa: D107 - no worker start here
+        from autograder.checks import _secret
+
+        self.containment = sandbox.Containment("process", "judge")
+        req_r, self._req_w = os.pipe()
+        self._rep_r, rep_w = os.pipe()
+        pkg_parent = str(sandbox.package_dirs()["autograder"].parent)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "MKL_", "OPENBLAS_"))}
+        env.update(sandbox.NUMERIC_ENV, AUTOGRADER_SECRET=_secret.secret_value(), PYTHONDONTWRITEBYTECODE="1",
+                   PYTHONPATH=os.pathsep.join([pkg_parent, *[p for p in sys.path if p and p != pkg_parent]]))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-P", "-m", "autograder.judge", str(req_r), str(rep_w), *preload], env=env,
+            pass_fds=(req_r, rep_w), start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=None if os.environ.get("AUTOGRADER_DEBUG") else subprocess.DEVNULL)
+        os.close(req_r)
+        os.close(rep_w)
+        self.ready = False
+
+    def judge(self, call: CheckCall, search: list[Path], cases: Any, data: Any) -> dict[str, Any]:
+        """The verdict on ``data`` (JUDGE_TIMEOUT CPU seconds); WorkerTimeout/WorkerDied past its limits."""
+        if not self.ready:
+            if self._receive(START_TIMEOUT).get("op") != "ready":
+                raise WorkerDied("the judge did not start")
+            self.ready = True
+        return self.request({"op": "judge", "module": call.module, "function": call.function,
+                             "search": [str(p) for p in search], "cases": cases, "data": data}, JUDGE_TIMEOUT)
+
+
 # --- grading one notebook ---
 
 
@@ -299,6 +323,7 @@ class TrustedRun:
     flags: list[dict[str, Any]] = field(default_factory=list)
     restarts: int = 0
     error: str | None = None
+    secret: str = ""
 
 
 def _imports(source: str) -> set[str]:
@@ -320,6 +345,26 @@ def notebook_imports(student: list[str], course: list[str]) -> list[str]:
     the worker's zygote imports them once, so no probe child pays for importing matplotlib again."""
     names = {n for src in student for n in _imports(src) if n.split(".")[0] in ALLOWED_MODULES}
     return sorted(names | {n for src in course for n in _imports(src)})
+
+
+class Judges:
+    """The notebook's judge process: one, reused across cells, replaced after a time-out."""
+
+    def __init__(self, preload: list[str]) -> None:
+        self.preload = preload
+        self.handle: JudgeHandle | None = None
+
+    def get(self) -> JudgeHandle:
+        """The running judge (started on first use)."""
+        if self.handle is None:
+            self.handle = JudgeHandle(self.preload)
+        return self.handle
+
+    def reset(self) -> None:
+        """Kill the judge (after a time-out): the next exercise gets a fresh one."""
+        if self.handle is not None:
+            self.handle.kill()
+        self.handle = None
 
 
 def _meta(cell: NotebookNode) -> dict[str, Any]:
@@ -383,8 +428,11 @@ def grade_trusted(
     ``workdir``: the submission's working folder (the assignment's released files), the only
     writable folder the worker sees. ``search``: course folders holding non-package check modules.
     """
-    run = TrustedRun()
+    from autograder.checks import _secret
+
+    run = TrustedRun(secret=_secret.secret_source())
     containment = containment or sandbox.choose()
+    deadline = time.monotonic() + SUBMISSION_FACTOR * timeout
     run.containment, run.containment_detail = containment.kind, containment.detail
     trusted = trusted_cells(nb, release)
     answer_of = _exercise_cells(nb)
@@ -413,7 +461,9 @@ def grade_trusted(
     imported = notebook_imports([nb.cells[i].source for i in code if i not in refused and i not in trusted],
                                 [nb.cells[i].source for i in code if i in trusted and i not in calls])
 
-    # 2. the worker
+    # 2. the judge process (starting now, while the worker starts) and the worker
+    judges = Judges(preload)
+    judges.get()
     worker: WorkerHandle | None = None
     done: list[int] = []  # cells that ran to the end (errors included): re-run after a restart
 
@@ -459,6 +509,14 @@ def grade_trusted(
             if run.restarts > MAX_RESTARTS:
                 cell.outputs = [_error("GradingError", "not graded: the notebook crashed the grader too often")]
                 continue
+            if time.monotonic() > deadline:
+                if not any(f["cell"] == "submission" for f in run.flags):
+                    run.flags.append({"cell": "submission", "findings": [
+                        f"ran past the deadline of {SUBMISSION_FACTOR * timeout:g} s for a whole notebook"]})
+                if i in calls:
+                    cell.outputs = [_failure(f"not graded: the notebook ran past the grading deadline "
+                                             f"({SUBMISSION_FACTOR * timeout:g} s for the whole notebook).")]
+                continue
             m = _meta(cell)
             if i in refused:
                 why = "; ".join(str(f) for f in refused[i][:3])
@@ -471,7 +529,7 @@ def grade_trusted(
                     progress(f"  {m.get('grade_id')}")
                 above = [{"source": nb.cells[j].source, "trusted": j in trusted} for j in done if j < i]
                 worker = _grade_test_cell(cell, i, calls[i], answer_of, refused, worker, search, timeout, restart,
-                                          above)
+                                          above, judges)
                 continue
             try:
                 reply = worker.request({"op": "run", "source": cell.source, "trusted": i in trusted}, timeout)
@@ -501,6 +559,7 @@ def grade_trusted(
     finally:
         if worker is not None:
             worker.kill()
+        judges.reset()
     return nb, run
 
 
@@ -515,6 +574,7 @@ def _grade_test_cell(
     timeout: float,
     restart: Callable[[], None],
     cells_above: list[dict[str, Any]],
+    judges: Judges,
 ) -> WorkerHandle | None:
     """Judge one test cell: each check call's probe in the worker, its judge here."""
     cell.outputs = []
@@ -565,31 +625,23 @@ def _grade_test_cell(
             cell.outputs.append(_failure(f"the check could not run your code: {str(reply.get('message'))[:500]}"))
             return worker
         try:
-            with one_thread():
-                message = ex.judge(cases, reply.get("data"))
-        except CheckFailure as failure:
-            cell.outputs.append(_failure(str(failure)))
+            verdict = judges.get().judge(call, search, cases, reply.get("data"))
+        except WorkerTimeout:
+            judges.reset()
+            cell.outputs.append(_failure(f"checking what your code returned ran past the judge's limit "
+                                         f"({JUDGE_TIMEOUT:g} s): return the sizes the docstring asks for."))
             return worker
-        except Exception as err:  # noqa: BLE001 - malformed data from the student's side fails, never passes
-            cell.outputs.append(_failure(f"what your code returned could not be checked ({type(err).__name__}: "
-                                         f"{str(err)[:200]}): return the types the docstring asks for."))
+        except WorkerDied as err:
+            judges.reset()
+            cell.outputs.append(_failure(f"what your code returned could not be checked (the judge stopped: {err})."))
             return worker
+        if verdict.get("status") != "ok":
+            cell.outputs.append(_failure(str(verdict.get("message"))))
+            return worker
+        message = str(verdict.get("message"))
         suffix = " (hidden tests)" if call.hidden and "hidden" not in str(message) else ""
         cell.outputs.append(_stream(f"{PASS_MARK} {message}{suffix}\n"))
     return worker
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """torch computes with one thread inside, as in the worker (``sandbox.NUMERIC_ENV``)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def copy_assignment_files(src_dir: Path, dest: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 ENV = "AUTOGRADER_SECRET"
 FILE = Path("autograder") / "secret"
+RANDOM = "random for this run (set AUTOGRADER_SECRET or write autograder/secret to reproduce hidden cases)"
 
 
 def _course_root() -> Path:
@@ -36,12 +37,18 @@ def _secret() -> tuple[bytes, str]:
         text = ""
     if text:
         return text.encode(), str(path)
-    return secrets.token_bytes(32), "random for this run (set AUTOGRADER_SECRET or write autograder/secret)"
+    # hex, so the same secret reaches the judge process through AUTOGRADER_SECRET byte for byte
+    return secrets.token_hex(32).encode(), RANDOM
 
 
 def secret_source() -> str:
     """Where the secret came from, for the report: an env var, a file, or 'random for this run'."""
     return _secret()[1]
+
+
+def secret_value() -> str:
+    """The secret itself, for the grader's judge process only (never the worker's environment)."""
+    return _secret()[0].decode()
 
 
 def is_random() -> bool:

@@ -1,0 +1,106 @@
+"""The judge process: where an exercise's judge decides, away from the grader and the student.
+
+``autograder/trusted.py`` starts one per notebook it grades (``python -P -m autograder.judge``)
+and reuses it for every test cell: a fresh interpreter that never sees a student's object, only
+the plain data a probe returned (already validated by ``_plain``). It imports the check module,
+runs ``exercise.judge(cases, data)`` and replies with the verdict. Its limits are its own: one
+torch thread (the worker's setting, ``sandbox.NUMERIC_ENV``), an address-space limit, and the
+grader's CPU/wall-clock limit per judgement; a judge that runs past them costs that exercise only
+(the grader kills this process and starts another for the next one). The instructor's secret
+reaches it through ``AUTOGRADER_SECRET`` (``checks/_secret.py``), so a judge that re-derives a
+hidden case sees the values the grader made.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+#: memory (bytes) a judgement may allocate beyond what the judge process holds after its imports
+JUDGE_MEMORY = 4 << 30
+
+
+def load_check_module(name: str, search: list[Path]) -> ModuleType:
+    """The grader's copy of a check module: ``autograder.checks.*`` from the package, others from
+    the course's own assignment folders (``search``), never from the submission."""
+    if name.startswith("autograder."):
+        return importlib.import_module(name)
+    for folder in search:
+        path = folder / (name.replace(".", "/") + ".py")
+        if path.is_file():
+            key = f"_course_checks_{abs(hash(str(path)))}_{name}"
+            if key in sys.modules:
+                return sys.modules[key]
+            spec = importlib.util.spec_from_file_location(key, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[key] = module
+            spec.loader.exec_module(module)
+            return module
+    raise LookupError(f"check module {name} not found in the course")
+
+
+def _limit_memory() -> None:
+    try:
+        import resource
+
+        with open("/proc/self/statm") as f:
+            size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        resource.setrlimit(resource.RLIMIT_AS, (size + JUDGE_MEMORY, size + JUDGE_MEMORY))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def judge_one(request: dict[str, Any]) -> dict[str, Any]:
+    """One verdict: ``{"status": "ok"|"failure"|"error", "message": ...}``."""
+    from autograder.checks._core import CheckFailure, Exercise
+
+    try:
+        module = load_check_module(str(request["module"]), [Path(p) for p in request.get("search", [])])
+    except LookupError as err:
+        return {"status": "error", "message": str(err)}
+    ex = getattr(getattr(module, str(request["function"]), None), "exercise", None)
+    if not isinstance(ex, Exercise):
+        return {"status": "error", "message": f"{request['module']}.{request['function']} is not an exercise check"}
+    try:
+        return {"status": "ok", "message": str(ex.judge(request["cases"], request["data"]))}
+    except CheckFailure as failure:
+        return {"status": "failure", "message": str(failure)}
+    except MemoryError:
+        return {"status": "failure", "message": "what your code returned took more memory to check than allowed: "
+                                                "return the sizes the docstring asks for."}
+    except Exception as err:  # noqa: BLE001 - malformed data from the student's side fails, never passes
+        return {"status": "failure", "message": f"what your code returned could not be checked "
+                                                f"({type(err).__name__}: {str(err)[:200]}): return the types "
+                                                "the docstring asks for."}
+
+
+def main(argv: list[str]) -> int:
+    """``python -P -m autograder.judge REQUEST_FD REPLY_FD [MODULE ...]``: judge until the grader closes."""
+    rfd, wfd = int(argv[0]), int(argv[1])
+    import torch
+
+    torch.set_num_threads(1)
+    from autograder.checks._plain import dumps, loads
+    from autograder.worker import read_frame, write_frame
+
+    for name in argv[2:]:
+        importlib.import_module(name)
+    _limit_memory()
+    write_frame(wfd, dumps({"op": "ready"}))
+    while True:
+        frame = read_frame(rfd)
+        if frame is None:
+            return 0
+        reply = judge_one(loads(frame))
+        write_frame(wfd, dumps({"op": "judge", "status": str(reply["status"]), "message": str(reply["message"])}))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
