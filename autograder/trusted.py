@@ -146,6 +146,12 @@ def load_check_module(name: str, search: list[Path]) -> ModuleType:
         raise GradingError(str(err)) from None
 
 
+def check_module_source(name: str, search: list[Path]) -> str:
+    """The text of a course's own check module (not in the package), read by the grader."""
+    module = load_check_module(name, search)
+    return Path(str(module.__file__)).read_text(encoding="utf-8")
+
+
 def exercise_of(call: CheckCall, search: list[Path]) -> Exercise:
     """The ``Exercise`` behind a parsed check call."""
     fn = getattr(load_check_module(call.module, search), call.function, None)
@@ -458,11 +464,18 @@ def grade_trusted(
             refused[i] = findings
             run.flags.append({"cell": m.get("grade_id") or f"cell {i}", "findings": [str(f) for f in findings]})
     preload = sorted({c.module for v in calls.values() if isinstance(v, list) for c in v})
+    course_checks: dict[str, str] = {}
+    for m in preload:
+        if not m.startswith("autograder."):
+            try:
+                course_checks[m] = check_module_source(m, search)
+            except GradingError:
+                continue  # its test cells say so
     imported = notebook_imports([nb.cells[i].source for i in code if i not in refused and i not in trusted],
                                 [nb.cells[i].source for i in code if i in trusted and i not in calls])
 
     # 2. the judge process (starting now, while the worker starts) and the worker
-    judges = Judges(preload)
+    judges = Judges([m for m in preload if m.startswith("autograder.")])
     judges.get()
     worker: WorkerHandle | None = None
     done: list[int] = []  # cells that ran to the end (errors included): re-run after a restart
@@ -471,13 +484,13 @@ def grade_trusted(
         last: Exception | None = None
         for attempt in range(3):
             try:
-                w = WorkerHandle(containment, workdir, preload)
+                w = WorkerHandle(containment, workdir, [m for m in preload if m.startswith("autograder.")])
             except (WorkerDied, WorkerTimeout, OSError) as err:
                 last = err
                 time.sleep(1 + attempt)
                 continue
             try:
-                w.request({"op": "preload", "modules": imported}, timeout)
+                w.request({"op": "preload", "modules": imported, "checks": course_checks}, timeout)
             except (WorkerDied, WorkerTimeout):
                 w.kill()
                 last = WorkerDied("the worker failed importing the notebook's modules")
@@ -529,7 +542,7 @@ def grade_trusted(
                     progress(f"  {m.get('grade_id')}")
                 above = [{"source": nb.cells[j].source, "trusted": j in trusted} for j in done if j < i]
                 worker = _grade_test_cell(cell, i, calls[i], answer_of, refused, worker, search, timeout, restart,
-                                          above, judges)
+                                          above, judges, run.flags)
                 continue
             try:
                 reply = worker.request({"op": "run", "source": cell.source, "trusted": i in trusted}, timeout)
@@ -575,6 +588,7 @@ def _grade_test_cell(
     restart: Callable[[], None],
     cells_above: list[dict[str, Any]],
     judges: Judges,
+    flags: list[dict[str, Any]],
 ) -> WorkerHandle | None:
     """Judge one test cell: each check call's probe in the worker, its judge here."""
     cell.outputs = []
@@ -610,6 +624,9 @@ def _grade_test_cell(
                                          "os._exit, a crash or out of memory."))
             restart()
             return None
+        if reply.get("tampered"):
+            flags.append({"cell": str(_meta(cell).get("grade_id") or f"cell {index}"),
+                          "findings": [f"changed the grader's code: {', '.join(map(str, reply['tampered']))}"]})
         student_out = reply.get("stdout")
         if type(student_out) is str and student_out:
             cell.outputs.append(_stream(student_out))

@@ -356,6 +356,27 @@ class Zygote:
         return frame
 
 
+def machinery_snapshot() -> dict[str, int]:
+    """Identities of what a probe relies on: every attribute of the loaded ``autograder`` modules
+    and of the classes, functions and objects they define, two levels deep. A probe child takes
+    it before the notebook's definitions run and compares after: a definition that rebinds any of
+    them (``x = setattr(_core.Exercise, "run_probe", ...)``) stops the check instead of forging it."""
+    out: dict[str, int] = {}
+    for name, module in list(sys.modules.items()):
+        if not (name == "autograder" or name.startswith(("autograder.", "_course_checks_"))) or module is None:
+            continue
+        for attr, value in list(vars(module).items()):
+            out[f"{name}.{attr}"] = id(value)
+            inner = getattr(value, "__dict__", None)
+            if isinstance(inner, (dict, types.MappingProxyType)) and getattr(value, "__module__", "") == name:
+                for k, v in list(inner.items()):
+                    out[f"{name}.{attr}.{k}"] = id(v)
+                    ex = getattr(v, "__dict__", None) if k == "exercise" else None
+                    if isinstance(ex, dict):
+                        out.update({f"{name}.{attr}.exercise.{f}": id(x) for f, x in ex.items()})
+    return out
+
+
 def _serve_runner(rfd: int, wfd: int, worker: Worker) -> None:
     from autograder.checks._plain import dumps, loads
 
@@ -378,12 +399,19 @@ def _serve_probe(wfd: int, worker: Worker, request: dict[str, Any]) -> None:
     not_dumpable()
     armed = deny_new_tasks()
     debug = os.environ.get("AUTOGRADER_DEBUG")
+    before = machinery_snapshot()
     for cell in request.get("cells", []):
         t0 = time.perf_counter()
         worker.define(str(cell["source"]), bool(cell.get("trusted")))
         if debug:
             print(f"define {time.perf_counter() - t0:.2f}s {cell['source'][:60]!r}", file=sys.__stderr__)
-    reply = worker.probe(request["module"], request["function"], list(request["names"]), request["cases"])
+    changed = sorted(k for k, v in machinery_snapshot().items() if before.get(k) != v)
+    if changed:
+        reply = {"op": "probe", "status": "failure", "stdout": "", "tampered": changed[:5],
+                 "message": f"your code changed the grader's own code ({changed[0]}) before this check could run: "
+                            "an answer never needs that (flagged for the instructor)."}
+    else:
+        reply = worker.probe(request["module"], request["function"], list(request["names"]), request["cases"])
     reply["nonce"] = request.get("nonce")
     reply["armed"] = armed
     # never let the student's objects reach the wire: only what to_plain made of them
@@ -430,6 +458,12 @@ def main(argv: list[str]) -> int:
         elif op == "probe":
             write_frame(wfd, zygote.probe(request))
         elif op == "preload":
+            for name, source in dict(request.get("checks", {})).items():
+                # the course's own check modules, as the grader read them: never from the work folder
+                module = types.ModuleType(str(name))
+                module.__file__ = f"<course checks {name}>"
+                sys.modules[str(name)] = module
+                exec(compile(str(source), module.__file__, "exec"), module.__dict__)  # noqa: S102 - course code
             for name in request.get("modules", []):
                 with contextlib.suppress(Exception):
                     importlib.import_module(str(name))
