@@ -3,7 +3,7 @@
 ``autograder/nbgrader_config.py`` puts it first in ``Autograde.autograde_preprocessors``. By the
 time it runs, nbgrader's ``OverwriteCells`` has replaced every test cell with the gradebook's
 source (hidden tests included); this preprocessor grades the notebook with
-``autograder.trusted.grade_trusted`` (student code in the sandboxed worker, judges in this
+``autograder.trusted.grade_trusted`` (student code in the sandboxed worker, judges in a judge
 process) and leaves the outputs where nbgrader's ``SaveAutoGrades`` scores them, so collect,
 export and feedback work as before. What the grading found (containment, answers flagged for
 review, worker restarts) goes into the notebook's metadata under ``autograder`` and the log.

@@ -1,17 +1,20 @@
-"""Trusted grading: the student's code runs in a sandboxed worker, the judgement here.
+"""Trusted grading: the student's code runs in a sandboxed worker, the judgement in a judge process.
 
 For one notebook (already repaired, its test cells taken from the source or the gradebook):
 
 1. every cell the student could have written is screened (``autograder/screen.py``); a cell
    that uses what an honest answer never needs is not run, and its exercise scores 0;
-2. a worker is started in the sandbox (``autograder/sandbox.py``) and runs the other cells in
-   order (``autograder/worker.py``);
+2. a worker is started in the sandbox (``autograder/sandbox.py``): a zygote that forks a runner
+   for the cells' visible outputs and a fresh probe child per check (``autograder/worker.py``);
 3. each graded test cell is *not* run as code: its check calls (``checks.check_x(name, ...,
-   hidden=True)``, parsed from the trusted source) become probe requests; the worker runs the
-   probe on the student's objects, returns plain data, and the exercise's judge decides here, in
-   this process, with the reference computed here;
-4. a cell that kills, hangs or exhausts the worker costs that cell: the worker is killed,
-   restarted, the earlier cells re-run, and grading goes on.
+   hidden=True)``, parsed from the trusted source) become probe requests with a fresh nonce; a
+   probe child re-defines the notebook's definitions, runs the probe on the student's objects and
+   returns plain data once; the exercise's judge decides in the judge process
+   (``autograder/judge.py``), which never sees a student's object;
+4. limits: a cell's limit counts the worker's CPU seconds (a busy machine never stops an honest
+   cell), with a wall-clock cap for cells that wait; each judgement has its own limits; the whole
+   submission has a deadline. A cell that kills, hangs or exhausts the worker costs that cell: the
+   worker is killed, restarted, the earlier cells re-run, and grading goes on.
 
 The outputs of every cell are written into the notebook, the test cells' by the judge only, so
 nbgrader's own scoring (``SaveAutoGrades``) and ``python -m autograder check`` read the same grade.

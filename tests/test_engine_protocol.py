@@ -29,6 +29,15 @@ def test_shared_reference_bomb_is_rejected_fast():
     assert time.perf_counter() - t0 < 10
 
 
+def test_a_probe_returning_a_shared_reference_bomb_sends_a_marker_fast():
+    x: object = [1.0]
+    for _ in range(13):
+        x = [x] * 8
+    t0 = time.perf_counter()
+    assert _plain.to_plain(x) == {"__opaque__": f"more than {_plain.MAX_NODES} values"}
+    assert time.perf_counter() - t0 < 10
+
+
 def test_one_tensor_referenced_many_times_counts_its_elements_once():
     t = torch.zeros(_plain.MAX_ELEMENTS // 2)
     assert _plain.validate([t, t, t]) is not None

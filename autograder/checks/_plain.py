@@ -22,6 +22,10 @@ SCALARS = (bool, int, float, str, type(None))
 #: the most tensor elements one reply may carry (a probe sends small test outputs, never data sets)
 MAX_ELEMENTS = 20_000_000
 MAX_DEPTH = 12
+#: the most values (containers, scalars, tensors) a reply may hold, counted along every path, so a
+#: structure that shares one child many times (8 references nested 13 deep: 8^13 paths in a few
+#: hundred bytes) fails after MAX_NODES steps instead of stalling whoever walks it next
+MAX_NODES = 200_000
 MARKERS = ("__opaque__", "__ndarray__", "__numpy__", "__dtype__", "__device__")
 
 
@@ -34,8 +38,18 @@ def qualname(cls: type) -> str:
     return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', getattr(cls, '__name__', '?'))}"
 
 
-def to_plain(value: Any, _depth: int = 0) -> Any:
-    """Plain-data copy of ``value`` (probe side): exact types only, everything else a marker."""
+def to_plain(value: Any, _depth: int = 0, _budget: list[int] | None = None) -> Any:
+    """Plain-data copy of ``value`` (probe side): exact types only, everything else a marker.
+
+    At most MAX_NODES values along every path: a structure sharing one child many times becomes a
+    marker instead of keeping the probe busy."""
+    if _budget is None:
+        budget = [MAX_NODES]
+        out = to_plain(value, _depth, budget)
+        return out if budget[0] >= 0 else {"__opaque__": f"more than {MAX_NODES} values"}
+    _budget[0] -= 1
+    if _budget[0] < 0:
+        return {"__opaque__": "too many values"}
     t = type(value)
     if t in SCALARS:
         return value
@@ -48,12 +62,12 @@ def to_plain(value: Any, _depth: int = 0) -> Any:
             value = value.to_dense()
         return value.detach().to("cpu").clone()  # a Parameter's detach() is a plain Tensor
     if t is list or t is tuple:
-        return t(to_plain(v, _depth + 1) for v in value)
+        return t(to_plain(v, _depth + 1, _budget) for v in value)
     if t is torch.Size:
         return tuple(int(v) for v in value)
     if t is dict:
         if all(type(k) is str for k in value):
-            return {k: to_plain(v, _depth + 1) for k, v in value.items()}
+            return {k: to_plain(v, _depth + 1, _budget) for k, v in value.items()}
         return {"__opaque__": "dict with non-str keys"}
     if t is torch.dtype:
         return {"__dtype__": str(value)}
@@ -94,14 +108,10 @@ def type_name(value: Any) -> str:
     return "Tensor" if type(value) is torch.Tensor else type(value).__name__
 
 
-#: the most values (containers, scalars, tensors) a reply may hold, counted along every path, so a
-#: structure that shares one child many times (8 references nested 13 deep: 8^13 paths in a few
-#: hundred bytes) fails after MAX_NODES steps instead of stalling whoever walks it next
-MAX_NODES = 500_000
 #: the most characters of text one reply may hold
 MAX_TEXT_BYTES = 64 << 20
 #: the largest pickle (the structure, tensors' data excluded) inside a serialised reply
-MAX_PICKLE = 32 << 20
+MAX_PICKLE = 8 << 20
 #: the largest serialised reply, and the most its tensors' data may unpack to
 MAX_BLOB = 256 << 20
 
