@@ -120,8 +120,9 @@ class Worker:
 
     def define(self, source: str, trusted: bool = False) -> None:
         """Run only the definitions of a cell: imports, ``def``, ``class`` and assignments (a
-        student's: to plain names only), no bare expression, loop, ``if`` or attribute/item write
-        of a student's. What a probe needs is defined this way; what a cell shows is not re-done."""
+        student's: to plain names only; ``if``/``try``/``with`` holding only those), no bare
+        expression, loop or attribute/item write of a student's. What a probe needs is defined this
+        way; what a cell shows or trains is not re-done."""
         try:
             code = self.shell.transform_cell(source)
             tree = ast.parse(code)
@@ -182,6 +183,13 @@ def _is_definition(stmt: ast.stmt, trusted: bool) -> bool:
     if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
         targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
         return all(_plain_target(t) for t in targets)
+    if isinstance(stmt, (ast.If, ast.Try, ast.With)):
+        # ``try: import scipy`` / ``if ...: def f`` / ``with torch.no_grad(): W = ...``: kept when
+        # everything inside is a definition too (``pass`` included)
+        inner = [*stmt.body, *getattr(stmt, "orelse", []), *getattr(stmt, "finalbody", [])]
+        for handler in getattr(stmt, "handlers", []):
+            inner += handler.body
+        return all(isinstance(x, ast.Pass) or _is_definition(x, trusted) for x in inner)
     return False
 
 

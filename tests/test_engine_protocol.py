@@ -127,6 +127,9 @@ def test_definitions_only_skip_expressions_loops_and_attribute_writes():
     import math
 
     assert math.pi != 3
+    w.define("try:\n    import scipy\nexcept ImportError:\n    scipy = None\nif X > 2:\n    Z = 1\nelse:\n"
+             "    print('no')\n")
+    assert ns["scipy"] is not None and "Z" not in ns  # a branch that prints is not a definition
     w.define("Y = 1\n", trusted=True)
     w.define("import subprocess\nimport importlib\n", trusted=True)
     assert "subprocess" not in ns and "importlib" not in ns and ns["Y"] == 1
