@@ -161,6 +161,7 @@ def test_random_secret_is_said_and_reaches_the_judge_process(monkeypatch):
         assert _secret.is_random() and _secret.secret_source().startswith("random")
         judge = trusted.JudgeHandle([])
         try:
+            assert judge._receive(trusted.START_TIMEOUT)["op"] == "ready"  # exec'd: its environment is final
             env = open(f"/proc/{judge.proc.pid}/environ", "rb").read().split(b"\0")
         finally:
             judge.kill()
