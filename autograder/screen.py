@@ -126,7 +126,6 @@ MACHINERY_NAMES = frozenset(MODULE_ATTRIBUTES - {"os", "_C", "_ops", "_dynamo"})
 REFUSED_BUILTINS = {
     "exec": "exec", "eval": "eval", "compile": "compile", "__import__": "__import__", "globals": "globals()",
     "locals": "locals()", "vars": "vars()", "breakpoint": "breakpoint", "memoryview": "memoryview",
-    "input": "input()",
 }
 #: attributes refused on anything, by rule (``torch.ops.aten.conv2d``, ``os.system``, ``p.write_text``)
 REFUSED_ATTRIBUTES: dict[str, tuple[str, str]] = {
