@@ -1,0 +1,9 @@
+# lesson: 07
+# check: check_add_instance_noise(add_instance_noise)
+# style: the noise scaled in place before adding
+def add_instance_noise(x: torch.Tensor, sigma: float, generator=None) -> torch.Tensor:
+    if not sigma > 0:
+        return x
+    noise = torch.randn(*x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    noise.mul_(sigma)
+    return x + noise
