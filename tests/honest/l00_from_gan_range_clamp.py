@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 00
 # check: check_from_gan_range(from_gan_range)
 # style: torch.clamp of an affine map

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 00
 # check: check_make_transform(make_transform)
 # style: the DCGAN tutorial's Resize + CenterCrop + ToTensor + Normalize

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 00
 # check: check_to_gan_range(to_gan_range)
 # style: isinstance branch, permute by rank, f-string error with !r

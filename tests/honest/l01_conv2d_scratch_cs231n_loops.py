@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 01
 # check: check_conv2d_scratch(conv2d_scratch)
 # style: CS231n conv_forward_naive, looping over output positions (batch and channels vectorised)

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 01
 # check: check_conv2d_scratch(conv2d_scratch)
 # style: one strided slice per kernel offset, summed

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 01
 # check: check_conv_output_size(conv_output_size)
 # style: math.floor of the real quotient, effective kernel named

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 01
 # check: check_down_block(down_block)
 # style: an empty Sequential filled with add_module and f-string names

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 01
 # check: check_down_block(down_block)
 # style: layer classes looked up by name with getattr, a typed dataclass for the settings

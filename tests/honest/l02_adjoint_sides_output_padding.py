@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 02
 # check: check_adjoint_sides(adjoint_sides)
 # style: output_padding from the remainder, torch.sum of products

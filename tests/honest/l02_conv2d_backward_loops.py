@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 02
 # check: check_conv2d_backward(conv2d_backward)
 # style: CS231n conv_backward_naive, looping over output positions

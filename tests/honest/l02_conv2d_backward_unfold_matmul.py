@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 02
 # check: check_conv2d_backward(conv2d_backward)
 # style: im2col with F.unfold, gradients as matmuls, col2im with F.fold

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 02
 # check: check_conv_transpose2d_scratch(conv_transpose2d_scratch)
 # style: zeros inserted with index_copy-free slicing, kernel rotated, a plain convolution

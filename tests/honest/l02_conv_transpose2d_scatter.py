@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 02
 # check: check_conv_transpose2d_scratch(conv_transpose2d_scratch)
 # style: every input pixel paints a k x k patch of the output (scatter-add), then the padding is cropped

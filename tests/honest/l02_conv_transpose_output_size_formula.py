@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 02
 # check: check_conv_transpose_output_size(conv_transpose_output_size)
 # style: the formula from the ConvTranspose2d docs

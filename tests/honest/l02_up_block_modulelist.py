@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 02
 # check: check_up_block(up_block)
 # style: layer classes in a tuple, instantiated in a loop with their arguments

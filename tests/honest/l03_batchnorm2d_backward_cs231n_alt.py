@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 03
 # check: check_batchnorm2d_backward(batchnorm2d_backward)
 # style: CS231n's batchnorm_backward_alt on the (N*H*W, C) view

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 03
 # check: check_batchnorm2d_forward(batchnorm2d_forward)
 # style: keepdim statistics, unbiased variance for the running estimate

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 03
 # check: check_batchnorm2d_scratch(BatchNorm2dScratch)
 # style: parameters and buffers like nn.BatchNorm2d's, forward through the function of the first exercise

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 04
 # check: check_leaky_relu(leaky_relu, leaky_relu_grad)
 # style: positive part plus scaled negative part

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 04
 # check: check_relu(relu, relu_grad)
 # style: torch.maximum against a zero of the same dtype, heaviside for the step

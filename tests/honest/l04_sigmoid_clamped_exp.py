@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 04
 # check: check_sigmoid(sigmoid, sigmoid_grad)
 # style: exp of a non-positive argument only, picked by the sign

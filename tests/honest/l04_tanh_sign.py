@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 04
 # check: check_tanh(tanh, tanh_grad)
 # style: odd symmetry: sign(x) (1 - e) / (1 + e), e = exp(-2|x|)

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 04
 # check: check_tanh(tanh, tanh_grad)
 # style: tanh(x) = 2 sigmoid(2x) - 1, with its own stable sigmoid

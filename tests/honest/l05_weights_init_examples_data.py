@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 05
 # check: check_dcgan_weights_init(dcgan_weights_init)
 # style: pytorch/examples' dcgan: in-place normal_ and fill_ on .data

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 06
 # check: check_discriminator32(Discriminator32)
 # style: a d_block helper with an optional norm, squeeze of the 1x1 map

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 06
 # check: check_discriminator(Discriminator)
 # style: a loop over doubling widths, BatchNorm from the second block on, flatten at the end

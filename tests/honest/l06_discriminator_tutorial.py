@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 06
 # check: check_discriminator(Discriminator)
 # style: the DCGAN tutorial's Discriminator, view(-1, 1).squeeze(1) as in pytorch/examples

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 06
 # check: check_generator32(Generator32)
 # style: widths from a comprehension, ModuleList-free Sequential

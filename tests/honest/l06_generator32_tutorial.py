@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 06
 # check: check_generator32(Generator32)
 # style: the 64x64 generator with one block fewer

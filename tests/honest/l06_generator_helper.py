@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 06
 # check: check_generator(Generator)
 # style: d2l-style block helper, unsqueeze for flat noise

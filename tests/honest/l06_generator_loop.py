@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 06
 # check: check_generator(Generator)
 # style: channel multipliers in a list, blocks built in a loop

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 06
 # check: check_generator(Generator)
 # style: the DCGAN tutorial's Generator: one nn.Sequential named main, ngf multiples

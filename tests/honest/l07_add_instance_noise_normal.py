@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 07
 # check: check_add_instance_noise(add_instance_noise)
 # style: the noise scaled in place before adding

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 07
 # check: check_bce(bce)
 # style: logs clamped at -100, as nn.BCELoss documents

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 07
 # check: check_bce(bce)
 # style: torch.maximum against a constant floor, mean over all elements

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 07
 # check: check_discriminator_loss(discriminator_loss)
 # style: the formula written out, no helper

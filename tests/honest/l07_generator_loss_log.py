@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 07
 # check: check_generator_loss(generator_loss)
 # style: -log D(G(z)) directly, with BCELoss's floor

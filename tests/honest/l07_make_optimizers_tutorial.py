@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 07
 # check: check_make_optimizers(make_optimizers)
 # style: the tutorial's optim.Adam(netD.parameters(), lr=lr, betas=(beta1, 0.999))

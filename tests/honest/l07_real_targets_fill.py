@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 07
 # check: check_real_targets(real_targets)
 # style: pytorch/examples' label.fill_(real_label) on a fresh tensor of the same shape and dtype

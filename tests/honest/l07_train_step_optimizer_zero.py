@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 07
 # check: check_train_step(train_step)
 # style: opt.zero_grad(set_to_none=True), losses as floats via float()

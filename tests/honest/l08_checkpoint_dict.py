@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 08
 # check: check_checkpoint(save_checkpoint, load_checkpoint)
 # style: the state dicts plus the RNG states in one dict, cuda guarded

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 08
 # check: check_checkpoint(save_checkpoint, load_checkpoint)
 # style: pathlib and os for the folder, names zipped with the objects, a dataclass-free loop

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 08
 # check: check_pick_device(pick_device)
 # style: a preference list of (name, probe) pairs, the first available wins

@@ -1,3 +1,4 @@
+# ruff: noqa - a notebook cell, run in a namespace that holds the lesson's imports
 # lesson: 08
 # check: check_train_epoch(train_epoch)
 # style: one loop, the scaler handled inline in each update, running sums
