@@ -228,6 +228,8 @@ def _attribute_refusal(attr: str, root: str | None, on_os: bool) -> tuple[str, s
     if attr in MODULE_ATTRIBUTES:
         if attr in ("_C", "_ops", "_dynamo"):
             return "internals", "torch's internals"
+        if attr in CONCURRENCY_MODULES:
+            return "concurrency", f"the module {attr} reached as an attribute"
         return "module-through-module", f"the module {attr} reached as an attribute"
     if attr in REFUSED_ATTRIBUTES:
         return REFUSED_ATTRIBUTES[attr][0], f"use of {REFUSED_ATTRIBUTES[attr][1]}"

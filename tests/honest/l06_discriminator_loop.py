@@ -17,3 +17,24 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.main(x))
+
+
+# %%
+# scratch: the same stack as named attributes, set and read back with setattr/getattr
+class Probe(nn.Module):
+    def __init__(self, widths=(3, 8, 16)):
+        super().__init__()
+        self.n = len(widths) - 1
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            setattr(self, f"conv{i}", nn.Conv2d(a, b, 4, 2, 1, bias=False))
+
+    def forward(self, x):
+        for i in range(self.n):
+            x = getattr(self, f"conv{i}")(x)
+        return x
+
+    def __repr__(self):
+        return f"{type(self).__name__}(n={self.n!r})"
+
+
+print(Probe()(torch.randn(1, 3, 16, 16)).shape, Probe())

@@ -43,3 +43,37 @@ def train_epoch(G, D, opt_G, opt_D, loader, nz, device, scaler=None):
         d_losses.append(loss_D.item())
         g_losses.append(loss_G.item())
     return {"loss_D": statistics.fmean(d_losses), "loss_G": statistics.fmean(g_losses)}
+
+
+# %%
+# scratch: a timer as a context manager and a callable averaging meter
+import time
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+        return False
+
+
+class Meter:
+    def __init__(self):
+        self.values = []
+
+    def __call__(self, v):
+        self.values.append(float(v))
+        return sum(self.values) / len(self.values)
+
+    def __len__(self):
+        return len(self.values)
+
+
+with Timer() as t:
+    meter = Meter()
+    for v in (1.0, 2.0, 3.0):
+        meter(v)
+print(f"{len(meter)} values, mean {meter.values[-1]!r}, {t.seconds:.4f}s")
