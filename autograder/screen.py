@@ -254,12 +254,22 @@ def _safe_prefix(node: ast.AST) -> str | None:
 
 
 class _StringBindings(ast.NodeVisitor):
-    """Every string a name can hold in one cell, where the cell says so; None where it cannot tell."""
+    """Every string a name can hold in one cell, where the cell says so; None where it cannot tell.
 
-    def __init__(self) -> None:
+    Only plain bindings count: ``n = "ReLU"``, ``for n in ("ReLU", "Tanh")`` or over a list name
+    used for nothing else (a list that is appended to, passed on or indexed could hold anything).
+    Any other binding of the name (a parameter, ``:=``, ``+=``, ``import``, ``except ... as``) makes
+    it unknown.
+    """
+
+    def __init__(self, tree: ast.AST) -> None:
         self.values: dict[str, list[str] | None] = {}
         self.lists: dict[str, list[str] | None] = {}  # names bound to a literal list of strings
         self.grad_fn_names: set[str] = set()
+        self._handled: set[int] = set()  # Name nodes bound by _target
+        iters = {id(n.iter) for n in ast.walk(tree) if isinstance(n, ast.For | ast.AsyncFor | ast.comprehension)}
+        self._escaped = {n.id for n in ast.walk(tree)
+                         if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and id(n) not in iters}
 
     def _bind(self, name: str, values: list[str] | None) -> None:
         if name in self.values and (self.values[name] is None or values is None):
@@ -279,12 +289,13 @@ class _StringBindings(ast.NodeVisitor):
     def _target(self, target: ast.AST, values: list[str] | None) -> None:
         for n in ast.walk(target):
             if isinstance(n, ast.Name):
+                self._handled.add(id(n))
                 self._bind(n.id, values if isinstance(target, ast.Name) else None)
 
     def _iterated(self, node: ast.AST) -> list[str] | None:
-        """The strings a loop over ``node`` gives: a literal list, or a name bound once to one."""
+        """The strings a loop over ``node`` gives: a literal list, or a name bound to one and used for nothing else."""
         if isinstance(node, ast.Name):
-            return self.lists.get(node.id)
+            return None if node.id in self._escaped else self.lists.get(node.id)
         return self._constants(node) if not isinstance(node, ast.Constant) else None
 
     def visit_Assign(self, node: ast.Assign) -> None:
@@ -304,15 +315,36 @@ class _StringBindings(ast.NodeVisitor):
     visit_AsyncFor = visit_comprehension = visit_For  # noqa: N815 - ast.NodeVisitor's naming
 
     def visit_Name(self, node: ast.Name) -> None:
-        if isinstance(node.ctx, ast.Store) and node.id not in self.values:
-            self.values[node.id] = None  # bound some other way (with ... as, walrus, augmented)
+        if isinstance(node.ctx, ast.Store | ast.Del) and id(node) not in self._handled:
+            self._bind(node.id, None)  # bound some other way (with ... as, :=, +=, del)
+            self.lists[node.id] = None
+
+    def _unknown(self, *names: str | None) -> None:
+        for name in names:
+            if name:
+                self._bind(name, None)
+                self.lists[name] = None
 
     def visit_arg(self, node: ast.arg) -> None:
-        self._bind(node.arg, None)
+        self._unknown(node.arg)
 
-    def visit_AugAssign(self, node: ast.AugAssign) -> None:
-        self._target(node.target, None)
+    def visit_alias(self, node: ast.alias) -> None:
+        self._unknown((node.asname or node.name).split(".")[0])
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        self._unknown(node.name)
         self.generic_visit(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
+        self._unknown(node.name)
+        self.generic_visit(node)
+
+    visit_AsyncFunctionDef = visit_ClassDef = visit_FunctionDef  # noqa: N815 - ast.NodeVisitor's naming
+
+    def visit_Global(self, node: ast.Global | ast.Nonlocal) -> None:
+        self._unknown(*node.names)
+
+    visit_Nonlocal = visit_Global  # noqa: N815 - ast.NodeVisitor's naming
 
 
 class _Visitor(ast.NodeVisitor):
@@ -324,7 +356,7 @@ class _Visitor(ast.NodeVisitor):
         self.called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
         self.assigned = {id(t) for n in ast.walk(tree) if isinstance(n, ast.Assign | ast.AugAssign | ast.AnnAssign)
                          for t in (n.targets if isinstance(n, ast.Assign) else [n.target])}
-        self.strings = _StringBindings()
+        self.strings = _StringBindings(tree)
         self.strings.visit(tree)
 
     def add(self, node: ast.AST, rule: str, what: str) -> None:
@@ -338,7 +370,10 @@ class _Visitor(ast.NodeVisitor):
             refusal = _module_refusal(alias.name)
             if refusal:
                 self.add(node, *refusal)
-                if alias.asname or "." not in alias.name:
+                # a name bound to the machinery stays refused in later cells (the setup cell's sys);
+                # a module that is merely unused by the exercises (ipywidgets) does not
+                if (alias.asname or "." not in alias.name) and (
+                        refusal[0] != "import" or alias.name.split(".")[0] in REFUSED_MODULES):
                     self.screen.machinery.add(bound)
             self.screen.modules.add(bound)
             if alias.name == "os":

@@ -97,6 +97,11 @@ HOSTILE: list[tuple[str, str]] = [
     ("dunder", "from operator import attrgetter as ag\ng = ag('__globals__')(f)"),
     ("module-through-module", "names = ['sys', 'modules']\nfor n in names:\n    obj = getattr(torch, n)"),
     ("internals", "for part in ('_C', 'x'):\n    obj = getattr(torch, part)"),
+    ("name-string", "names = ['ReLU']\nnames.append('_C')\nfor n in names:\n    obj = getattr(torch, n)"),
+    ("name-string", "n = 'ReLU'\nif (n := secret):\n    obj = getattr(torch, n)"),
+    ("name-string", "n = 'ReLU'\nn += suffix\nobj = getattr(torch, n)"),
+    ("name-string", "n = 'ReLU'\nfor n in parts:\n    obj = getattr(torch, n)"),
+    ("name-string", "n = 'ReLU'\ntry:\n    pass\nexcept Exception as n:\n    obj = getattr(torch, n)"),
     # getattr-like functions passed as values
     ("attr-function", "import functools\nobj = functools.reduce(getattr, ['_C', '_DisableTorchDispatch'], torch)"),
     ("attr-function", "vals = list(map(getattr, objs, names))"),
@@ -266,3 +271,13 @@ HONEST_IDIOMS = [
 @pytest.mark.parametrize("source", HONEST_IDIOMS)
 def test_honest_idiom_passes(source):
     assert _screen(source) == []
+
+
+def test_names_the_course_binds_to_the_machinery_stay_refused():
+    """A locked cell's ``import subprocess as sp`` makes ``sp`` refused in the student's cells; a module the
+    exercises merely do not use (the lesson's ipywidgets) stays usable in scratch cells."""
+    screen = Screen(COMMON_MODULE_NAMES)
+    screen.learn("import ipywidgets as widgets\nimport subprocess as sp\nimport threading")
+    assert [f.rule for f in screen.screen("sp.run(['ls'])")] == ["machinery-name"]
+    assert "concurrency" in {f.rule for f in screen.screen("t = threading.Thread(target=print)")}
+    assert screen.screen("slider = widgets.IntSlider(min=1, max=5)") == []
