@@ -53,6 +53,8 @@ The rules, each with the reason a finding gives (``RULES``):
 ``file-write``              writing files other than through ``torch.save``
 ==========================  =====================================================================
 
+IPython's ``%time``/``%timeit``/``%%time``/``%%timeit``/``%%capture`` and ``%matplotlib <backend>`` are
+allowed, their code screened like a cell's; every other magic, ``!cmd`` and ``x?`` is refused.
 Deliberately *not* refused: ``hasattr`` (it returns a bool and reaches nothing), ``itemgetter``
 (an item is only what a dict already holds; the dicts that hold modules, ``globals()``, ``vars()``,
 ``__dict__``, ``sys.modules``, are refused themselves), ``functools.reduce`` with ordinary functions.
@@ -62,6 +64,7 @@ from __future__ import annotations
 
 import ast
 import codeop
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -164,6 +167,12 @@ HARMLESS_FUTURES = frozenset({"annotations", "division", "absolute_import", "pri
 #: module attributes an answer may set: numerical switches and plot settings, nothing a check calls
 SETTINGS = ("cudnn.benchmark", "cudnn.deterministic", "allow_tf32", "allow_fp16_reduced_precision_reduction",
             "allow_bf16_reduced_precision_reduction", "rcParams")
+#: IPython magics an honest notebook uses, whose code the screen reads like any other cell's: line magic
+#: -> what its argument must be ("code": screened as Python after timeit's options; "word": a backend name)
+ALLOWED_LINE_MAGICS = {"time": "code", "timeit": "code", "matplotlib": "word", "who": "word", "whos": "word"}
+#: cell magics whose body is screened as Python
+ALLOWED_CELL_MAGICS = frozenset({"time", "timeit", "capture"})
+_MAGIC_OPTIONS = re.compile(r"\s*(?:(?:-[nrp]\s*\d+|-[qoc]|--no-raise-error)\s+)*")
 #: every attribute name whose use is refused (a computed name must rule all of them out)
 _REFUSED_ATTRIBUTE_NAMES = frozenset(MODULE_ATTRIBUTES | set(REFUSED_ATTRIBUTES) | {"grad_fn", "next_functions"})
 #: builtins that take an attribute name as a string
@@ -527,7 +536,46 @@ class _Visitor(ast.NodeVisitor):
                 return
         self.add(node, "name-string", f"an attribute named by the computed string {ast.unparse(arg)}")
 
+    def _allowed_magic(self, node: ast.Call) -> bool:
+        """``get_ipython().run_line_magic / run_cell_magic`` of an allowed magic: its code screened here."""
+        f = node.func
+        if not (isinstance(f, ast.Attribute) and f.attr in ("run_line_magic", "run_cell_magic")
+                and isinstance(f.value, ast.Call) and isinstance(f.value.func, ast.Name)
+                and f.value.func.id == "get_ipython" and not f.value.args and not f.value.keywords
+                and not node.keywords and len(node.args) == (2 if f.attr == "run_line_magic" else 3)
+                and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args)):
+            return False
+        name, *rest = (a.value for a in node.args)
+        if f.attr == "run_line_magic":
+            kind = ALLOWED_LINE_MAGICS.get(name)
+            if kind == "word":
+                return re.fullmatch(r"[\w-]*", rest[0].strip()) is not None
+            codes = [rest[0][_MAGIC_OPTIONS.match(rest[0]).end():]] if kind == "code" else None
+        else:
+            line, body = rest
+            if name not in ALLOWED_CELL_MAGICS:
+                return False
+            head = line[_MAGIC_OPTIONS.match(line).end():]
+            codes = [body] + ([head] if name == "timeit" and head.strip() else [])
+            if name == "capture" and not re.fullmatch(r"\s*(?:--no-std(?:out|err)\s+|--no-display\s+)*\w*\s*", line):
+                return False
+        if codes is None:
+            return False
+        for code in codes:
+            try:
+                tree = compile(code, "<magic>", "exec", self.screen.compiler.flags | ast.PyCF_ONLY_AST,
+                               dont_inherit=True)
+            except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as err:
+                self.add(node, "unparsable", f"the code of %{name} does not compile ({type(err).__name__})")
+                continue
+            inner = _Visitor(self.screen, tree)
+            inner.visit(tree)
+            self.findings += [Finding(node.lineno, g.what, g.rule) for g in inner.findings]
+        return True
+
     def visit_Call(self, node: ast.Call) -> None:
+        if self._allowed_magic(node):
+            return
         func = node.func
         fname = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
         if isinstance(func, ast.Name) and fname == "open":

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 
 from autograder import cli, course
 from autograder.screen import COMMON_MODULE_NAMES, Screen
@@ -90,7 +91,10 @@ def _run(answer: Answer, hidden: bool) -> str:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         for cell in answer.cells:
-            exec(compile(cell, str(answer.path), "exec"), ns)  # noqa: S102
+            source = TransformerManager().transform_cell(cell)
+            if "get_ipython()" in source:
+                continue  # a magic (%timeit, %matplotlib): a scratch cell, nothing to grade
+            exec(compile(source, str(answer.path), "exec"), ns)  # noqa: S102
         ns["_checks"] = importlib.import_module(f"autograder.checks.lesson{answer.lesson}")
         call = answer.check[:-1] + (", hidden=True)" if hidden else ")")
         exec(f"_checks.{call}", ns)  # noqa: S102 - raises CheckFailure when the answer is wrong

@@ -43,6 +43,8 @@ HOSTILE: list[tuple[str, str]] = [
     ("machinery-name", "subprocess.Popen(['python', '-c', 'pass'])"),
     ("machinery-name", "ip = get_ipython()"),
     ("machinery-name", "%load_ext autoreload"),
+    ("machinery-name", "%%writefile sitecustomize.py\nimport os"),
+    ("machinery-name", "%timeit get_ipython().system('ls')"),
     ("machinery-name", "!pip install dcgan-course"),
     ("machinery-name", "%%bash\nls"),
     ("machinery-name", "torch.conv2d?"),
@@ -221,9 +223,23 @@ def test_harmless_future_import_passes_and_stays():
 
 
 def test_magics_are_read_as_the_calls_ipython_makes():
-    for cell in ("%timeit relu(x)", "%%time\ny = relu(x)", "!ls", "relu??", "%env X=1"):
+    for cell in ("%env X=1", "!ls", "relu??", "%load_ext autoreload", "%run other.py", "%%bash\nls",
+                 "%%writefile autograder/__init__.py\nx = 1", "%matplotlib inline; import os", "%pip install x",
+                 "%%capture out; import sys\nx = 1", "%config InlineBackend.figure_format = 'svg'"):
         magic = [f for f in _screen(cell) if f.rule == "machinery-name"]
         assert magic and "magic" in str(magic[0]), cell
+
+
+def test_timing_and_plot_magics_pass_with_their_code_screened():
+    for cell in ("%timeit relu(x)", "%timeit -n 10 -r 3 conv(x, w)", "%%time\ny = relu(x)\nprint(y)",
+                 "%matplotlib inline", "%%timeit -n5 x = torch.randn(3)\nrelu(x)", "%%capture out\nprint(1)",
+                 "%time out = F.relu(torch.randn(2))"):
+        assert _screen(cell) == [], cell
+    assert [f.rule for f in _screen("%timeit sys.modules")] == ["machinery-name"]
+    assert [f.rule for f in _screen("%%time\nimport inspect")] == ["import"]
+    assert [f.rule for f in _screen("%%timeit x = torch._C\nrelu(x)")] == ["internals"]
+    assert [f.rule for f in _screen("%time getattr(torch, name)")] == ["name-string"]
+    assert [f.rule for f in _screen("%timeit def (")] == ["unparsable"]
 
 
 def test_unparsable_cell_is_refused_with_the_line_and_the_error():

@@ -12,3 +12,16 @@ def conv2d_scratch(x, w, b, stride, padding):
     if b is not None:
         y += b.unsqueeze(-1)
     return y.reshape(batch, out_ch, oh, ow)
+
+
+# %%
+%matplotlib inline
+
+# %%
+x_demo, w_demo = torch.randn(8, 3, 32, 32), torch.randn(16, 3, 3, 3)
+%timeit conv2d_scratch(x_demo, w_demo, None, 1, 1)
+
+# %%
+%%time
+for _ in range(3):
+    conv2d_scratch(x_demo, w_demo, None, 2, 1)
