@@ -297,3 +297,11 @@ def test_names_the_course_binds_to_the_machinery_stay_refused():
     assert [f.rule for f in screen.screen("sp.run(['ls'])")] == ["machinery-name"]
     assert "concurrency" in {f.rule for f in screen.screen("t = threading.Thread(target=print)")}
     assert screen.screen("slider = widgets.IntSlider(min=1, max=5)") == []
+
+
+def test_every_rule_is_documented_with_its_reason():
+    import autograder.screen as screen_module
+
+    for rule, reason in RULES.items():
+        assert f"``{rule}``" in screen_module.__doc__, rule
+        assert reason and "\n" not in reason
