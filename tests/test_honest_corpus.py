@@ -138,3 +138,37 @@ def test_honest_answer_through_the_trusted_grader(name, tmp_path, capsys):
     assert report.get("error") is None, report["error"]
     assert not report["flags"], report["flags"]
     assert report["full_marks"], [(c["grade_id"], c["message"]) for c in report["cells"] if c.get("message")]
+
+
+def _false_refusals(screen_file: str) -> None:
+    """Print the corpus answers another version of screen.py refuses (its ``screen_source``, cell by cell),
+    next to this one's. ``git show main:autograder/screen.py > /tmp/old.py``, then
+    ``python tests/test_honest_corpus.py /tmp/old.py``."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("old_screen", screen_file)
+    old = importlib.util.module_from_spec(spec)
+    sys.modules["old_screen"] = old
+    spec.loader.exec_module(old)
+    counts = {"old": [0, set()], "new": [0, set()]}
+    for answer in ANSWERS:
+        modules, screen = set(COMMON_MODULE_NAMES), Screen(COMMON_MODULE_NAMES)
+        for cell in _locked_cells(answer.lesson):
+            old.screen_source(cell, modules)
+            screen.learn(cell)
+        for cell in answer.cells:
+            for key, findings in (("old", old.screen_source(cell, modules)), ("new", screen.screen(cell))):
+                if findings:
+                    counts[key][0] += 1
+                    counts[key][1].add(answer.name)
+                    print(f"{key} refuses {answer.name}: {findings[0]}")
+    cells = sum(len(a.cells) for a in ANSWERS)
+    print(f"{len(ANSWERS)} answers, {cells} cells; refused by {screen_file}: {len(counts['old'][1])} answers "
+          f"({counts['old'][0]} cells); by this screen: {len(counts['new'][1])} answers ({counts['new'][0]} cells)")
+
+
+if __name__ == "__main__":
+    import sys
+
+    _false_refusals(sys.argv[1])
