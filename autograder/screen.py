@@ -57,7 +57,9 @@ IPython's ``%time``/``%timeit``/``%%time``/``%%timeit``/``%%capture`` and ``%mat
 allowed, their code screened like a cell's; every other magic, ``!cmd`` and ``x?`` is refused.
 Deliberately *not* refused: ``hasattr`` (it returns a bool and reaches nothing), ``itemgetter``
 (an item is only what a dict already holds; the dicts that hold modules, ``globals()``, ``vars()``,
-``__dict__``, ``sys.modules``, are refused themselves), ``functools.reduce`` with ordinary functions.
+``__dict__``, ``sys.modules``, are refused themselves), ``functools.reduce`` with ordinary functions,
+``DataLoader(num_workers=...)`` and ``torch.compile`` (lesson 08's speed knobs; the sandbox contains the
+processes), and reading ``y.grad_fn`` (printing it, ``is None``, ``.name()``).
 """
 
 from __future__ import annotations
