@@ -580,9 +580,13 @@ class _Visitor(ast.NodeVisitor):
             return
         func = node.func
         fname = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
-        if isinstance(func, ast.Name) and fname == "open":
+        if fname == "open":  # open(path, mode) or Path(...).open(mode)
             modes = [k.value for k in node.keywords if k.arg == "mode"]
-            mode = node.args[1] if len(node.args) > 1 else (modes[0] if modes else None)
+            at = 1 if isinstance(func, ast.Name) else 0
+            mode = node.args[at] if len(node.args) > at else (modes[0] if modes else None)
+            if at == 0 and not modes and not (isinstance(mode, ast.Constant) and isinstance(mode.value, str)
+                                              and re.fullmatch(r"[rwxabt+]{1,4}", mode.value)):
+                mode = None  # Image.open(path): a path, not a mode
             if mode is not None and not (isinstance(mode, ast.Constant) and isinstance(mode.value, str)
                                          and not set(mode.value) & set("wax+")):
                 self.add(node, "file-write", "open() for writing")

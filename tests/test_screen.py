@@ -153,6 +153,8 @@ HOSTILE: list[tuple[str, str]] = [
     ("file-write", "from pathlib import Path\nPath('sitecustomize.py').write_text('import os')"),
     ("file-write", "with open(path, mode='a') as f:\n    f.write('x')"),
     ("file-write", "open(p, flags)"),
+    ("file-write", "from pathlib import Path\nwith Path('autograder/__init__.py').open('w') as f:\n    f.write('')"),
+    ("file-write", "from pathlib import Path\nf = (Path('x') / 'y.py').open(mode='a')"),
     # modules no answer needs
     ("import", "import dcgan_ref"),
     ("import", "from dcgan_ref.models import weights_init"),
@@ -281,6 +283,9 @@ HONEST_IDIOMS = [
     "from torch.utils.data import DataLoader, TensorDataset\nfrom tqdm.auto import tqdm",
     "print(y.grad_fn, y.grad_fn is None, y.grad_fn.name())",
     "from __future__ import annotations",
+    "from pathlib import Path\nwith Path('metrics.csv').open() as f:\n    rows = f.read()\n"
+    "with open('notes.txt', 'r') as g:\n    pass",
+    "from PIL import Image\nimg = Image.open('examples/x.png')\nimg2 = Image.open(path).convert('RGB')",
 ]
 
 
