@@ -580,6 +580,11 @@ class _Visitor(ast.NodeVisitor):
             return
         func = node.func
         fname = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+        for k in node.keywords:  # np.memmap(path, mode="w+") and the like (nn.Upsample(mode="nearest") is no file)
+            if (fname != "open" and k.arg == "mode" and isinstance(k.value, ast.Constant)
+                    and isinstance(k.value.value, str) and re.fullmatch(r"[rwxabt+]{1,4}", k.value.value)
+                    and set(k.value.value) & set("wax+")):
+                self.add(node, "file-write", f"{fname or 'a call'}(mode={k.value.value!r}), a file opened for writing")
         if fname == "open":  # open(path, mode) or Path(...).open(mode)
             modes = [k.value for k in node.keywords if k.arg == "mode"]
             at = 1 if isinstance(func, ast.Name) else 0

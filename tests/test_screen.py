@@ -155,6 +155,7 @@ HOSTILE: list[tuple[str, str]] = [
     ("file-write", "open(p, flags)"),
     ("file-write", "from pathlib import Path\nwith Path('autograder/__init__.py').open('w') as f:\n    f.write('')"),
     ("file-write", "from pathlib import Path\nf = (Path('x') / 'y.py').open(mode='a')"),
+    ("file-write", "m = np.memmap('/proc/self/fd/5', dtype='uint8', mode='r+', shape=(4,))"),
     # modules no answer needs
     ("import", "import dcgan_ref"),
     ("import", "from dcgan_ref.models import weights_init"),
@@ -286,6 +287,8 @@ HONEST_IDIOMS = [
     "from pathlib import Path\nwith Path('metrics.csv').open() as f:\n    rows = f.read()\n"
     "with open('notes.txt', 'r') as g:\n    pass",
     "from PIL import Image\nimg = Image.open('examples/x.png')\nimg2 = Image.open(path).convert('RGB')",
+    "up = nn.Upsample(scale_factor=2, mode='nearest')\ny = F.interpolate(x, scale_factor=2, mode='bilinear')\n"
+    "a = np.load('x.npy', mmap_mode='r')\nrgb = img.convert(mode='RGB')",
 ]
 
 
