@@ -52,7 +52,8 @@ def _load(path: Path) -> Answer:
     return Answer(path, header["lesson"].strip(), header["check"].strip(), cells)
 
 
-ANSWERS = [_load(p) for p in sorted(HONEST.glob("*.py"))]
+#: ``.py``: plain Python cells; ``.ipy``: cells with IPython magics (ruff cannot read those)
+ANSWERS = [_load(p) for p in sorted([*HONEST.glob("*.py"), *HONEST.glob("*.ipy")])]
 
 
 def _lesson_dir(lesson: str) -> str:
