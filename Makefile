@@ -1,5 +1,5 @@
-# The README's two commands are `make train` and `make test`; .ci/run calls `make test`.
-# Every target sets up .venv first (once; again when pyproject.toml changes).
+# The README's two commands are `make train DATASET=digits` and `make test`; .ci/run calls `make test`.
+# Every target sets up .venv first (once; again when pyproject.toml or TORCH_PINS changes).
 
 PYTHON ?= python3
 VENV := $(CURDIR)/.venv
@@ -34,9 +34,15 @@ IMAGE_SIZE ?= 64
 endif
 DEMO_ARGS ?=
 
-.PHONY: setup train test lint lessons bench clean dist test-oldest sandbox
+.PHONY: setup train test lint lessons bench clean dist test-oldest sandbox FORCE
 
-$(BIN)/.installed: pyproject.toml
+# The pins as a file, rewritten only when they change: a new pin makes the stamp below stale, so
+# the next target reinstalls torch (pip replaces the old version) instead of keeping a stale one.
+$(VENV)/torch-pins: FORCE
+	@mkdir -p $(VENV)
+	@echo '$(TORCH_PINS)' | cmp -s - $@ || echo '$(TORCH_PINS)' > $@
+
+$(BIN)/.installed: pyproject.toml $(VENV)/torch-pins
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_PINS)
