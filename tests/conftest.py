@@ -6,6 +6,8 @@
 - ``generated_course``: one throw-away copy of the course (the fixture lesson and every real
   lesson) with ``nbgrader generate_assignment`` run once, for the whole session: the nbgrader
   tests submit into it and must not change its ``source/`` or ``release/``.
+- ``execute_lesson`` / ``lesson_runs``: a solution notebook run top to bottom in a kernel, as a
+  student runs it, in either lesson profile (tests/test_notebooks_*.py).
 """
 
 from __future__ import annotations
@@ -45,3 +47,60 @@ def generated_course(tmp_path_factory) -> Path:
     root = build_course(tmp_path_factory.mktemp("course"), with_real_lessons=True)
     nbgrader(root, "generate_assignment", "*", "--force", "--log-level=WARN")
     return root
+
+
+def execute_lesson(lesson: str, workdir: Path, runs: Path, profile: str | None = None,
+                   stop_after: Callable[[object], bool] | None = None):
+    """Run the solution notebook of ``lesson`` in a kernel as a student would (not grading), in
+    ``workdir``, its trainer runs in ``runs`` (DCGAN_RUNS), with DCGAN_LESSON_PROFILE=``profile``
+    (None: the device decides); cells after the first one ``stop_after`` accepts are not run.
+    Asserts no cell raised and no graded cell wrote to stderr; returns the executed notebook."""
+    import os
+    import shutil
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    from autograder import course
+    from autograder.notebook import PROFILE_ENV
+
+    src = course.source_notebook(lesson)
+    shutil.copy(src, workdir / src.name)
+    nb = nbformat.read(workdir / src.name, as_version=4)
+    if stop_after is not None:
+        nb.cells = nb.cells[: next(i for i, c in enumerate(nb.cells) if stop_after(c)) + 1]
+    env = {k: v for k, v in course.tool_env().items() if k not in ("NBGRADER_EXECUTION", PROFILE_ENV)}
+    env.update(MPLBACKEND="agg", DCGAN_DATA_ROOT=str(workdir / "data"), DCGAN_RUNS=str(runs),
+               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))  # fmt: skip
+    if profile is not None:
+        env[PROFILE_ENV] = profile
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(workdir)}})  # fmt: skip
+    client.execute(env=env)
+    errors = [(c.id, o.ename, o.evalue) for c in nb.cells if c.cell_type == "code"
+              for o in c.outputs if o.output_type == "error"]  # fmt: skip
+    assert not errors, errors
+    stderr = [(c.id, o.text[:300]) for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if o.output_type == "stream" and o.name == "stderr" and c.metadata.get("nbgrader", {}).get("grade")]
+    assert not stderr, f"graded cells wrote to stderr (nbgrader scores that 0): {stderr}"
+    return nb
+
+
+def notebook_stdout(nb) -> str:
+    """Everything the executed notebook's code cells printed to stdout."""
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                   if o.output_type == "stream" and o.name == "stdout")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def lesson_runs(tmp_path_factory) -> Callable[..., tuple[object, str]]:
+    """``lesson_runs(lesson, workdir, profile, stop_after=None)`` -> (executed notebook, its stdout):
+    ``execute_lesson`` with one DCGAN_RUNS folder per profile for the session, so lesson 09 finds
+    lesson 08's run as in a student's session, and nothing lands in ~/.cache."""
+    root = tmp_path_factory.mktemp("runs")
+
+    def run(lesson: str, workdir: Path, profile: str | None, stop_after=None):
+        nb = execute_lesson(lesson, workdir, root / (profile or "device"), profile, stop_after)
+        return nb, notebook_stdout(nb)
+
+    return run

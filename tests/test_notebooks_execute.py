@@ -1,8 +1,8 @@
-"""Every solution notebook follows the authoring conventions (autograder/AUTHORING.md) and runs top
-to bottom on CPU as a student would run it (not grading: training, plots and widgets included),
-from a temporary copy so that nothing lands in the repo; and lessons 07-10 run their GPU branch
-on the CPU too (``DCGAN_LESSON_PROFILE=gpu``: synthetic CIFAR-shaped images, a few steps), so a
-typo, a wrong shape or a missing import there fails here rather than in a student's Colab.
+"""Every solution notebook follows the authoring conventions (autograder/AUTHORING.md) and runs on
+CPU as a student would run it (not grading: training, plots and widgets included), from a
+temporary copy so that nothing lands in the repo; the training lessons' CPU runs learn. The lesson
+profile (``autograder.notebook.lesson_profile``) is tested here too; lessons 07-10 in the gpu
+profile: tests/test_notebooks_gpu_profile.py.
 
 What grading checks (full marks, zero for the untouched lesson) is tests/test_solution_notebooks.py;
 these runs are for what only a run shows: the cells grading skips, and the training that learns.
@@ -11,14 +11,10 @@ these runs are for what only a run shows: the cells grading skips, and the train
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from pathlib import Path
 
 import nbformat
 import pytest
 import torch
-from nbclient import NotebookClient
 
 from autograder import course
 from autograder.notebook import PROFILE_ENV, REHEARSAL_IMAGES, Profile, lesson_profile
@@ -30,50 +26,7 @@ LESSONS = course.assignments()
 LEARNING_LESSONS = {"07_training_loop", "08_gpu_training", "09_evaluation", "10_guidelines"}
 #: "clearly below": the trained generator's distance at most this fraction of the untrained one's
 LEARNED_RATIO = 0.6
-#: the lessons with a GPU branch (the gpu profile), rehearsed on the CPU
-PROFILED_LESSONS = sorted(LEARNING_LESSONS & set(LESSONS))
 no_lessons = pytest.mark.skipif(not LESSONS, reason="no lesson in solutions/ yet")
-
-
-@pytest.fixture(scope="module")
-def runs_folder(tmp_path_factory):
-    """Where the lessons of one test process write their trainer runs (DCGAN_RUNS), per profile:
-    lesson 09 finds lesson 08's run there, as it does in a student's session; never ~/.cache."""
-    root = tmp_path_factory.mktemp("runs")
-    return lambda profile: root / profile
-
-
-def execute(lesson: str, tmp_path: Path, runs: Path, profile: str | None) -> nbformat.NotebookNode:
-    """Run the solution notebook of ``lesson`` top to bottom in a kernel, as a student would."""
-    src = course.source_notebook(lesson)
-    work = tmp_path / src.name
-    shutil.copy(src, work)
-    nb = nbformat.read(work, as_version=4)
-    env = {k: v for k, v in course.tool_env().items() if k not in ("NBGRADER_EXECUTION", PROFILE_ENV)}
-    env.update(MPLBACKEND="agg", DCGAN_DATA_ROOT=str(tmp_path / "data"), DCGAN_RUNS=str(runs),
-               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))  # fmt: skip
-    if profile is not None:
-        env[PROFILE_ENV] = profile
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(tmp_path)}})  # fmt: skip
-    client.execute(env=env)
-    errors = [(c.id, o.ename, o.evalue) for c in nb.cells if c.cell_type == "code"
-              for o in c.outputs if o.output_type == "error"]  # fmt: skip
-    assert not errors, errors
-    stderr = [
-        (c.id, o.text[:300])
-        for c in nb.cells
-        if c.cell_type == "code"
-        for o in c.outputs
-        if o.output_type == "stream" and o.name == "stderr" and c.metadata.get("nbgrader", {}).get("grade")
-    ]
-    assert not stderr, f"graded cells wrote to stderr (nbgrader scores that 0): {stderr}"
-    return nb
-
-
-def stdout(nb: nbformat.NotebookNode) -> str:
-    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
-                   if o.output_type == "stream" and o.name == "stdout")  # fmt: skip
 
 
 @no_lessons
@@ -95,42 +48,27 @@ def test_source_notebook_structure(lesson):
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit with outputs cleared"
 
 
+def writes_learning_json(cell) -> bool:
+    return cell.cell_type == "code" and "learning.json" in cell.source
+
+
 @pytest.mark.slow
 @no_lessons
 @pytest.mark.parametrize("lesson", LESSONS)
-def test_solution_notebook_runs_top_to_bottom(lesson, tmp_path, runs_folder):
-    nb = execute(lesson, tmp_path, runs_folder("cpu"), profile=None)
-    if lesson in LEARNING_LESSONS:
-        assert "profile: cpu (the digits" in stdout(nb), "a CPU without DCGAN_LESSON_PROFILE runs the cpu profile"
+def test_solution_notebook_runs_top_to_bottom(lesson, tmp_path, lesson_runs):
+    """Lessons 00-06 run to the end; 07-10 until their training has written learning.json, which
+    must show learning: every line after it is the same code the gpu-profile run below executes
+    (tests/test_notebooks_gpu_profile.py), and only the learning needs the CPU settings."""
+    learns = lesson in LEARNING_LESSONS
+    nb, out = lesson_runs(lesson, tmp_path, None, stop_after=writes_learning_json if learns else None)
+    if learns:
+        assert "profile: cpu (the digits" in out, "a CPU without DCGAN_LESSON_PROFILE runs the cpu profile"
         record = tmp_path / "learning.json"
         assert record.exists(), f"{lesson} trains on the CPU but wrote no learning.json"
         d = json.loads(record.read_text())
         assert d["trained"] < LEARNED_RATIO * d["untrained"], (
             f"{lesson}: the CPU training did not learn clearly: Frechet distance {d['untrained']:.3g} untrained, "
             f"{d['trained']:.3g} trained (needs < {LEARNED_RATIO} x)")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("lesson", PROFILED_LESSONS)
-def test_gpu_branch_runs_on_the_cpu(lesson, tmp_path, runs_folder):
-    """The lesson's GPU branch, every line of it, on this CPU: the same code as on a GPU with the
-    synthetic images in place of CIFAR-10 and a few steps (learning is not expected)."""
-    runs = runs_folder("gpu")
-    nb = execute(lesson, tmp_path, runs, profile="gpu")
-    out = stdout(nb)
-    assert f"profile: gpu ({REHEARSAL_IMAGES} synthetic CIFAR-shaped images" in out, out[:2000]
-    assert "the digits" not in out.split("profile: gpu", 1)[1][:200]
-    record = tmp_path / "learning.json"
-    assert record.exists(), f"{lesson}'s GPU branch wrote no learning.json"
-    d = json.loads(record.read_text())
-    assert all(isinstance(v, float) and v == v for v in d.values()), d
-    if lesson == "08_gpu_training":  # the run lesson 09 evaluates: the paper's 64x64 RGB pair, full width
-        config = json.loads((runs / "08_gpu_training" / "config.json").read_text())["config"]
-        assert (config["dataset"], config["image_size"], config["nc"], config["ngf"], config["ndf"]) == (
-            "synthetic", 64, 3, 64, 64), config
-        assert config["resume"] is True and config["synthetic_size"] == REHEARSAL_IMAGES
-    if lesson == "09_evaluation" and (runs / "08_gpu_training" / "generator.pt").is_file():
-        assert "loaded lesson 08's generator (synthetic): 64x64" in out, out[:3000]
 
 
 # --- the profile itself (autograder.notebook) ---
