@@ -1,5 +1,5 @@
-# The README's two commands are `make train` and `make test`; .ci/run calls `make test`.
-# Every target sets up .venv first (once; again when pyproject.toml changes).
+# The README's two commands are `make train DATASET=digits` and `make test`; .ci/run calls `make test`.
+# Every target sets up .venv first (once; again when pyproject.toml or TORCH_PINS changes).
 
 PYTHON ?= python3
 VENV := $(CURDIR)/.venv
@@ -34,9 +34,15 @@ IMAGE_SIZE ?= 64
 endif
 DEMO_ARGS ?=
 
-.PHONY: setup train test lint lessons bench clean dist test-oldest sandbox
+.PHONY: setup train test lint lessons bench clean dist test-oldest sandbox FORCE
 
-$(BIN)/.installed: pyproject.toml
+# The pins as a file, rewritten only when they change: a new pin makes the stamp below stale, so
+# the next target reinstalls torch (pip replaces the old version) instead of keeping a stale one.
+$(VENV)/torch-pins: FORCE
+	@mkdir -p $(VENV)
+	@echo '$(TORCH_PINS)' | cmp -s - $@ || echo '$(TORCH_PINS)' > $@
+
+$(BIN)/.installed: pyproject.toml $(VENV)/torch-pins
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_PINS)
@@ -85,7 +91,8 @@ test-oldest:  ## the check tests and lesson notebooks on the lowest supported to
 	$(OLDEST)/bin/python -m pip install -q -c $(OLDEST)/constraints.txt -e ".[instructor,dev,fid,fid-offline]"
 	$(OLDEST)/bin/python -c "import torch, torchvision; print('oldest: torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	PATH=$(OLDEST)/bin:$$PATH OMP_NUM_THREADS=1 $(OLDEST)/bin/python -m pytest -n 2 --dist loadfile -q -p no:cacheprovider \
-		tests/test_checks_lesson*.py tests/test_notebooks_execute.py tests/test_solution_notebooks.py tests/test_fid.py
+		tests/test_checks_lesson*.py tests/test_notebooks_execute.py tests/test_notebooks_gpu_profile.py \
+		tests/test_solution_notebooks.py tests/test_fid.py
 
 bench: setup  ## training throughput, dcgan_ref vs the pytorch/examples loop (about a minute on a CPU)
 	$(BIN)/python benchmarks/bench_train.py $(BENCH_ARGS)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
+import time
 
 import nbformat
 import pytest
@@ -55,3 +58,39 @@ def test_one_noise_convention(lesson):
     """Lessons draw noise as (N, nz, 1, 1) everywhere, so a generator from lesson 06 runs in 08."""
     hits = FLAT_NOISE.findall(_text(lesson))
     assert not hits, f"{lesson} draws noise as (N, nz): {hits}; the course draws (N, nz, 1, 1)"
+
+
+def test_readme_shows_exactly_its_two_commands():
+    """The "two commands" block holds two: the offline demo and the tests (CIFAR-10's `make train` is prose)."""
+    readme = (course.REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## The two commands", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [ln.split("#", 1)[0].strip() for ln in block.splitlines() if ln.strip()]
+    assert commands == ["make train DATASET=digits", "make test"]
+
+
+def test_a_changed_torch_pin_rebuilds_the_venv(tmp_path):
+    """The venv stamp depends on TORCH_PINS: same pins, nothing to do; a new pin, the install recipe
+    runs (here it stops at once: PYTHON=false, the venv has no python)."""
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    makefile = (course.REPO_ROOT / "Makefile").read_text()
+    pins = re.search(r"^TORCH_PINS := (.+)$", makefile, re.M).group(1).strip()
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    stamp, pin_file = venv / "bin" / ".installed", venv / "torch-pins"
+    pin_file.write_text(pins + "\n")
+    stamp.touch()
+    now = time.time()
+    stamped = max(now - 50, (course.REPO_ROOT / "pyproject.toml").stat().st_mtime + 1)
+    os.utime(stamp, (stamped, stamped))
+    os.utime(pin_file, (stamped - 10, stamped - 10))
+    make = ["make", "--no-print-directory", "-C", str(course.REPO_ROOT), "setup", f"VENV={venv}", "PYTHON=false"]
+
+    same = subprocess.run(make, capture_output=True, text=True, timeout=60)
+    assert same.returncode == 0 and "pip install" not in same.stdout, same.stdout + same.stderr
+    assert pin_file.stat().st_mtime == stamped - 10, "unchanged pins must leave the pin file alone"
+
+    changed = subprocess.run([*make, "TORCH_PINS=torch==0.0 torchvision==0.0"], capture_output=True, text=True,
+                             timeout=60)  # fmt: skip
+    assert changed.returncode != 0 and "false -m venv" in changed.stdout, changed.stdout + changed.stderr
+    assert pin_file.read_text() == "torch==0.0 torchvision==0.0\n"

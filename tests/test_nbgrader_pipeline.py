@@ -6,9 +6,11 @@ notebooks, (c) mixed submissions (answers right, raising, looping forever, with 
 triggering a torch UserWarning), (d) the same notebooks as Colab saves them, (e) a tampered one
 (test cell edited, another deleted, an answer cell duplicated); repair them with
 ``python -m autograder collect``; ``nbgrader autograde``; ``nbgrader export``; ``nbgrader
-generate_feedback``. The tests below check the result. (c)-(e) use lesson 01 (or the fixture
-lesson until lesson 01 exists); (a) and (b) for every other lesson are in test_nbgrader_lessons.py,
-a second throw-away course, so that pytest-xdist runs the two in parallel.
+generate_feedback``. The tests below check the result. (a)-(e) use lesson 01 (or the fixture
+lesson until lesson 01 exists) and the fixture lesson; every lesson is generated and recorded.
+(a) and (b) for every other lesson are graded by the same trusted grading in
+test_solution_notebooks.py (``python -m autograder check``, nbgrader's scoring rules): grading them
+through nbgrader a second time would test nothing more.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from course_fixture import (
     LESSON01,
     MIXED_LESSON,
     answer_ids,
-    build_course,
     cell_points,
     checks_by_answer,
     colab_json,
@@ -87,10 +88,9 @@ def _expected(src: nbformat.NotebookNode, plan: dict[str, str]) -> float:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = build_course(tmp_path_factory.mktemp("course"), with_real_lessons=True)
+def run(generated_course):
+    root = generated_course  # conftest.py: the course with every lesson generated, once per session
     lessons = course.assignments(root)
-    nbgrader(root, "generate_assignment", "*", "--force", "--log-level=WARN")
 
     submitted = root / "autograder" / "submitted"
     inbox = root / "inbox"
@@ -105,7 +105,7 @@ def run(tmp_path_factory):
         nbformat.write(nb, path)
         expected[(lesson, student)] = score
 
-    for a in sorted({MIXED_LESSON, FIXTURE}):  # the other lessons: tests/test_nbgrader_lessons.py
+    for a in sorted({MIXED_LESSON, FIXTURE}):  # the other lessons: tests/test_solution_notebooks.py
         submit("solution", a, src[a], sum(cell_points(src[a]).values()))  # (a)
         submit("untouched", a, rel[a], 0.0)  # (b)
 

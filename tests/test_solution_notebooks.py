@@ -1,4 +1,9 @@
-"""Every solution notebook scores full marks with `python -m autograder check`; every lesson scores 0."""
+"""Every solution notebook scores full marks with `python -m autograder check`; every lesson scores 0.
+
+The one place every real lesson is graded: ``nbgrader autograde`` grades through the same trusted
+grading with the same scoring rules (tests/test_grade.py compares them with nbgrader's), and
+tests/test_nbgrader_pipeline.py runs it on lesson 01 and the fixture lesson.
+"""
 
 from __future__ import annotations
 
