@@ -44,7 +44,7 @@ from autograder import judge as judge_module
 from autograder import sandbox
 from autograder.checks._core import Exercise
 from autograder.checks._plain import PlainDataError, dumps, loads
-from autograder.screen import ALLOWED_MODULES, COMMON_MODULE_NAMES, Finding, screen_source
+from autograder.screen import ALLOWED_MODULES, COMMON_MODULE_NAMES, Finding, Screen
 from autograder.worker import write_frame
 
 #: how long the worker may take to start (importing torch on a loaded machine)
@@ -410,6 +410,11 @@ def trusted_cells(nb: NotebookNode, release: NotebookNode | None) -> set[int]:
     return out
 
 
+def _only_unparsable(findings: list[Finding]) -> bool:
+    """A cell refused only because it does not compile (an honest typo: refused, never flagged)."""
+    return all(f.rule == "unparsable" for f in findings)
+
+
 def _exercise_cells(nb: NotebookNode) -> dict[int, int]:
     """test cell index -> index of the answer cell before it."""
     out, answer = {}, None
@@ -449,7 +454,7 @@ def grade_trusted(
 
     # 1. screen every cell the student could have written; parse every test cell
     refused: dict[int, list[Finding]] = {}
-    modules = set(COMMON_MODULE_NAMES)
+    screen = Screen(COMMON_MODULE_NAMES)  # in notebook order: names and __future__ flags carry over
     calls: dict[int, list[CheckCall] | str] = {}
     for i in code:
         cell = nb.cells[i]
@@ -460,12 +465,14 @@ def grade_trusted(
             except TestCellError as err:
                 calls[i] = str(err)
             continue
-        findings = screen_source(cell.source, modules) if i not in trusted else []
         if i in trusted:
-            screen_source(cell.source, modules)  # learn the module names the lesson binds
+            screen.learn(cell.source)  # the course's own cell: the names it binds, its flags
+            continue
+        findings = screen.screen(cell.source)
         if findings:
             refused[i] = findings
-            run.flags.append({"cell": m.get("grade_id") or f"cell {i}", "findings": [str(f) for f in findings]})
+            if not _only_unparsable(findings):  # a typo is the student's loss, not a case for review
+                run.flags.append({"cell": m.get("grade_id") or f"cell {i}", "findings": [str(f) for f in findings]})
     preload = sorted({c.module for v in calls.values() if isinstance(v, list) for c in v})
     course_checks: dict[str, str] = {}
     for m in preload:
@@ -601,8 +608,11 @@ def _grade_test_cell(
     answer = answer_of.get(index)
     if answer is not None and answer in refused:
         findings = refused[answer]
-        cell.outputs = [_failure(f"your answer was not run: {findings[0]}. An answer to this exercise never needs "
-                                 "that; it is not allowed in graded work (flagged for the instructor).")]
+        if _only_unparsable(findings):
+            cell.outputs = [_failure(f"your answer was not run: {findings[0]}. Fix the cell so that it runs.")]
+        else:
+            cell.outputs = [_failure(f"your answer was not run: {findings[0]}. An answer to this exercise never "
+                                     "needs that; it is not allowed in graded work (flagged for the instructor).")]
         return worker
     for call in calls:
         try:

@@ -104,3 +104,16 @@ def lesson_runs(tmp_path_factory) -> Callable[..., tuple[object, str]]:
         return nb, notebook_stdout(nb)
 
     return run
+
+
+@pytest.fixture
+def no_screen(monkeypatch):
+    """Grading with the static screen switched off: the sandbox and the judges must hold on their own."""
+    from autograder import screen, trusted
+
+    class Open(screen.Screen):
+        def screen(self, source: str) -> list:
+            self.learn(source)
+            return []
+
+    monkeypatch.setattr(trusted, "Screen", Open)

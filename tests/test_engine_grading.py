@@ -25,11 +25,6 @@ def fixture_course(tmp_path_factory):
     return root
 
 
-@pytest.fixture
-def no_screen(monkeypatch):
-    monkeypatch.setattr(trusted, "screen_source", lambda source, modules=None: [])
-
-
 def _notebooks(root: Path):
     src = nbformat.read(course.source_notebook(FIXTURE, root), as_version=4)
     rel = nbformat.read(course.release_notebook(FIXTURE, root), as_version=4)
@@ -195,3 +190,24 @@ def test_a_sleeping_cell_is_stopped_by_the_wall_clock_cap_and_costs_its_cell(fix
     got, pts = _points(report), cell_points(src)
     assert got == {k: float(v) for k, v in pts.items()}, report["cells"]
     assert report["worker_restarts"] >= 1
+
+
+def test_a_typo_costs_its_exercise_unflagged_and_a_future_flag_attack_is_flagged(fixture_course, tmp_path, capsys):
+    """The screen reads cells in order as IPython compiles them: a cell that does not compile is
+    not run (its exercise scores 0, no review flag: an honest typo); a ``__future__`` import that
+    would change how later cells compile is refused and flagged, and the cell relying on it is not run."""
+    src, rel = _notebooks(fixture_course)
+    typo = filled(rel, src, {"double": "def double(x)\n    return 2 * x"})
+    report = _grade(typo, fixture_course, tmp_path, capsys)
+    got, pts = _points(report), cell_points(src)
+    assert got["test_double"] == 0 and got["test_relu"] == pts["test_relu"], report["cells"]
+    assert not report["review"] and report["flags"] == [], report["flags"]
+    msg = {c["grade_id"]: c["message"] for c in report["cells"]}
+    assert "does not compile" in msg["test_double"] and "flagged" not in msg["test_double"], msg["test_double"]
+
+    answers = {"add_bias": "def add_bias(x, b):\n    return x + b if 1 <> 2 else x"}
+    flufl = _with_scratch(filled(rel, src, answers), "double", "from __future__ import barry_as_FLUFL")
+    report = _grade(flufl, fixture_course, tmp_path, capsys)
+    got = _points(report)
+    assert got["test_add_bias"] == 0 and got["test_relu"] == pts["test_relu"], report["cells"]
+    assert report["review"] and any("__future__" in f for x in report["flags"] for f in x["findings"]), report

@@ -75,12 +75,6 @@ def points(report: dict) -> dict[str, float]:
     return {c["grade_id"]: c["points"] for c in report["cells"]}
 
 
-@pytest.fixture
-def no_screen(monkeypatch):
-    """The static screen switched off: the sandbox and the judge must hold on their own."""
-    monkeypatch.setattr(trusted, "screen_source", lambda source, modules=None: [])
-
-
 # --- attacks on the judgement: with the screen off, a blank submission still scores 0 ---
 
 ATTACKS = {
