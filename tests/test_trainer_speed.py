@@ -22,9 +22,12 @@ from dcgan_ref import speed
 from dcgan_ref.config import TrainConfig
 from dcgan_ref.train import resolve_speed, setup, train
 
-# 64 images / batch 16 = 4 steps per epoch: stopping at step 3 is mid-epoch, 6 crosses an epoch end
+# 64 images / batch 16 = 4 steps per epoch: stopping at step 3 is mid-epoch, 6 crosses an epoch end.
+# The instance noise anneals over a fixed 8 steps (by default it anneals over the whole run, which
+# --max-steps shortens: the first part of a split run would be another schedule).
 TINY = dict(dataset="synthetic", image_size=32, ngf=8, ndf=8, batch_size=16, synthetic_size=64, epochs=2,
-            progress=False, log_every=2, device="cpu", num_workers=0, ema_decay=0.9, instance_noise=0.1)  # fmt: skip
+            progress=False, log_every=2, device="cpu", num_workers=0, ema_decay=0.9, instance_noise=0.1,
+            noise_anneal_steps=8)  # fmt: skip
 PLAIN = dict(amp="off", data_on_device=False, channels_last=False, fused_adam=False, cudnn_benchmark=False)
 
 SETTINGS = {
