@@ -1,3 +1,5 @@
 """dcgan_ref: the reference DCGAN that every exercise of the course is graded against."""
 
-__version__ = "0.1.0"
+from ._version import __version__
+
+__all__ = ["__version__"]

@@ -120,9 +120,11 @@ def save_checkpoint(
     opt_G: torch.optim.Optimizer,
     opt_D: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None = None,
-    **extra: Any,
+    **loop_state: Any,
 ) -> None:
-    """Write everything needed to continue training as if never stopped (atomically, fsynced)."""
+    """Write everything needed to continue training as if never stopped (atomically, fsynced):
+    the networks, optimizers, scaler and RNG states, and ``loop_state`` (the loop's position and
+    record, the config, the EMA: what ``load_checkpoint`` returns)."""
     state = {
         "G": G.state_dict(),
         "D": D.state_dict(),
@@ -130,7 +132,7 @@ def save_checkpoint(
         "opt_D": opt_D.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
         "rng": rng_states(),
-        **extra,
+        **loop_state,
     }
     _atomic_save(state, path, "checkpoint")
 
@@ -175,7 +177,8 @@ def load_checkpoint(
     map_location: str | torch.device | None = None,
     state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Load a checkpoint into the given objects, restore RNG states; return the extra fields.
+    """Load a checkpoint into the given objects, restore RNG states; return the rest (the loop state
+    ``save_checkpoint`` was given).
 
     ``state``: the already loaded file (``load_file(path)``), to avoid reading it twice.
     """
@@ -203,10 +206,11 @@ def generator_config(G: nn.Module) -> dict[str, Any]:
     return config
 
 
-def save_generator(path: str | Path, G: nn.Module, extra: dict[str, Any] | None = None) -> None:
-    """The final generator on its own: weights plus what it takes to rebuild it (and ``extra``,
+def save_generator(path: str | Path, G: nn.Module, metadata: dict[str, Any] | None = None) -> None:
+    """The final generator on its own: weights plus what it takes to rebuild it (and ``metadata``,
     e.g. whether these are EMA weights)."""
-    _atomic_save({"state_dict": G.state_dict(), "config": generator_config(G), **(extra or {})}, path, "generator")
+    _atomic_save({"state_dict": G.state_dict(), "config": generator_config(G), **(metadata or {})}, path,
+                 "generator")  # fmt: skip
 
 
 def _is_tensor_dict(obj: Any) -> bool:

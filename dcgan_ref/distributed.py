@@ -41,6 +41,11 @@ class DistInfo:
         """Rank 0 writes checkpoints, samples, metrics and prints; the others only train."""
         return self.rank == 0
 
+    def say(self, msg: str) -> None:
+        """Print ``msg`` once for the whole job: on rank 0."""
+        if self.is_main:
+            print(msg, flush=True)
+
 
 def init(device_type: str) -> DistInfo:
     """Join the process group torchrun set up (nccl for CUDA, gloo for the CPU), if there is one."""

@@ -96,3 +96,33 @@ def test_bad_flags_and_paths_give_one_clear_line(tmp_path, capsys, monkeypatch):
     assert "--dataset synthetic" in err[0] and "--dataset digits" in err[0]
     assert not (tmp_path / "run").exists(), "a run that could not start left an empty output folder behind"
     assert not (tmp_path / "nodata").exists(), "the failed download left an empty --data-root behind"
+
+
+@pytest.mark.parametrize(
+    ("flag", "text", "words"),
+    [("--epochs", "0", "must be a positive integer"), ("--workers", "-1", "must be an integer >= 0"),
+     ("--lr-d", "0", "must be > 0"), ("--beta1", "1", "must be in [0, 1)"), ("--ema-decay", "1", "must be in (0, 1)"),
+     ("--instance-noise", "-0.5", "must be >= 0"), ("--amp", "fp8", "invalid choice")],
+)  # fmt: skip
+def test_the_train_flags_are_trainconfig_settings(capsys, flag, text, words):
+    # One source: no flags give TrainConfig's defaults; every setting but two has a flag; a flag's
+    # bound is the setting's, refused by the parser and by TrainConfig in the same words.
+    from dataclasses import asdict, fields
+
+    from dcgan_ref.cli import _train_config
+    from dcgan_ref.config import TrainConfig
+
+    parser = build_parser()
+    assert asdict(_train_config(parser.parse_args(["train"]))) == asdict(TrainConfig())
+    train_parser = next(a for a in parser._actions if a.dest == "command").choices["train"]
+    dests = {a.dest: a for a in train_parser._actions}
+    assert {f.name for f in fields(TrainConfig)} - set(dests) == {"n_samples", "extra"}
+    assert dests["epochs"].help.endswith(f"(default: {TrainConfig.epochs})")
+    with pytest.raises(SystemExit):
+        main(["train", flag, text])
+    assert words in capsys.readouterr().err
+    dest = next(a.dest for a in train_parser._actions if flag in a.option_strings)
+    value = {"--amp": text}.get(flag) or float(text)
+    if words != "invalid choice":
+        with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+            TrainConfig(**{dest: value})

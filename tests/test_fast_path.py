@@ -180,10 +180,10 @@ def test_cpu_defaults_are_plain_fp32_eager_without_bf16_units(monkeypatch):
     # CPUs without AMX bf16 units stay plain fp32 eager by default: they emulate bf16 (~21x slower
     # per step measured on this project's AVX2 EPYC) and compile gives nothing there. With AMX the
     # default is bf16 + channels_last (test_trainer_features). Data held as one tensor either way.
-    from dcgan_ref import train as train_mod
+    from dcgan_ref import speed
     from dcgan_ref.train import resolve_speed
 
-    monkeypatch.setattr(train_mod, "cpu_has_bf16_units", lambda: False)
+    monkeypatch.setattr(speed, "cpu_has_bf16_units", lambda: False)
     s = resolve_speed(TrainConfig(), torch.device("cpu"))
     assert (s.amp_dtype, s.channels_last, s.compile, s.fused_adam, s.cudnn_benchmark) == (
         None,

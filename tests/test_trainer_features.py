@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from dcgan_ref import checkpoint as ckpt_mod
+from dcgan_ref import speed
 from dcgan_ref import train as train_mod
 from dcgan_ref.checkpoint import load_generator
 from dcgan_ref.train import ResumeMismatchError, TrainConfig, resolve_speed, setup, train
@@ -211,18 +212,18 @@ def test_grey_data_trains_a_one_channel_gan(tmp_path):
 
 
 def test_cpu_speed_default_follows_the_bf16_units(monkeypatch):
-    monkeypatch.setattr(train_mod, "cpu_has_bf16_units", lambda: True)
+    monkeypatch.setattr(speed, "cpu_has_bf16_units", lambda: True)
     s = resolve_speed(TrainConfig(), torch.device("cpu"))
     assert s.amp_dtype == torch.bfloat16 and s.channels_last, "AMX CPUs: bf16 autocast + channels_last"
     assert resolve_speed(TrainConfig(amp="off", channels_last=False), torch.device("cpu")).amp_dtype is None
-    monkeypatch.setattr(train_mod, "cpu_has_bf16_units", lambda: False)
+    monkeypatch.setattr(speed, "cpu_has_bf16_units", lambda: False)
     s = resolve_speed(TrainConfig(), torch.device("cpu"))
     assert s.amp_dtype is None and not s.channels_last, "CPUs without bf16 units emulate it: fp32"
     monkeypatch.undo()
-    monkeypatch.setattr(train_mod, "cpu_flags", lambda: {"avx2", "amx_bf16", "amx_tile"})
-    assert train_mod.cpu_has_bf16_units()
-    monkeypatch.setattr(train_mod, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
-    assert not train_mod.cpu_has_bf16_units(), "avx512_bf16 alone converts, it has no matrix units"
+    monkeypatch.setattr(speed, "cpu_flags", lambda: {"avx2", "amx_bf16", "amx_tile"})
+    assert speed.cpu_has_bf16_units()
+    monkeypatch.setattr(speed, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert not speed.cpu_has_bf16_units(), "avx512_bf16 alone converts, it has no matrix units"
 
 
 def test_mnist_from_tiny_idx_files_trains(tmp_path):
