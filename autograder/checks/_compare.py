@@ -46,7 +46,7 @@ __all__ = [
     "NORMS", "POOLING", "UPSAMPLING", "CascadeRuns", "Earlier", "GradientRun", "Outcome", "TraceRecord",
     "cascade_runs", "close", "close_number", "disagree", "is_judge_only", "judge_cascade", "judge_gradients",
     "judge_only", "nearest_mistake", "referenced_names", "run_backward", "score", "substituted",
-    "traced_forward",
+    "traced_forward", "tracing",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -152,9 +152,10 @@ def close_number(actual: float, expected: float, *, rtol: float = 0.0, atol: flo
 Candidate = torch.Tensor | Callable[[], torch.Tensor]
 
 
+@judge_only
 def nearest_mistake(
     actual: Any,
-    candidates: Sequence[tuple[str | None, Candidate]],
+    candidates: Sequence[tuple[str | None, Candidate] | tuple[str | None, Candidate, tuple[float, float]]],
     *,
     rtol: float,
     atol: float,
@@ -162,14 +163,17 @@ def nearest_mistake(
     """Judge side: the description of the candidate closest to ``actual``, if one is close.
 
     ``candidates`` are ``(description, tensor or zero-argument callable that computes it)``, each a
-    mistake recomputed on the same inputs; a ``None`` description is the correct answer, so an answer
-    nearest to it blames nothing. Closest, not first: two mistakes can both be near an answer, and only
-    the distance tells which one was written. A candidate that raises (a mistake that cannot be built
-    for these inputs) is skipped."""
+    mistake recomputed on the same inputs, optionally with its own ``(rtol, atol)`` (a mistake whose
+    values are larger than the answer's); a ``None`` description is the correct answer, so an answer
+    nearest to it blames nothing. Closest, not first (distances in units of each candidate's
+    tolerance): two mistakes can both be near an answer, and only the distance tells which one was
+    written. A candidate that raises (a mistake that cannot be built for these inputs) is skipped."""
     if type(actual) is not torch.Tensor:
         return None
     best, best_msg = math.inf, None
-    for msg, cand in candidates:
+    for entry in candidates:
+        msg, cand = entry[0], entry[1]
+        c_rtol, c_atol = entry[2] if len(entry) > 2 else (rtol, atol)  # type: ignore[misc]
         if callable(cand) and not isinstance(cand, torch.Tensor):
             try:
                 cand = cand()
@@ -177,7 +181,7 @@ def nearest_mistake(
                 continue
         if type(cand) is not torch.Tensor and not isinstance(cand, torch.Tensor):
             continue
-        s = score(actual, cand, rtol=rtol, atol=atol)
+        s = score(actual, cand, rtol=c_rtol, atol=c_atol)
         if s < best:
             best, best_msg = s, msg
     return best_msg if best <= 1.0 else None
@@ -203,22 +207,34 @@ NORMS: tuple[type[nn.Module], ...] = (
 )
 
 
-def traced_forward(model: nn.Module, *args: Any, **kwargs: Any) -> tuple[Any, list[TraceRecord]]:
-    """Probe side: ``model(*args)`` and the leaf layers that ran, in execution order (forward hooks),
-    each with its dotted name, class name and output shape. Hooks are removed afterwards."""
+@contextlib.contextmanager
+def tracing(model: nn.Module) -> Iterator[list[TraceRecord]]:
+    """Probe side: while active, every leaf layer of ``model`` that runs is recorded, in execution order,
+    with its dotted name, class name and output shape (forward hooks, removed afterwards)."""
     records: list[TraceRecord] = []
-    names = {id(m): name for name, m in model.named_modules()}
+    names: dict[int, str] = {}
 
     def hook(module: nn.Module, inputs: Any, output: Any) -> None:
         shape = [int(s) for s in output.shape] if isinstance(output, torch.Tensor) else None
         records.append({"name": names.get(id(module), "?"), "type": type(module).__name__, "shape": shape})
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    handles: list[Any] = []
     try:
-        out = model(*args, **kwargs)
+        names = {id(m): name for name, m in model.named_modules()}
+        handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    except Exception:  # noqa: BLE001 - a module that breaks introspection is simply not traced
+        records.append({"name": "?", "type": "untraceable", "shape": None})
+    try:
+        yield records
     finally:
         for h in handles:
             h.remove()
+
+
+def traced_forward(model: nn.Module, *args: Any, **kwargs: Any) -> tuple[Any, list[TraceRecord]]:
+    """Probe side: ``model(*args)`` and the leaf layers that ran (``tracing``)."""
+    with tracing(model) as records:
+        out = model(*args, **kwargs)
     return out, records
 
 

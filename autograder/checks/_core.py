@@ -167,6 +167,13 @@ def expect_tensor(value: Any, what: str) -> torch.Tensor:
     return value
 
 
+def expect_plain_tensor(value: Any, what: str) -> torch.Tensor:
+    """Judge side: fail unless ``value`` is exactly a ``torch.Tensor`` (a numpy array, a list: named)."""
+    if type(value) is not torch.Tensor:
+        fail(f"{what} returned a {type_name(value)}, expected a torch.Tensor.")
+    return value
+
+
 def expect_shape(
     value: Any, expected: Sequence[int], what: str, hint: str | None = None
 ) -> torch.Tensor:
