@@ -253,6 +253,12 @@ class Earlier:
     reference: Callable[..., Any]
 
 
+def _own_classes(cls: type) -> list[type]:
+    """The classes of ``cls``'s MRO the student wrote (torch's and ``object`` left out)."""
+    return [k for k in cls.__mro__
+            if k is not object and str(getattr(k, "__module__", "")).split(".")[0] != "torch"]
+
+
 def _codes(obj: Any, depth: int = 0) -> list[CodeType]:
     """The code objects of a function, a method, or a class's methods, nested ones included."""
     if depth > 3:
@@ -268,9 +274,7 @@ def _codes(obj: Any, depth: int = 0) -> list[CodeType]:
         return _codes(func.__code__, depth)
     if inspect.isclass(obj):
         found: list[CodeType] = []
-        for klass in obj.__mro__:
-            if klass.__module__.startswith(("torch", "builtins")):
-                continue
+        for klass in _own_classes(obj):
             for v in vars(klass).values():
                 if isinstance(v, staticmethod | classmethod):
                     v = v.__func__
@@ -285,8 +289,7 @@ def _globals_of(obj: Any) -> list[dict[str, Any]]:
     spaces: list[dict[str, Any]] = []
     candidates: list[Any] = [obj]
     if inspect.isclass(obj):
-        candidates = [v for klass in obj.__mro__ if not klass.__module__.startswith(("torch", "builtins"))
-                      for v in vars(klass).values()]
+        candidates = [v for klass in _own_classes(obj) for v in vars(klass).values()]
     for c in candidates:
         if isinstance(c, staticmethod | classmethod):
             c = c.__func__
@@ -524,14 +527,15 @@ def judge_gradients(
     not_connected: str | None = None,
     detached: Callable[[str], str] = detached_message,
     hints: Mapping[str, str] | None = None,
-    label: Callable[[str], str] = lambda name: f"gradient w.r.t. {name}",
+    label: Callable[[str], str] | None = None,
 ) -> None:
     """Judge side: the student's gradients (``run_backward``'s ``GradientRun``, or its ``attempt``
     outcome) against the reference's (a function, differentiated here, or the gradients themselves).
 
     Fails when the output is not attached to autograd (``not_connected``), when no gradient reaches an
     input that the reference's reaches (``detached(name)``: "did you .detach() it?"), or when a
-    gradient differs (``expect_close``, ``hints[name]``)."""
+    gradient differs (``expect_close``, ``hints[name]``), named ``label(name)`` (default "<what>:
+    gradient w.r.t. <name>")."""
     if type(run) is dict and ("value" in run or "error" in run) and "grads" not in run:
         run = unwrap(run)
     if type(run) is not dict or type(run.get("grads")) is not dict:
@@ -542,13 +546,14 @@ def judge_gradients(
     want = (dict(reference) if isinstance(reference, Mapping)
             else reference_gradients(reference, inputs, grad_of, upstream, pick))
     for name in grad_of:
+        text = label(name) if label is not None else f"{what}: gradient w.r.t. {name}"
         ref, got = want.get(name), run["grads"].get(name)
         if ref is None:
             continue  # the reference does not depend on it: nothing to ask of the answer
         if got is None:
             fail(detached(name))
         if type(got) is not torch.Tensor:
-            fail(f"{what}: the {label(name)} is a {type_name(got)}, expected a tensor.")
+            fail(f"{text} is a {type_name(got)}, expected a tensor.")
         if bool((ref != 0).any()) and not bool((got != 0).any()):
             fail(detached(name))
-        expect_close(got, ref, f"{what}: {label(name)}", rtol=rtol, atol=atol, hint=(hints or {}).get(name))
+        expect_close(got, ref, text, rtol=rtol, atol=atol, hint=(hints or {}).get(name))
