@@ -91,6 +91,7 @@ class TraceRecord(TypedDict):
 # one closeness rule
 
 
+@judge_only
 def disagree(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float, atol: float) -> torch.Tensor:
     """Boolean mask of the values of ``actual`` that do not agree with ``expected`` (same shape).
 
@@ -98,12 +99,13 @@ def disagree(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float, atol:
     where the reference has none never agrees, whatever the tolerance."""
     a = actual.detach().to("cpu", torch.float64)
     e = expected.detach().to("cpu", torch.float64)
-    ok = (a - e).abs() <= atol + rtol * e.abs()  # False wherever either side is NaN or inf
+    ok = torch.isfinite(a) & torch.isfinite(e) & ((a - e).abs() <= atol + rtol * e.abs())
     ok |= torch.isnan(a) & torch.isnan(e)
     ok |= torch.isinf(a) & (a == e)
     return ~ok
 
 
+@judge_only
 def score(actual: Any, expected: torch.Tensor, *, rtol: float, atol: float) -> float:
     """How far ``actual`` is from ``expected`` in units of the tolerance: the largest
     ``|a - e| / (atol + rtol * |e|)``; <= 1 means close. ``inf`` for a non-tensor, another shape,
@@ -122,10 +124,12 @@ def score(actual: Any, expected: torch.Tensor, *, rtol: float, atol: float) -> f
         return math.inf  # a NaN or an infinity that the reference does not have at that place
     if not bool(finite.any()):
         return 0.0
-    ratio = (a[finite] - e[finite]).abs() / (atol + rtol * e[finite].abs())
+    diff = (a[finite] - e[finite]).abs()
+    ratio = torch.where(diff == 0, torch.zeros_like(diff), diff / (atol + rtol * e[finite].abs()))
     return float(ratio.max())
 
 
+@judge_only
 def close(actual: Any, expected: torch.Tensor, *, rtol: float, atol: float) -> bool:
     """``actual`` is a plain tensor of ``expected``'s shape whose every value agrees with it
     (``expect_close``'s criterion, as a question)."""
@@ -136,6 +140,7 @@ def close(actual: Any, expected: torch.Tensor, *, rtol: float, atol: float) -> b
     return not bool(disagree(actual, expected, rtol=rtol, atol=atol).any())
 
 
+@judge_only
 def close_number(actual: float, expected: float, *, rtol: float = 0.0, atol: float) -> bool:
     """The closeness rule for one number (``abs(a - e) > tol`` lets NaN through; this does not)."""
     a, e = float(actual), float(expected)

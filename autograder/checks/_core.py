@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 import torch
 
-from ._guard import DelegationError, OpFamily, ReferenceWatch, RefuseOps, probing, reference_origin
+from ._guard import DelegationError, OpFamily, ReferenceWatch, RefuseOps, judge_only, probing, reference_origin
 from ._plain import dumps, loads, qualname, to_plain, type_name
 from ._secret import hidden_seed
 
@@ -185,6 +185,7 @@ def expect_shape(
     return t
 
 
+@judge_only
 def expect_close(
     actual: Any,
     expected: torch.Tensor,
