@@ -440,3 +440,10 @@ def test_a_lookup_table_from_the_wheel_cannot_pass_the_hidden_cases(monkeypatch)
 def test_toolkit_exports_what_it_documents():
     for name in _compare.__all__:
         assert hasattr(_compare, name), name
+
+
+def test_an_earlier_exercise_used_through_a_helper_is_substituted_too():
+    space = _namespace("def double(x):\n    return 3 * x\n" "def helper(x):\n    return double(x)\n"
+                       "def later(x):\n    return helper(x) + 1\n")
+    message = judge_cascade(_runs(space), _grade, "later", [DOUBLE])
+    assert message.startswith("later is right.") and "fix exercise 1 (double) first" in message, message

@@ -307,8 +307,23 @@ def _globals_of(obj: Any) -> list[dict[str, Any]]:
 
 
 def referenced_names(fns: Sequence[Any], earlier: Sequence[Earlier]) -> list[str]:
-    """Probe side: which earlier exercises' names the student's functions (or classes) refer to."""
-    names = {n for fn in fns for code in _codes(fn) for n in code.co_names}
+    """Probe side: which earlier exercises' names the student's functions (or classes) refer to, directly
+    or through helpers of their notebook (three levels deep)."""
+    wanted = {e.name for e in earlier}
+    names: set[str] = set()
+    todo, seen = list(fns), {id(fn) for fn in fns}
+    for _ in range(4):
+        found = {n for fn in todo for code in _codes(fn) for n in code.co_names}
+        names |= found
+        helpers = []
+        for fn in todo:
+            for space in _globals_of(fn):
+                for n in found - wanted:
+                    helper = space.get(n)
+                    if isinstance(helper, FunctionType) and id(helper) not in seen:
+                        seen.add(id(helper))
+                        helpers.append(helper)
+        todo = helpers
     return [e.name for e in earlier if e.name in names]
 
 
