@@ -257,9 +257,14 @@ def _closure(start: tuple[str, str], funcs: dict, imports: dict) -> set[tuple[st
     return seen
 
 
+#: the parameter names judges and their helpers give the probe's data (a judge's second parameter too)
+DATA_NAMES = {"data", "record", "records", "result", "results", "outcome", "run", "runs", "reply", "info", "entry"}
+
+
 def _calls_an_item_of_its_arguments(fn: ast.AST) -> bool:
-    """A call of something taken out of a parameter (``data["fn"](...)``): an object of the probe's data."""
-    params = {a.arg for a in ast.walk(fn) if isinstance(a, ast.arg)}
+    """A call of something taken out of the probe's data (``data["fn"](...)``)."""
+    args = fn.args.args if isinstance(fn, ast.FunctionDef) else []
+    params = {a.arg for a in args if a.arg in DATA_NAMES} | {a.arg for a in args[1:2]}
     for node in ast.walk(fn):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Subscript):
             root = node.func.value
