@@ -38,7 +38,7 @@ from typing import Any, TypedDict
 import torch
 from torch import nn
 
-from ._core import CheckFailure, expect_close, fail, unwrap
+from ._core import CheckFailure, Outcome, expect_close, fail, unwrap
 from ._guard import is_judge_only, judge_only, reference_allowed
 from ._plain import type_name
 
@@ -51,13 +51,6 @@ __all__ = [
 
 # ---------------------------------------------------------------------------------------------
 # payloads: plain data a probe sends (``TypedDict``s are dicts, so ``_plain`` passes them as they are)
-
-
-class Outcome(TypedDict, total=False):
-    """What ``_core.attempt`` records: ``{"value": plain data}`` or ``{"error": message}``."""
-
-    value: Any
-    error: str
 
 
 class GradientRun(TypedDict):
