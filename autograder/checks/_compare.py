@@ -363,8 +363,11 @@ def cascade_runs(fns: Sequence[Any], earlier: Sequence[Earlier], run: Callable[[
     use bound to its reference ("reference"); when some of those names are defined, also as written
     ("own") and, with several, with one replaced at a time ("only"), so the judge can tell which
     earlier exercise breaks this one. With no earlier name used, "reference" is the run as written."""
-    referenced = referenced_names(fns, earlier)
-    defined = [n for n in referenced if _defined(fns, n)]
+    try:
+        referenced = referenced_names(fns, earlier)
+        defined = [n for n in referenced if _defined(fns, n)]
+    except Exception:  # noqa: BLE001 - an object that breaks introspection: substitute every earlier name
+        referenced, defined = [e.name for e in earlier], []
     runs: CascadeRuns = {"referenced": referenced, "defined": defined}
     with substituted(fns, earlier, referenced):
         runs["reference"] = run()
