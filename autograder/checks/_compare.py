@@ -413,8 +413,12 @@ def judge_cascade(
     if type(runs) is not dict or "reference" not in runs:
         fail("the probe returned no run for this exercise.")
     by_name = {e.name: e for e in earlier}
-    referenced = [by_name[n] for n in runs.get("referenced") or [] if n in by_name]
-    defined = [by_name[n] for n in runs.get("defined") or [] if n in by_name]
+
+    def names(key: str) -> list[Earlier]:  # plain data from the probe: only known names count
+        value = runs.get(key)
+        return [by_name[n] for n in (value if type(value) is list else []) if type(n) is str and n in by_name]
+
+    referenced, defined = names("referenced"), names("defined")
     try:
         message = grade(runs["reference"])
     except CheckFailure:
@@ -436,8 +440,9 @@ def judge_cascade(
             return note(message, this, undefined, referenced, None)
         return message
     culprits: list[Earlier] = []
+    only = runs.get("only") if type(runs.get("only")) is dict else {}
     for e in defined:
-        one = (runs.get("only") or {}).get(e.name)
+        one = only.get(e.name)
         if one is not None:
             try:
                 grade(one)
