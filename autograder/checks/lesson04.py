@@ -282,7 +282,8 @@ def _judge_through(cases: dict[str, Any], data: dict[str, Any], name: str,
         for x, outcome in zip(cases["through_inputs"], runs, strict=True):
             run = unwrap(outcome)
             grad = run["grads"]["x"] if type(run) is dict and type(run.get("grads")) is dict else None
-            if run.get("connected") is True and type(grad) is torch.Tensor and grad.shape == x.shape:
+            if type(run) is dict and run.get("connected") is True and type(grad) is torch.Tensor \
+                    and grad.shape == x.shape:
                 bad = ~torch.isfinite(grad)
                 if bool(bad.any()):
                     fail(
