@@ -627,9 +627,10 @@ def _judge_module_run(cases: dict[str, Any], data: dict[str, Any]) -> None:
     ref = nn.BatchNorm2d(3)
     x = cases["grad_x"].clone().requires_grad_(True)
     ref(x).backward(cases["grad_upstream"])
-    grad = data["grad"]
-    run = {"connected": grad.get("connected"), "grads": {**(grad.get("param_grads") or {}),
-                                                           "x": (grad.get("grads") or {}).get("x")}}
+    grad = data.get("grad") if type(data.get("grad")) is dict else {}
+    params = grad.get("param_grads") if type(grad.get("param_grads")) is dict else {}
+    inputs = grad.get("grads") if type(grad.get("grads")) is dict else {}
+    run = {"connected": grad.get("connected"), "grads": {**params, "x": inputs.get("x")}}
     judge_gradients(
         run, {"weight": ref.weight.grad, "bias": ref.bias.grad, "x": x.grad}, {}, ("weight", "bias", "x"),
         what="BatchNorm2dScratch", rtol=GRAD_RTOL, atol=GRAD_ATOL, label=lambda name: f"{name}.grad",
