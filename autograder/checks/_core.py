@@ -27,8 +27,9 @@ from typing import Any, NoReturn
 
 import torch
 
-from ._guard import DelegationError, OpFamily, ReferenceWatch, RefuseOps, reference_origin
+from ._guard import DelegationError, OpFamily, ReferenceWatch, RefuseOps, probing, reference_origin
 from ._plain import dumps, loads, qualname, to_plain, type_name
+from ._secret import hidden_seed
 
 PASS_MARK = "\u2714"  # heavy check mark
 FAIL_MARK = "\u2718"  # heavy ballot x
@@ -67,6 +68,17 @@ def randn(*shape: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.T
     return torch.randn(*shape, generator=seeded(seed), dtype=dtype)
 
 
+def hidden_generator(lesson: int, exercise: str, i: int) -> torch.Generator:
+    """The generator of hidden case ``i`` of an exercise, seeded from the instructor's secret
+    (``_secret.hidden_seed``): the published checks never determine a hidden case's values."""
+    return seeded(hidden_seed(lesson, exercise, i))
+
+
+def hidden_randn(*shape: int, lesson: int, exercise: str, i: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Standard normal values of hidden case ``i``, from the instructor's secret."""
+    return torch.randn(*shape, generator=hidden_generator(lesson, exercise, i), dtype=dtype)
+
+
 def call(
     fn: Any,
     *args: Any,
@@ -101,7 +113,7 @@ def call(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            with watch, (refuse_mode if refuse_mode is not None else contextlib.nullcontext()):
+            with watch, probing(), (refuse_mode if refuse_mode is not None else contextlib.nullcontext()):
                 result = fn(*args, **kwargs)
         except CheckFailure:
             raise
@@ -155,6 +167,13 @@ def expect_tensor(value: Any, what: str) -> torch.Tensor:
     return value
 
 
+def expect_plain_tensor(value: Any, what: str) -> torch.Tensor:
+    """Judge side: fail unless ``value`` is exactly a ``torch.Tensor`` (a numpy array, a list: named)."""
+    if type(value) is not torch.Tensor:
+        fail(f"{what} returned a {type_name(value)}, expected a torch.Tensor.")
+    return value
+
+
 def expect_shape(
     value: Any, expected: Sequence[int], what: str, hint: str | None = None
 ) -> torch.Tensor:
@@ -175,7 +194,11 @@ def expect_close(
     atol: float,
     hint: str | None = None,
 ) -> None:
-    """Compare with the reference: shape first, then values; say where and by how much they differ."""
+    """Compare with the reference: shape first, then values; say where and by how much they differ.
+
+    The closeness rule is ``_compare.disagree``'s (NaN or inf where the reference has none fails)."""
+    from ._compare import disagree
+
     a = expect_shape(actual, expected.shape, what, hint)
     if a.dtype.is_complex != expected.dtype.is_complex:
         fail(f"{what} has dtype {a.dtype}, expected {expected.dtype}.")
@@ -184,7 +207,7 @@ def expect_close(
     if torch.isnan(a64).any() and not torch.isnan(e64).any():
         fail(f"{what} contains NaN where the reference has none" + (f": {hint}" if hint else "."))
     diff = (a64 - e64).abs()
-    bad = diff > atol + rtol * e64.abs()
+    bad = disagree(a64, e64, rtol=rtol, atol=atol)
     if bad.any():
         idx = tuple(int(i) for i in (bad.nonzero()[0]))
         msg = (

@@ -12,18 +12,22 @@ Two watches, both active only for the duration of one call of the student's code
   subclass. Code objects the probe itself hands to the student (a reference model passed as an
   argument) can be allowed explicitly.
 
-Both record what they saw, so a student who catches the error is still caught.
+Both record what they saw, so a student who catches the error is still caught. A third guard,
+``judge_only``, marks the grader's own answers (reference functions, mistake recomputations): they
+refuse to run while the student's code runs (``probing``), so no answer can borrow them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import CodeType, FunctionType
-from typing import Any
+from typing import Any, TypeVar
 
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -196,3 +200,59 @@ def reference_origin(value: Any) -> str | None:
     except Exception:  # noqa: BLE001 - a hostile object that breaks introspection is not the reference
         return None
     return None
+
+
+# --- judge_only: the grader's answers refuse to run inside the student's code ---
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+#: > 0 while the student's code runs (``_core.call``); a ``judge_only`` function refuses to run then
+_probing = [0]
+#: > 0 while a reference put in place of an earlier exercise (``_compare.substituted``) runs
+_allowed = [0]
+
+
+@contextlib.contextmanager
+def probing() -> Iterator[None]:
+    """Mark the block as running the student's code (``_core.call`` enters it around every call)."""
+    _probing[0] += 1
+    try:
+        yield
+    finally:
+        _probing[0] -= 1
+
+
+def is_probing() -> bool:
+    """True while the student's code runs (and no substituted reference is running for it)."""
+    return _probing[0] > 0 and _allowed[0] == 0
+
+
+@contextlib.contextmanager
+def reference_allowed() -> Iterator[None]:
+    """Let ``judge_only`` functions run inside the block: a reference the grader itself put in place of
+    an earlier exercise, called by the student's later one."""
+    _allowed[0] += 1
+    try:
+        yield
+    finally:
+        _allowed[0] -= 1
+
+
+def judge_only(fn: _F) -> _F:
+    """Mark ``fn`` as the grader's own (a reference answer, a judge, a mistake recomputed): it runs where
+    the grade is decided, never inside the student's code, and ``tests/test_checks_toolkit.py`` checks
+    that no probe calls it. Called while the student's code runs it raises ``DelegationError``."""
+    label = f"{fn.__module__}.{fn.__qualname__}"
+
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if is_probing():
+            raise DelegationError(f"it calls {label}, the answer it is compared with: write it yourself.")
+        return fn(*args, **kwargs)
+
+    guarded.__judge_only__ = True  # type: ignore[attr-defined]
+    return guarded  # type: ignore[return-value]
+
+
+def is_judge_only(fn: Any) -> bool:
+    """Whether ``fn`` carries the ``judge_only`` marker."""
+    return getattr(fn, "__judge_only__", False) is True

@@ -17,21 +17,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from autograder.checks._core import (
+from ._compare import close, judge_only, nearest_mistake
+from ._core import (
     CheckFailure,
     attempt,
     call,
     exercise,
     expect,
     expect_close,
+    expect_plain_tensor,
     expect_shape,
     fail,
+    hidden_generator,
+    hidden_randn,
     randn,
     seeded,
     unwrap,
 )
-from autograder.checks._plain import to_plain, type_name
-from autograder.checks.lesson01 import expect_plain_tensor, matches
+from ._plain import to_plain, type_name
+from ._secret import hidden_seed
 
 
 def _cifar_on_disk(n: int) -> np.ndarray | None:
@@ -52,15 +56,18 @@ def real_batches(hidden: bool) -> list[tuple[str, np.ndarray]]:
     from dcgan_ref.data import render_synthetic
 
     g = seeded(3)
-    synthetic, _ = render_synthetic(6 if not hidden else 16, seed=11 if not hidden else 12)
+    # the hidden images' values come from the instructor's secret
+    seed = 11 if not hidden else hidden_seed(0, "real_batches", 0) % 2**31
+    synthetic, _ = render_synthetic(6 if not hidden else 16, seed=seed)
     edges = np.zeros((2, 8, 8, 3), dtype=np.uint8)
     edges[1] = 255
     edges[0, :, :4] = 255  # left half white, right half black: shows a transposed image
     noise = torch.randint(0, 256, (3, 12, 20, 3), generator=g, dtype=torch.uint8).numpy()  # H != W
     batches = [("synthetic images", synthetic), ("black/white images", edges), ("12x20 noise images", noise)]
     if hidden:
-        for name, shape in (("1x1 noise images", (4, 1, 1, 3)), ("20x6 noise images", (2, 20, 6, 3))):
-            batches.append((name, torch.randint(0, 256, shape, generator=g, dtype=torch.uint8).numpy()))
+        for i, (name, shape) in enumerate((("1x1 noise images", (4, 1, 1, 3)), ("20x6 noise images", (2, 20, 6, 3)))):
+            gi = hidden_generator(0, "real_batches", i + 1)
+            batches.append((name, torch.randint(0, 256, shape, generator=gi, dtype=torch.uint8).numpy()))
         cifar = _cifar_on_disk(32)
         if cifar is not None:
             batches.append(("CIFAR-10 test images", cifar))
@@ -71,29 +78,27 @@ def real_batches(hidden: bool) -> list[tuple[str, np.ndarray]]:
 # to_gan_range
 
 
+@judge_only
 def _to_gan_hint(out: torch.Tensor, img: np.ndarray, expected: torch.Tensor) -> str:
     """Name the mistake behind a wrong but well-shaped result."""
     t = torch.from_numpy(img).float()
     if out.dtype != torch.float32:
         return f"the dtype is {out.dtype}; models use float32: convert with .float()"
-    if matches(out, (expected + 1) / 2, rtol=0, atol=1e-5):
-        return "these values are in [0, 1]: dividing by 255 is half the job, then map to [-1, 1] (x * 2 - 1)"
-    if matches(out, expected + 1, rtol=0, atol=1e-5):
-        return "these values are in [0, 2]: subtract 1 after dividing by 127.5"
-    if matches(out, expected * 127.5 + 127.5 - 1, rtol=0, atol=1e-3):
-        return "the values are still 0 to 255 (minus 1): divide by 127.5 before subtracting 1"
     channels_first = (2, 0, 1) if img.ndim == 3 else (0, 3, 1, 2)
     shape = tuple(t.permute(*channels_first).shape)
-    if matches(out, (t.reshape(shape) / 127.5 - 1), rtol=0, atol=1e-5):
-        return ("reshape/view keeps the memory order, so the pixels get scrambled; move the channel axis "
-                "with permute")
-    if img.ndim == 3 and matches(out, t.permute(2, 1, 0) / 127.5 - 1, rtol=0, atol=1e-5):
-        return "the image is transposed (H and W swapped): use permute(2, 0, 1)"
-    if img.ndim == 4 and matches(out, t.permute(0, 3, 2, 1) / 127.5 - 1, rtol=0, atol=1e-5):
-        return "the images are transposed (H and W swapped): use permute(0, 3, 1, 2)"
-    if matches(out, expected.flip(-3), rtol=0, atol=1e-5):
-        return "the colour channels are in reverse order (BGR): keep red, green, blue as they are"
-    return "pixel p in [0, 255] should become p / 127.5 - 1 (0 -> -1, 255 -> 1)"
+    transposed = (2, 1, 0) if img.ndim == 3 else (0, 3, 2, 1)
+    return nearest_mistake(out, [
+        ("these values are in [0, 1]: dividing by 255 is half the job, then map to [-1, 1] (x * 2 - 1)",
+         (expected + 1) / 2),
+        ("these values are in [0, 2]: subtract 1 after dividing by 127.5", expected + 1),
+        ("the values are still 0 to 255 (minus 1): divide by 127.5 before subtracting 1",
+         expected * 127.5 + 127.5 - 1, (0.0, 1e-3)),
+        ("reshape/view keeps the memory order, so the pixels get scrambled; move the channel axis with permute",
+         lambda: t.reshape(shape) / 127.5 - 1),
+        (f"the image{'s are' if img.ndim == 4 else ' is'} transposed (H and W swapped): use permute("
+         f"{', '.join(map(str, channels_first))})", lambda: t.permute(*transposed) / 127.5 - 1),
+        ("the colour channels are in reverse order (BGR): keep red, green, blue as they are", expected.flip(-3)),
+    ], rtol=0, atol=1e-5) or "pixel p in [0, 255] should become p / 127.5 - 1 (0 -> -1, 255 -> 1)"
 
 
 KINDS = ("one image, a numpy array", "a batch, a numpy array", "one image, a torch tensor", "a batch, a torch tensor")
@@ -155,7 +160,7 @@ def _judge_to_gan_range(cases: list[dict[str, Any]], data: list[list[dict[str, A
             expect(torch.equal(result["input_after"], torch.from_numpy(np.ascontiguousarray(arr))),
                    f"{what} changed its input in place: leave the caller's image alone.")
             # the same arithmetic in another order (x / 127.5 - 1 vs (x / 255 - 0.5) / 0.5): ~1e-7
-            if out.dtype != torch.float32 or not matches(out, expected, rtol=0, atol=1e-6):
+            if out.dtype != torch.float32 or not close(out, expected, rtol=0, atol=1e-6):
                 hint = _to_gan_hint(out, arr, expected)
                 expect_close(out, expected, what, rtol=0, atol=1e-6, hint=hint)
                 fail(f"{what}: {hint}.")
@@ -180,8 +185,8 @@ def _display_cases(hidden: bool) -> list[dict[str, Any]]:
         ("the endpoints -1, 0 and 1", torch.tensor([-1.0, 0.0, 1.0]).view(1, 3, 1, 1)),
     ]
     if hidden:
-        inputs += [("one image (C, H, W)", randn(3, 16, 16, seed=6)),
-                   ("a large batch", randn(8, 3, 32, 32, seed=7) * 2)]
+        inputs += [("one image (C, H, W)", hidden_randn(3, 16, 16, lesson=0, exercise="from_gan_range", i=0)),
+                   ("a large batch", hidden_randn(8, 3, 32, 32, lesson=0, exercise="from_gan_range", i=1) * 2)]
     return [{"name": name, "x": x} for name, x in inputs]
 
 
@@ -192,6 +197,22 @@ def _probe_from_gan_range(fn: Callable[..., Any], cases: list[dict[str, Any]]) -
         x = case["x"].clone()
         out.append({"out": attempt(fn, x, what="from_gan_range"), "input_after": x})
     return out
+
+
+@judge_only
+def _display_hint(out: torch.Tensor, x: torch.Tensor) -> str:
+    """Name the mistake behind a wrong from_gan_range output."""
+    return nearest_mistake(out, [
+        ("values outside [0, 1] are not clamped; the generator's output or noisy inputs can "
+         "overshoot, and matplotlib expects [0, 1]: add .clamp(0, 1)", (x + 1) / 2),
+        ("-1 should map to 0: add 1 before dividing by 2", (x / 2).clamp(0, 1)),
+        ("-1 should map to 0: add 1 before dividing by 2", x / 2),
+        ("1 should map to 1: divide by 2 after adding 1", (x + 1).clamp(0, 1)),
+        ("clamping alone throws away the negative half: first map [-1, 1] to [0, 1] with (x + 1) / 2",
+         x.clamp(0, 1)),
+        ("these are 0 to 255; matplotlib's float images are 0 to 1: don't multiply by 255",
+         ((x + 1) / 2).clamp(0, 1) * 255, (0.0, 1e-4)),
+    ], rtol=0, atol=1e-6) or "the inverse of x = 2p - 1 is p = (x + 1) / 2, then clamp to [0, 1]"
 
 
 def _judge_from_gan_range(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -> str:
@@ -207,20 +228,8 @@ def _judge_from_gan_range(cases: list[dict[str, Any]], data: list[dict[str, Any]
                "clamp_): the caller still needs x; compute a new tensor.")
         expect_shape(out, expected.shape, what, hint="keep the shape; only the values change")
         # exact arithmetic on values of order 1: float32 rounding only
-        if not matches(out, expected, rtol=0, atol=1e-6):
-            if matches(out, (x + 1) / 2, rtol=0, atol=1e-6):
-                hint = ("values outside [0, 1] are not clamped; the generator's output or noisy inputs can "
-                        "overshoot, and matplotlib expects [0, 1]: add .clamp(0, 1)")
-            elif matches(out, (x / 2).clamp(0, 1), rtol=0, atol=1e-6) or matches(out, x / 2, rtol=0, atol=1e-6):
-                hint = "-1 should map to 0: add 1 before dividing by 2"
-            elif matches(out, (x + 1).clamp(0, 1), rtol=0, atol=1e-6):
-                hint = "1 should map to 1: divide by 2 after adding 1"
-            elif matches(out, x.clamp(0, 1), rtol=0, atol=1e-6):
-                hint = "clamping alone throws away the negative half: first map [-1, 1] to [0, 1] with (x + 1) / 2"
-            elif matches(out, ((x + 1) / 2).clamp(0, 1) * 255, rtol=0, atol=1e-4):
-                hint = "these are 0 to 255; matplotlib's float images are 0 to 1: don't multiply by 255"
-            else:
-                hint = "the inverse of x = 2p - 1 is p = (x + 1) / 2, then clamp to [0, 1]"
+        if not close(out, expected, rtol=0, atol=1e-6):
+            hint = _display_hint(out, x)
             expect_close(out, expected, what, rtol=0, atol=1e-6, hint=hint)
     return f"from_gan_range equals dcgan_ref.data.from_gan_range on {len(cases)} inputs."
 
@@ -232,6 +241,7 @@ check_from_gan_range = exercise("from_gan_range", _probe_from_gan_range, _judge_
 # make_transform
 
 
+@judge_only
 def _transform_hint(out: torch.Tensor, pil: Any, size: int, expected: torch.Tensor) -> str:
     from torchvision import transforms as T
 
@@ -239,15 +249,14 @@ def _transform_hint(out: torch.Tensor, pil: Any, size: int, expected: torch.Tens
         if out.shape[-2:] == T.ToTensor()(pil).shape[-2:]:
             return f"the image is not resized: start with transforms.Resize({size}) (image_size)"
         return f"resize to image_size={size}: transforms.Resize(image_size), not a fixed number"
-    if matches(out, (expected + 1) / 2, rtol=0, atol=1e-5):
-        return ("values are in [0, 1] (ToTensor's range): add transforms.Normalize((0.5, 0.5, 0.5), "
-                "(0.5, 0.5, 0.5)) to map them to [-1, 1], the range of G's Tanh")
-    imagenet = T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))((expected + 1) / 2)
-    if matches(out, imagenet, rtol=0, atol=1e-4):
-        return ("that is ImageNet's normalisation; DCGAN maps [0, 1] to [-1, 1] with mean 0.5 and std 0.5 "
-                "per channel")
-    return ("resize the PIL image first (transforms.Resize(image_size)), then ToTensor, then "
-            "Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))")
+    imagenet = T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    return nearest_mistake(out, [
+        ("values are in [0, 1] (ToTensor's range): add transforms.Normalize((0.5, 0.5, 0.5), "
+         "(0.5, 0.5, 0.5)) to map them to [-1, 1], the range of G's Tanh", (expected + 1) / 2),
+        ("that is ImageNet's normalisation; DCGAN maps [0, 1] to [-1, 1] with mean 0.5 and std 0.5 per channel",
+         lambda: imagenet((expected + 1) / 2), (0.0, 1e-4)),
+    ], rtol=0, atol=1e-5) or ("resize the PIL image first (transforms.Resize(image_size)), then ToTensor, then "
+                              "Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))")
 
 
 def _transform_cases(hidden: bool) -> dict[str, Any]:
@@ -303,7 +312,7 @@ def _judge_make_transform(cases: dict[str, Any], data: list[dict[str, Any]]) -> 
                 fail(f"{outcome['error']} Hint: the order is Resize (on the PIL image), ToTensor, then Normalize "
                      "(Normalize needs a tensor).")
             out = expect_plain_tensor(unwrap(outcome), what)
-            if out.shape != expected.shape or not matches(out, expected, rtol=0, atol=1e-5):
+            if out.shape != expected.shape or not close(out, expected, rtol=0, atol=1e-5):
                 hint = _transform_hint(out, pil, size, expected)
                 expect_shape(out, expected.shape, what, hint=hint)
                 # identical PIL resize and arithmetic: only float32 rounding differs

@@ -5,8 +5,8 @@ Each exercise is cases -> probe -> judge (``_core.exercise``). The probes run th
 refused everywhere) and return plain data; the judges compute ``F.conv2d`` / ``nn.Conv2d`` or
 ``dcgan_ref.models.down_block`` on the same inputs and, when the answer is wrong, recompute the
 reference with the usual mistake built in (padding off by one, flipped kernel, no bias, ...) to
-name the mistake whose result matches. The block helpers (``probe_blocks``,
-``check_norm_and_order``, ``compare_with_reference``) are shared with lesson 02.
+name the mistake whose result matches. The helpers shared with lesson 02 live in ``_conv``; the
+hidden cases' values come from the instructor's secret (``_core.hidden_generator``).
 """
 
 from __future__ import annotations
@@ -19,24 +19,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autograder.checks._core import (
+from ._compare import POOLING, close, judge_only, nearest_mistake
+from ._conv import (
+    block_call_text,
+    check_norm_and_order,
+    compare_with_reference,
+    inputs_text,
+    judge_built_block,
+    judge_inputs_untouched,
+    judge_size_formula,
+    pattern_text,
+    probe_blocks,
+    probe_sizes,
+    probe_tensor_fn,
+    tensor_error_hint,
+)
+from ._core import (
     CheckFailure,
     Layer,
-    attempt,
-    call,
-    describe_module,
     exercise,
     expect,
     expect_close,
+    expect_plain_tensor,
     expect_shape,
     fail,
-    leaf_layers,
+    hidden_generator,
     randn,
     seeded,
     unwrap,
 )
-from autograder.checks._guard import ANY_TENSOR_OP, CONVOLUTION
-from autograder.checks._plain import to_plain, type_name
+from ._guard import CONVOLUTION
 
 # ---------------------------------------------------------------------------------------------
 # conv_output_size
@@ -90,60 +102,16 @@ def _size_configs(hidden: bool) -> list[tuple[int, int, int, int, int]]:
         (10, 3, 1, 0, 2),  # dilation 2: the kernel spans 5 pixels
         (7, 3, 2, 2, 3),  # dilation, stride and padding together
     ]
-    g = seeded(101 if hidden else 1)
     out = list(fixed)
+    g, i = seeded(1), 0
     while len(out) < (len(fixed) + (300 if hidden else 30)):
+        if hidden:  # each hidden configuration from the instructor's secret: no table can hold them
+            g, i = hidden_generator(1, "conv_output_size", i), i + 1
         h, k, s, p, d = (int(torch.randint(lo, hi, (1,), generator=g))
                          for lo, hi in ((1, 80), (1, 8), (1, 5), (0, 4), (1, 4)))
         if h + 2 * p >= d * (k - 1) + 1:  # the kernel must fit at least once
             out.append((h, k, s, p, d))
     return out
-
-
-def probe_sizes(fn: Callable[..., Any], name: str, configs: list[tuple[int, ...]]) -> list[dict[str, Any]]:
-    """Probe side: ``fn(*cfg)`` for every configuration, with no tensor operation allowed.
-
-    A size formula is integer arithmetic: an answer that builds a layer and runs it on a dummy
-    input to read the shape reaches a tensor operator and is refused.
-    """
-    return [attempt(fn, *cfg, what=name, refuse=[ANY_TENSOR_OP],
-                    instead="Compute the size with the formula, in Python integer arithmetic.")
-            for cfg in configs]
-
-
-def judge_size_formula(
-    outcomes: list[Any],
-    name: str,
-    arg_names: tuple[str, ...],
-    configs: list[tuple[int, ...]],
-    reference: Callable[..., int],
-    builtin: str,
-    mistakes: list[tuple[Callable[..., int], str]],
-    formula: str,
-) -> None:
-    """Judge side: every outcome must be the int ``reference`` gives; on a wrong answer name the
-    mistake that explains them all."""
-    results: dict[tuple[int, ...], int] = {}
-    first_wrong: tuple[tuple[int, ...], int] | None = None
-    for cfg, outcome in zip(configs, outcomes, strict=True):
-        expected = reference(*cfg)
-        got = unwrap(outcome)
-        call_text = f"{name}(" + ", ".join(f"{a}={v}" for a, v in zip(arg_names, cfg, strict=True)) + ")"
-        if type(got) is not int:
-            if type(got) is float and got == expected:
-                fail(f"{call_text} returned the float {got!r}, expected the int {expected}: "
-                     "use integer arithmetic (//) so the size is an int (layer sizes must be ints).")
-            fail(f"{call_text} returned a {type_name(got)}, expected the int {expected}: "
-                 "use integer arithmetic (//) and return a Python int.")
-        results[cfg] = got
-        if got != expected and first_wrong is None:
-            first_wrong = (cfg, expected)
-    if first_wrong is not None:
-        cfg, expected = first_wrong
-        hint = next((h for f, h in mistakes if all(f(*c) == g for c, g in results.items())),
-                    f"the formula is {formula}")
-        call_text = f"{name}(" + ", ".join(f"{a}={v}" for a, v in zip(arg_names, cfg, strict=True)) + ")"
-        fail(f"{call_text} returned {results[cfg]}, {builtin} gives {expected}: {hint}.")
 
 
 def _size_cases(hidden: bool) -> dict[str, Any]:
@@ -197,61 +165,15 @@ def _conv_cases(hidden: bool) -> list[dict[str, Any]]:
             ((2, 2, 4, 4), (3, 2, 4, 4), True, 1, 0),  # one output pixel per image
             ((1, 3, 10, 6), (4, 3, 3, 3), False, 2, 2),
         ]
-    return [{"x": randn(*xs, seed=10 + i), "w": randn(*ws, seed=20 + i),
-             "b": randn(ws[0], seed=30 + i) if with_bias else None, "stride": stride, "padding": padding}
-            for i, (xs, ws, with_bias, stride, padding) in enumerate(shapes)]
-
-
-def matches(out: Any, expected: torch.Tensor, *, rtol: float, atol: float) -> bool:
-    """Same shape and values within ``atol + rtol * |expected|`` (expect_close's criterion)."""
-    if type(out) is not torch.Tensor or out.shape != expected.shape or out.dtype.is_complex:
-        return False
-    a, e = out.detach().to("cpu", torch.float64), expected.detach().to("cpu", torch.float64)
-    return bool(((a - e).abs() <= atol + rtol * e.abs()).all())
-
-
-def expect_plain_tensor(value: Any, what: str) -> torch.Tensor:
-    """Judge side: fail unless ``value`` is exactly a ``torch.Tensor`` (a numpy array, a list: named)."""
-    if type(value) is not torch.Tensor:
-        fail(f"{what} returned a {type_name(value)}, expected a torch.Tensor.")
-    return value
-
-
-def inputs_text(case: dict[str, Any], names: tuple[str, ...] = ("x", "w", "b")) -> str:
-    """'x (2, 3, 8, 8), w (5, 3, 4, 4), b (5,), stride=2, padding=1' for a message."""
-    parts = [f"{n} {tuple(case[n].shape)}" if case.get(n) is not None else f"{n} None" for n in names]
-    return ", ".join(parts + [f"stride={case['stride']}", f"padding={case['padding']}"])
-
-
-def probe_tensor_fn(fn: Callable[..., Any], name: str, cases: list[dict[str, Any]], arg_names: tuple[str, ...],
-                    **call_kwargs: Any) -> list[dict[str, Any]]:
-    """Probe side: ``fn(*case[arg_names], stride, padding)`` on fresh copies; the outcome and the
-    inputs as the call left them (so the judge can see an in-place change)."""
-    out = []
-    for case in cases:
-        args = [None if case[n] is None else case[n].clone() for n in arg_names]
-        outcome = attempt(fn, *args, case["stride"], case["padding"], what=name, **call_kwargs)
-        out.append({"out": outcome, "inputs_after": args})
-    return out
-
-
-def tensor_error_hint(message: str, size_formula: str) -> str:
-    """A hint for the errors the usual slips raise in tensor code (no bias, a wrong output size)."""
-    if "calls" in message and "re-implements" in message:
-        return ""
-    if "NoneType" in message:
-        return " Hint: b can be None (a layer without bias): add the bias only when b is not None."
-    if "invalid for input of size" in message:
-        return f" Hint: the output size is off, so the reshape cannot work: {size_formula}."
-    return ""
-
-
-def judge_inputs_untouched(case: dict[str, Any], after: list[Any], arg_names: tuple[str, ...], what: str,
-                           hint: str) -> None:
-    """Judge side: every tensor argument must come back from the call unchanged."""
-    for n, a in zip(arg_names, after, strict=True):
-        if case[n] is not None and not (type(a) is torch.Tensor and torch.equal(a, case[n])):
-            fail(f"{what} changed its input {n} in place: {hint}")
+    cases = []
+    for i, (xs, ws, with_bias, stride, padding) in enumerate(shapes):
+        if i < 4:  # the visible cases: fixed seeds
+            x, w, b = randn(*xs, seed=10 + i), randn(*ws, seed=20 + i), randn(ws[0], seed=30 + i)
+        else:  # hidden: the values from the instructor's secret
+            g = hidden_generator(1, "conv2d_scratch", i)
+            x, w, b = torch.randn(xs, generator=g), torch.randn(ws, generator=g), torch.randn(ws[0], generator=g)
+        cases.append({"x": x, "w": w, "b": b if with_bias else None, "stride": stride, "padding": padding})
+    return cases
 
 
 def _probe_conv2d_scratch(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -280,35 +202,36 @@ def _conv_shape_hint(x: torch.Tensor, w: torch.Tensor, stride: int, padding: int
     return "H_out = (H + 2*padding - k) // stride + 1, and the same for W"
 
 
+@judge_only
 def _conv_value_hint(out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
                      stride: int, padding: int) -> str:
     """Name the mistake whose result matches the student's values."""
 
-    def close(ref: torch.Tensor) -> bool:
-        return matches(out, ref, rtol=1e-4, atol=1e-4)
+    def conv(x: torch.Tensor = x, w: torch.Tensor = w, b: torch.Tensor | None = b) -> Callable[[], torch.Tensor]:
+        return lambda: F.conv2d(x, w, b, stride=stride, padding=padding)
 
-    if close(F.conv2d(x, w.flip(-1, -2), b, stride=stride, padding=padding)):
-        return ("the kernel is flipped: this is the textbook convolution, but nn.Conv2d computes a "
-                "cross-correlation (out = sum of x_window * w, no flip)")
-    if b is not None and close(F.conv2d(x, w, None, stride=stride, padding=padding)):
-        return "the bias is missing: add b[c_out] to every pixel of output channel c_out"
-    if b is not None and close(F.conv2d(x, w, 2 * b, stride=stride, padding=padding)):
-        return "the bias is added twice"
-    if close(F.conv2d(x, w.transpose(-1, -2), b, stride=stride, padding=padding)):
-        return "the kernel's rows and columns are swapped"
-    if x.shape[-1] == x.shape[-2] and close(F.conv2d(x.transpose(-1, -2), w, b, stride=stride,
-                                                    padding=padding).transpose(-1, -2)):
-        return "the kernel's rows and columns are swapped"
+    swapped = "the kernel's rows and columns are swapped"
     C_out, k = w.shape[0], w.shape[-1]
-    scrambled = F.conv2d(x, w.reshape(-1, C_out).t().reshape(w.shape), b, stride=stride, padding=padding)
-    if close(scrambled):
-        return ("the flattened filters are laid out in the wrong order: w.reshape(C_out, -1) already has "
-                "F.unfold's order (channel, then kernel row, then column); don't transpose it")
-    if k > 1 and close(F.conv2d(x, w.permute(0, 2, 3, 1).reshape(w.shape), b, stride=stride, padding=padding)):
-        return ("the flattened filter order does not match F.unfold's, which is channel-major: "
-                "use w.reshape(C_out, -1) as it is")
-    return ("check how windows are laid out: F.unfold returns (N, C_in*k*k, L) with channel-major "
-            "order, matching w.reshape(C_out, -1)")
+    candidates: list[tuple[str | None, Any]] = [
+        ("the kernel is flipped: this is the textbook convolution, but nn.Conv2d computes a "
+         "cross-correlation (out = sum of x_window * w, no flip)", conv(w=w.flip(-1, -2))),
+    ]
+    if b is not None:
+        candidates += [("the bias is missing: add b[c_out] to every pixel of output channel c_out", conv(b=None)),
+                       ("the bias is added twice", conv(b=2 * b))]
+    candidates.append((swapped, conv(w=w.transpose(-1, -2))))
+    if x.shape[-1] == x.shape[-2]:
+        candidates.append((swapped, lambda: F.conv2d(x.transpose(-1, -2), w, b, stride=stride,
+                                                     padding=padding).transpose(-1, -2)))
+    candidates.append(("the flattened filters are laid out in the wrong order: w.reshape(C_out, -1) already has "
+                       "F.unfold's order (channel, then kernel row, then column); don't transpose it",
+                       conv(w=w.reshape(-1, C_out).t().reshape(w.shape))))
+    if k > 1:
+        candidates.append(("the flattened filter order does not match F.unfold's, which is channel-major: "
+                           "use w.reshape(C_out, -1) as it is", conv(w=w.permute(0, 2, 3, 1).reshape(w.shape))))
+    return nearest_mistake(out, candidates, rtol=1e-4, atol=1e-4) or (
+        "check how windows are laid out: F.unfold returns (N, C_in*k*k, L) with channel-major "
+        "order, matching w.reshape(C_out, -1)")
 
 
 def _judge_conv2d_scratch(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -> str:
@@ -329,7 +252,7 @@ def _judge_conv2d_scratch(cases: list[dict[str, Any]], data: list[dict[str, Any]
                                "compute new tensors instead (F.pad returns a new, padded tensor).")
         # float32 sums taken in another order (unfold + matmul vs the conv kernel) differ by ~1e-6
         # relative; 1e-4 leaves a wide margin while every real mistake is off by O(1).
-        if not matches(out, expected, rtol=1e-4, atol=1e-4):
+        if not close(out, expected, rtol=1e-4, atol=1e-4):
             expect_close(out, expected, what, rtol=1e-4, atol=1e-4,
                          hint=_conv_value_hint(out, x, w, b, stride, padding))
     return f"conv2d_scratch equals F.conv2d on {len(cases)} inputs without calling it."
@@ -341,146 +264,6 @@ check_conv2d_scratch = exercise("conv2d_scratch", _probe_conv2d_scratch, _judge_
 # ---------------------------------------------------------------------------------------------
 # blocks (shared with lesson 02): the probe builds the block, sets its parameters to seeded values
 # and runs it; the judge inspects the description and compares with dcgan_ref's block.
-
-POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.LPPool2d,
-           nn.FractionalMaxPool2d)
-IGNORED = (nn.Identity, nn.Dropout, nn.Dropout2d)
-
-
-def block_parameters(shapes: list[tuple[int, ...]], seed: int) -> list[torch.Tensor]:
-    """Seeded parameter values for a block with these parameter shapes (both sides draw the same):
-    random, so a swapped weight and bias would show, and BatchNorm scales around 1."""
-    g = seeded(seed)
-    return [torch.randn(s, generator=g) * 0.5 + (1.0 if len(s) == 1 else 0.0) for s in shapes]
-
-
-def block_call_text(name: str, config: dict[str, Any]) -> str:
-    """'down_block(3, 8, batchnorm=False)'."""
-    args = [str(a) for a in config["args"]] + [f"{k}={v}" for k, v in config["kwargs"].items()]
-    return f"{name}({', '.join(args)})"
-
-
-def _load_parameters(block: nn.Module, seed: int) -> None:
-    params = list(block.parameters())
-    with torch.no_grad():
-        for p, v in zip(params, block_parameters([tuple(p.shape) for p in params], seed), strict=True):
-            p.copy_(v)
-
-
-def probe_blocks(fn: Callable[..., Any], name: str, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Probe side, for each config: build the block, describe it (after setting its parameters to
-    the seeded values) and run it on x in train mode, then in eval mode."""
-    results: list[dict[str, Any]] = []
-    for config in configs:
-        what = block_call_text(name, config)
-        try:
-            block = call(fn, *config["args"], what=what, **config["kwargs"])
-        except CheckFailure as err:
-            results.append({"built": {"error": str(err)}})
-            continue
-        if not isinstance(block, nn.Module):
-            results.append({"built": {"value": {"returned": type_name(to_plain(block))}}})
-            continue
-        loaded = attempt(_load_parameters, block, config["seed"], what=f"{what} (setting its parameters)")
-        entry: dict[str, Any] = {"built": {"value": {"returned": "module"}}, "loaded": loaded,
-                                 "layers": describe_module(block), "outputs": {}}
-        for mode in ("train", "eval"):
-            block.train(mode == "train")
-            with torch.no_grad():
-                entry["outputs"][mode] = attempt(block, config["x"].clone(), what=f"{what} (forward, {mode} mode)")
-        results.append(entry)
-    return results
-
-
-def pattern_text(layers: list[Layer]) -> str:
-    """'[Conv2d, BatchNorm2d, LeakyReLU]'."""
-    return "[" + ", ".join(m.type_name for m in layers) + "]"
-
-
-def judge_built_block(result: dict[str, Any], what: str) -> list[Layer]:
-    """Judge side: the block was built and is an nn.Module; its leaf layers (Identity/Dropout left out)."""
-    built = unwrap(result["built"])
-    if built.get("returned") != "module":
-        fail(f"{what} returned {built.get('returned')}, expected an nn.Module "
-             "(e.g. nn.Sequential(conv, norm, activation)).")
-    return leaf_layers(result["layers"], ignore=IGNORED)
-
-
-def check_norm_and_order(
-    layers: list[Layer],
-    conv_type: type,
-    batchnorm: bool,
-    out_ch: int,
-    act_ok: Callable[[Layer], bool],
-    act_name: str,
-    act_hint: Callable[[Layer], str],
-    what: str,
-) -> None:
-    """Exactly one ``conv_type``, one BatchNorm2d(out_ch) if ``batchnorm``, one activation, in that order."""
-    pattern = pattern_text(layers)
-    norms = [m for m in layers if m.isa(nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)]
-    if batchnorm and not norms:
-        fail(f"{what} has layers {pattern}: the BatchNorm2d is missing. Add nn.BatchNorm2d({out_ch}) "
-             "between the convolution and the activation.")
-    if not batchnorm and norms:
-        fail(f"{what} has layers {pattern}: with batchnorm=False there must be no normalisation layer "
-             "(DCGAN leaves BatchNorm off D's input layer and G's output layer).")
-    if len(norms) > 1:
-        fail(f"{what} has layers {pattern}: {len(norms)} normalisation layers, expected one BatchNorm2d.")
-    if norms:
-        bn = norms[0]
-        if not bn.isa(nn.BatchNorm2d):
-            fail(f"{what} uses {bn.type_name}, expected nn.BatchNorm2d({out_ch}) "
-                 "(normalises each channel over the batch and the pixels).")
-        if bn.attrs.get("num_features") != out_ch:
-            fail(f"{what}: BatchNorm2d has {bn.attrs.get('num_features')} features, expected out_ch = {out_ch} "
-                 "(it normalises the convolution's output channels).")
-        for key, default in (("eps", 1e-5), ("momentum", 0.1), ("affine", True), ("track_running_stats", True)):
-            if bn.attrs.get(key) != default:
-                fail(f"{what}: BatchNorm2d has {key}={bn.attrs.get(key)}, expected the default {default}: "
-                     f"create it as nn.BatchNorm2d({out_ch}).")
-    acts = [m for m in layers if not m.isa(conv_type, nn.modules.batchnorm._NormBase)]
-    if not acts:
-        fail(f"{what} has layers {pattern}: the activation is missing, "
-             f"expected {act_name} as the last layer.")
-    if len(acts) > 1:
-        fail(f"{what} has layers {pattern}: expected a single activation, {act_name}.")
-    if not act_ok(acts[0]):
-        fail(f"{what} ends with {acts[0]!r}, expected {act_name}: {act_hint(acts[0])}")
-    expected_order = [conv_type.__name__] + (["BatchNorm2d"] if batchnorm else []) + [acts[0].type_name]
-    if [m.type_name for m in layers] != expected_order:
-        fail(f"{what} has layers {pattern}, expected the order [{', '.join(expected_order)}]: convolution, "
-             + ("then BatchNorm, " if batchnorm else "") + "then the activation.")
-
-
-def compare_with_reference(result: dict[str, Any], ref: nn.Module, config: dict[str, Any], what: str) -> None:
-    """Judge side: with the same seeded parameters, the block's outputs (train mode, then eval mode)
-    must equal ``ref``'s on the same input."""
-    ref_params = list(ref.parameters())
-    shapes = [tuple(p.shape) for e in result["layers"] for p in e["params"].values() if p is not None]
-    ref_shapes = [tuple(p.shape) for p in ref_params]
-    expect(shapes == ref_shapes,
-           f"{what} has parameters of shapes {shapes}, expected {ref_shapes} (as in dcgan_ref).")
-    unwrap(result["loaded"])
-    values = block_parameters(ref_shapes, config["seed"])
-    described = [p for e in result["layers"] for p in e["params"].values() if p is not None]
-    expect(all(torch.equal(d, v) for d, v in zip(described, values, strict=True)),
-           f"{what}: its parameters did not keep the values the check set (are they recreated in forward?).")
-    with torch.no_grad():
-        for p, v in zip(ref_params, values, strict=True):
-            p.copy_(v)
-    x = config["x"]
-    for mode in ("train", "eval"):
-        ref.train(mode == "train")
-        with torch.no_grad():
-            expected = ref(x.clone())
-        out = expect_plain_tensor(unwrap(result["outputs"][mode]), f"{what} (forward)")
-        # same layers and parameters: only float32 summation order can differ (~1e-6)
-        expect_close(out, expected, f"{what} output in {mode} mode on x {tuple(x.shape)}",
-                     rtol=1e-4, atol=1e-5,
-                     hint="with the same parameters the output should equal dcgan_ref's block; "
-                          "check the layer settings")
-
 
 def _leaky_hint(m: Layer) -> str:
     if m.isa(nn.LeakyReLU):
@@ -498,8 +281,17 @@ def _down_cases(hidden: bool) -> list[dict[str, Any]]:
     if hidden:
         configs += [((16, 32), {}, (4, 16, 32, 32)), ((5, 7), {}, (3, 5, 8, 8)),
                     ((8, 4), {"batchnorm": True}, (2, 8, 4, 4)), ((6, 2), {"batchnorm": False}, (2, 6, 10, 10))]
-    return [{"args": list(args), "kwargs": kwargs, "x": randn(*xs, seed=40 + i), "seed": 7 + i}
+    return [{"args": list(args), "kwargs": kwargs, **_block_values(1, "down_block", i, xs, 40, 7)}
             for i, (args, kwargs, xs) in enumerate(configs)]
+
+
+def _block_values(lesson: int, name: str, i: int, xs: tuple[int, ...], x_seed: int, p_seed: int) -> dict[str, Any]:
+    """x and the parameter seed of block configuration ``i``: fixed for the two visible ones, from the
+    instructor's secret for the hidden ones."""
+    if i < 2:
+        return {"x": randn(*xs, seed=x_seed + i), "seed": p_seed + i}
+    g = hidden_generator(lesson, name, i)
+    return {"x": torch.randn(xs, generator=g), "seed": int(torch.randint(0, 2**62, (1,), generator=g))}
 
 
 def _probe_down_block(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -539,7 +331,7 @@ def _judge_down_block(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -
                   if kwargs.get("batchnorm", True) else "DCGAN's convolutions carry no bias."))
         check_norm_and_order(layers, nn.Conv2d, kwargs.get("batchnorm", True), out_ch,
                              lambda m: m.isa(nn.LeakyReLU) and m.attrs.get("negative_slope") == 0.2,
-                             "nn.LeakyReLU(0.2)", _leaky_hint, what)
+                             "nn.LeakyReLU(0.2)", _leaky_hint, what, ran=result.get("ran"))
         compare_with_reference(result, ref_block(in_ch, out_ch, **kwargs), config, what)
     return f"down_block matches dcgan_ref.models.down_block in {len(cases)} configurations."
 

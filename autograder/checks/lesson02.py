@@ -25,37 +25,37 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from autograder.checks._core import (
-    Layer,
-    attempt,
-    exercise,
-    expect,
-    expect_close,
-    expect_shape,
-    fail,
-    randn,
-    seeded,
-    unwrap,
-)
-from autograder.checks._guard import CONVOLUTION, DelegationError, OpFamily
-from autograder.checks._plain import type_name
-from autograder.checks.lesson01 import (
-    POOLING,
+from ._compare import POOLING, UPSAMPLING, close, close_number, judge_only, nearest_mistake
+from ._conv import (
     block_call_text,
     check_norm_and_order,
     compare_with_reference,
-    expect_plain_tensor,
     inputs_text,
     judge_built_block,
     judge_inputs_untouched,
     judge_size_formula,
-    matches,
     pattern_text,
     probe_blocks,
     probe_sizes,
     probe_tensor_fn,
     tensor_error_hint,
 )
+from ._core import (
+    Layer,
+    attempt,
+    exercise,
+    expect,
+    expect_close,
+    expect_plain_tensor,
+    expect_shape,
+    fail,
+    hidden_generator,
+    randn,
+    seeded,
+    unwrap,
+)
+from ._guard import CONVOLUTION, DelegationError, OpFamily
+from ._plain import type_name
 
 #: every operator run by the autograd engine (``.backward()``, ``torch.autograd.grad``, ``torch.func``'s
 #: vjp/grad/jacrev): refused where the exercise is to compute a gradient, or a transposed convolution,
@@ -108,9 +108,11 @@ def _size_configs(hidden: bool) -> list[tuple[int, int, int, int, int]]:
         (7, 3, 2, 1, 0),
         (3, 5, 3, 2, 2),
     ]
-    g = seeded(202 if hidden else 2)
     out = list(fixed)
+    g, i = seeded(2), 0
     while len(out) < len(fixed) + (300 if hidden else 30):
+        if hidden:  # each hidden configuration from the instructor's secret: no table can hold them
+            g, i = hidden_generator(2, "conv_transpose_output_size", i), i + 1
         h, k, s, p = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((1, 40), (1, 8), (1, 5), (0, 4)))
         op = int(torch.randint(0, s, (1,), generator=g))  # output_padding must be smaller than the stride
         if (h - 1) * s - 2 * p + k + op >= 1:
@@ -219,9 +221,15 @@ def _transpose_cases(hidden: bool) -> list[dict[str, Any]]:
             ((1, 2, 6, 6), (2, 3, 3, 3), True, 1, 1),  # stride 1: plain "full" convolution
             ((2, 4, 3, 3), (4, 1, 4, 4), True, 2, 3),  # padding = k - 1: no border around the zeros
         ]
-    return [{"x": randn(*xs, seed=50 + i), "w": randn(*ws, seed=60 + i),
-             "b": randn(ws[1], seed=70 + i) if with_bias else None, "stride": stride, "padding": padding}
-            for i, (xs, ws, with_bias, stride, padding) in enumerate(shapes)]
+    cases = []
+    for i, (xs, ws, with_bias, stride, padding) in enumerate(shapes):
+        if i < 4:  # the visible cases: fixed seeds
+            x, w, b = randn(*xs, seed=50 + i), randn(*ws, seed=60 + i), randn(ws[1], seed=70 + i)
+        else:  # hidden: the values from the instructor's secret
+            g = hidden_generator(2, "conv_transpose2d_scratch", i)
+            x, w, b = torch.randn(xs, generator=g), torch.randn(ws, generator=g), torch.randn(ws[1], generator=g)
+        cases.append({"x": x, "w": w, "b": b if with_bias else None, "stride": stride, "padding": padding})
+    return cases
 
 
 def _probe_conv_transpose2d_scratch(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -283,36 +291,37 @@ def _zero_insert_conv(x: torch.Tensor, w_conv: torch.Tensor, b: torch.Tensor | N
     return F.conv2d(F.pad(xz, (k - 1 - p,) * 4), w_conv, b)
 
 
+@judge_only
 def _transpose_value_hint(out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
                           s: int, p: int) -> str:
-    def close(ref: torch.Tensor) -> bool:
-        return matches(out, ref, rtol=1e-4, atol=1e-4)
+    """Name the mistake whose result matches the student's values."""
+
+    def ct(wt: torch.Tensor = w, bias: torch.Tensor | None = b) -> Callable[[], torch.Tensor]:
+        return lambda: F.conv_transpose2d(x, wt, bias, stride=s, padding=p)
 
     C_in, C_out, k, _ = w.shape
-    if close(F.conv_transpose2d(x, w.flip(-1, -2), b, stride=s, padding=p)):
-        return ("the kernel is not flipped: after zero insertion, convolve with w rotated by 180 degrees "
-                "(w.flip(-1, -2)), with its first two axes swapped")
-    if b is not None and close(F.conv_transpose2d(x, w, None, stride=s, padding=p)):
-        return "the bias is missing: add b[c_out] to every pixel of output channel c_out"
-    if b is not None and close(F.conv_transpose2d(x, w, 2 * b, stride=s, padding=p)):
-        return "the bias is added twice"
+    candidates: list[tuple[str | None, Any]] = [
+        ("the kernel is not flipped: after zero insertion, convolve with w rotated by 180 degrees "
+         "(w.flip(-1, -2)), with its first two axes swapped", ct(w.flip(-1, -2))),
+    ]
+    if b is not None:
+        candidates += [("the bias is missing: add b[c_out] to every pixel of output channel c_out", ct(bias=None)),
+                       ("the bias is added twice", ct(bias=2 * b))]
     if C_in != C_out or C_in > 1:
-        for wc in (w.flip(-1, -2).reshape(C_out, C_in, k, k), w.reshape(C_out, C_in, k, k)):
-            if close(_zero_insert_conv(x, wc, b, s, p)):
-                return ("w.reshape / w.view keeps the memory order, so it mixes up the channels instead of "
-                        "swapping the axes: use w.transpose(0, 1) (or permute(1, 0, 2, 3))")
+        candidates += [("w.reshape / w.view keeps the memory order, so it mixes up the channels instead of "
+                        "swapping the axes: use w.transpose(0, 1) (or permute(1, 0, 2, 3))",
+                        lambda wc=wc: _zero_insert_conv(x, wc, b, s, p))
+                       for wc in (w.flip(-1, -2).reshape(C_out, C_in, k, k), w.reshape(C_out, C_in, k, k))]
     if C_in == C_out:
         for wt, what in ((w.transpose(0, 1), "the input and output channel axes of w are swapped: "
                           "for a transposed convolution w is (C_in, C_out, k, k)"),
                          (w.transpose(-1, -2), "the kernel's rows and columns are swapped")):
-            if close(F.conv_transpose2d(x, wt, b, stride=s, padding=p)):
-                return what
-            if close(F.conv_transpose2d(x, wt.flip(-1, -2), b, stride=s, padding=p)):
-                return what + " (and the kernel is not flipped)"
-    elif close(F.conv_transpose2d(x, w.transpose(-1, -2), b, stride=s, padding=p)):
-        return "the kernel's rows and columns are swapped"
-    return ("check the zero insertion (x lands on every stride-th pixel, starting at 0) and the "
-            "padding k - 1 - padding around it")
+            candidates += [(what, ct(wt)), (what + " (and the kernel is not flipped)", ct(wt.flip(-1, -2)))]
+    else:
+        candidates.append(("the kernel's rows and columns are swapped", ct(w.transpose(-1, -2))))
+    return nearest_mistake(out, candidates, rtol=1e-4, atol=1e-4) or (
+        "check the zero insertion (x lands on every stride-th pixel, starting at 0) and the "
+        "padding k - 1 - padding around it")
 
 
 def _transpose_error_hint(message: str) -> str:
@@ -355,7 +364,7 @@ def _judge_conv_transpose2d_scratch(cases: list[dict[str, Any]], data: list[dict
         if out.shape != expected.shape:
             expect_shape(out, expected.shape, what, hint=_transpose_shape_hint(shapes))
         # float32 sums taken in another order differ by ~1e-6 relative; real mistakes are off by O(1)
-        if not matches(out, expected, rtol=1e-4, atol=1e-4):
+        if not close(out, expected, rtol=1e-4, atol=1e-4):
             expect_close(out, expected, what, rtol=1e-4, atol=1e-4,
                          hint=_transpose_value_hint(out, x, w, b, stride, padding))
     return f"conv_transpose2d_scratch equals F.conv_transpose2d on {len(cases)} inputs without calling it."
@@ -367,10 +376,6 @@ check_conv_transpose2d_scratch = exercise("conv_transpose2d_scratch", _probe_con
 
 # ---------------------------------------------------------------------------------------------
 # up_block
-
-UPSAMPLING = (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, nn.PixelShuffle,
-              nn.MaxUnpool2d)
-
 
 def _relu_hint(m: Layer) -> str:
     if m.isa(nn.LeakyReLU):
@@ -387,8 +392,15 @@ def _up_cases(hidden: bool) -> list[dict[str, Any]]:
     if hidden:
         configs += [((8, 4), {}, (4, 8, 8, 8)), ((5, 7), {"stride": 2, "padding": 1}, (3, 5, 3, 5)),
                     ((10, 6), {"stride": 1, "padding": 0}, (2, 10, 1, 1))]
-    return [{"args": list(args), "kwargs": kwargs, "x": randn(*xs, seed=80 + i), "seed": 17 + i}
-            for i, (args, kwargs, xs) in enumerate(configs)]
+    out = []
+    for i, (args, kwargs, xs) in enumerate(configs):
+        if i < 2:  # the visible configurations: fixed seeds
+            values = {"x": randn(*xs, seed=80 + i), "seed": 17 + i}
+        else:  # hidden: the input and the parameters from the instructor's secret
+            g = hidden_generator(2, "up_block", i)
+            values = {"x": torch.randn(xs, generator=g), "seed": int(torch.randint(0, 2**62, (1,), generator=g))}
+        out.append({"args": list(args), "kwargs": kwargs, **values})
+    return out
 
 
 def _probe_up_block(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -434,7 +446,8 @@ def _judge_up_block(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -> 
                f"{what}: the ConvTranspose2d has a bias; create it with bias=False. The BatchNorm right "
                "after it subtracts each channel's mean, which cancels any bias.")
         check_norm_and_order(layers, nn.ConvTranspose2d, True, out_ch,
-                             lambda m: m.type_name == "ReLU" and m.isa(nn.ReLU), "nn.ReLU()", _relu_hint, what)
+                             lambda m: m.type_name == "ReLU" and m.isa(nn.ReLU), "nn.ReLU()", _relu_hint, what,
+                             ran=result.get("ran"))
         compare_with_reference(result, ref_block(in_ch, out_ch, **kwargs), config, what)
     return f"up_block matches dcgan_ref.models.up_block in {len(cases)} configurations."
 
@@ -481,11 +494,16 @@ def _adjoint_cases(hidden: bool) -> list[dict[str, Any]]:
                    ((3, 1, 6, 6), (1, 1, 2, 2), 1, 0)]
     cases = []
     for i, (xs, ws, stride, padding) in enumerate(shapes):
-        x = randn(*xs, seed=90 + i, dtype=torch.float64)
-        w = randn(*ws, seed=100 + i, dtype=torch.float64)
-        ys = tuple(F.conv2d(x.to("meta"), w.to("meta"), stride=stride, padding=padding).shape)
-        cases.append({"x": x, "y": randn(*ys, seed=110 + i, dtype=torch.float64), "w": w,
-                      "stride": stride, "padding": padding})
+        ys = tuple(F.conv2d(torch.empty(xs, device="meta"), torch.empty(ws, device="meta"), stride=stride,
+                            padding=padding).shape)
+        if i < 2:  # the visible cases: fixed seeds
+            x = randn(*xs, seed=90 + i, dtype=torch.float64)
+            w = randn(*ws, seed=100 + i, dtype=torch.float64)
+            y = randn(*ys, seed=110 + i, dtype=torch.float64)
+        else:  # hidden: the values from the instructor's secret
+            g = hidden_generator(2, "adjoint_sides", i)
+            x, w, y = (torch.randn(shape, generator=g, dtype=torch.float64) for shape in (xs, ws, ys))
+        cases.append({"x": x, "y": y, "w": w, "stride": stride, "padding": padding})
     return cases
 
 
@@ -514,12 +532,9 @@ def _as_number(value: Any, what: str) -> float:
 
 def _found(candidates: list[Any], expected: torch.Tensor, tol: float) -> bool:
     """Whether one of the recorded tensors is ``expected`` (in any shape with as many elements)."""
-    for t in candidates:
-        if type(t) is torch.Tensor and t.numel() == expected.numel():
-            t64 = t.to(torch.float64).reshape(expected.shape)
-            if bool(((t64 - expected).abs() <= tol * (1 + expected.abs())).all()):
-                return True
-    return False
+    return any(type(t) is torch.Tensor and t.numel() == expected.numel()
+               and close(t.to(torch.float64).reshape(expected.shape), expected, rtol=tol, atol=tol)
+               for t in candidates)
 
 
 def _judge_adjoint_sides(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -> str:
@@ -551,14 +566,14 @@ def _judge_adjoint_sides(cases: list[dict[str, Any]], data: list[dict[str, Any]]
         lhs_ref, rhs_ref = float((conv * y).sum()), float((x * back).sum())
         # float64 sums over a few hundred terms: relative error ~1e-15, 1e-9 is a wide margin
         tol = 1e-9 * max(1.0, abs(lhs_ref))
-        if abs(lhs - lhs_ref) > tol:
+        if not close_number(lhs, lhs_ref, atol=tol):
             fail(f"{what}: lhs = {lhs:.10g}, expected <conv2d(x, w), y> = {lhs_ref:.10g}: multiply "
                  "F.conv2d(x, w, stride=stride, padding=padding) by y elementwise and sum everything.")
-        if abs(rhs - rhs_ref) > tol:
+        if not close_number(rhs, rhs_ref, atol=tol):
             flipped = float((x * F.conv_transpose2d(y, w.flip(-1, -2), stride=stride, padding=padding,
                                                     output_padding=op)).sum())
             hint = ("the kernel is flipped: F.conv_transpose2d with the very same w is the adjoint, "
-                    "no flip needed" if abs(rhs - flipped) <= tol else
+                    "no flip needed" if close_number(rhs, flipped, atol=tol) else
                     "use F.conv_transpose2d(y, w, stride=stride, padding=padding, output_padding=...) with "
                     "the same w, multiply by x elementwise and sum")
             fail(f"{what}: rhs = {rhs:.10g}, expected <x, conv_transpose2d(y, w)> = {rhs_ref:.10g}: {hint}.")
@@ -604,9 +619,14 @@ def _backward_cases(hidden: bool) -> list[dict[str, Any]]:
         ]
     cases = []
     for i, (xs, ws, stride, padding) in enumerate(shapes):
-        x, w = randn(*xs, seed=120 + i), randn(*ws, seed=130 + i)
-        gs = tuple(F.conv2d(x.to("meta"), w.to("meta"), stride=stride, padding=padding).shape)
-        cases.append({"x": x, "w": w, "grad_out": randn(*gs, seed=140 + i), "stride": stride, "padding": padding})
+        gs = tuple(F.conv2d(torch.empty(xs, device="meta"), torch.empty(ws, device="meta"), stride=stride,
+                            padding=padding).shape)
+        if i < 3:  # the visible cases: fixed seeds
+            x, w, grad_out = randn(*xs, seed=120 + i), randn(*ws, seed=130 + i), randn(*gs, seed=140 + i)
+        else:  # hidden: the values from the instructor's secret
+            g = hidden_generator(2, "conv2d_backward", i)
+            x, w, grad_out = (torch.randn(shape, generator=g) for shape in (xs, ws, gs))
+        cases.append({"x": x, "w": w, "grad_out": grad_out, "stride": stride, "padding": padding})
     return cases
 
 
@@ -616,6 +636,7 @@ def _probe_conv2d_backward(fn: Callable[..., Any], cases: list[dict[str, Any]]) 
                            refuse=[CONVOLUTION, AUTOGRAD], instead=BACKWARD_INSTEAD)
 
 
+@judge_only
 def _autograd_grads(x: torch.Tensor, w: torch.Tensor, g: torch.Tensor, s: int, p: int) -> tuple[torch.Tensor, ...]:
     """The reference: autograd through F.conv2d, in float64."""
     xr = x.detach().double().requires_grad_(True)
@@ -659,46 +680,49 @@ def _grad_w_shape_hint(got: tuple[int, ...], case: dict[str, Any]) -> str:
     return "grad_w has w's shape (C_out, C_in, k, k)"
 
 
+@judge_only
 def _grad_x_value_hint(gx: torch.Tensor, case: dict[str, Any], ref: torch.Tensor) -> str:
+    """Name the mistake behind a wrong grad_x."""
     x, w, g, s, p = case["x"], case["w"], case["grad_out"], case["stride"], case["padding"]
-
-    def close(candidate: torch.Tensor) -> bool:
-        return matches(gx, candidate, rtol=1e-4, atol=1e-4)
-
     wf = w.double()
-    if close(_autograd_grads(x, wf.flip(-1, -2), g, s, p)[0]):
-        return ("the kernel is flipped: in the stamp view every grad_out[n, o, i, j] adds grad_out[n, o, i, j] * "
-                "w[o] (w itself) at (i*stride - padding, j*stride - padding); in the zero-insertion view it is the "
-                "correlation with w rotated by 180 degrees: rotate once, not twice or never")
-    if w.shape[0] == w.shape[1] and close(_autograd_grads(x, wf.transpose(0, 1), g, s, p)[0]):
-        return "the channel axes of w are swapped: grad_x[:, c] sums grad_out[:, o] * w[o, c] over o"
-    if close(ref / x.shape[0]):
-        return "it is divided by the batch size: each image's gradient depends on its own grad_out only"
-    return ("grad_x[n, c, a, b] is the sum, over every window that read x[n, c, a, b], of grad_out at that "
-            "window times the kernel weight that multiplied it: F.fold(w.reshape(C_out, -1).T @ "
-            "grad_out.reshape(N, C_out, -1), (H, W), k, padding=padding, stride=stride)")
+    candidates: list[tuple[str | None, Any]] = [
+        ("the kernel is flipped: in the stamp view every grad_out[n, o, i, j] adds grad_out[n, o, i, j] * "
+         "w[o] (w itself) at (i*stride - padding, j*stride - padding); in the zero-insertion view it is the "
+         "correlation with w rotated by 180 degrees: rotate once, not twice or never",
+         lambda: _autograd_grads(x, wf.flip(-1, -2), g, s, p)[0]),
+    ]
+    if w.shape[0] == w.shape[1]:
+        candidates.append(("the channel axes of w are swapped: grad_x[:, c] sums grad_out[:, o] * w[o, c] over o",
+                           lambda: _autograd_grads(x, wf.transpose(0, 1), g, s, p)[0]))
+    candidates.append(("it is divided by the batch size: each image's gradient depends on its own grad_out only",
+                       ref / x.shape[0]))
+    return nearest_mistake(gx, candidates, rtol=1e-4, atol=1e-4) or (
+        "grad_x[n, c, a, b] is the sum, over every window that read x[n, c, a, b], of grad_out at that "
+        "window times the kernel weight that multiplied it: F.fold(w.reshape(C_out, -1).T @ "
+        "grad_out.reshape(N, C_out, -1), (H, W), k, padding=padding, stride=stride)")
 
 
+@judge_only
 def _grad_w_value_hint(gw: torch.Tensor, case: dict[str, Any], ref: torch.Tensor) -> str:
+    """Name the mistake behind a wrong grad_w."""
     x, w, g, s, p = case["x"], case["w"], case["grad_out"], case["stride"], case["padding"]
-
-    def close(candidate: torch.Tensor) -> bool:
-        return matches(gw, candidate, rtol=1e-4, atol=1e-4)
-
-    if close(ref.flip(-1, -2)):
-        return ("the kernel gradient is flipped: grad_w[o, c, u, v] = sum over n, i, j of grad_out[n, o, i, j] * "
-                "x_pad[n, c, i*stride + u, j*stride + v], a correlation, no flip")
-    if close(ref / x.shape[0]):
-        return "it is averaged over the batch: the gradient SUMS the contributions of every image (sum, not mean)"
-    if x.shape[0] > 1 and close(_autograd_grads(x[:1], w, g[:1], s, p)[1]):
-        return "only the first image counts: sum the contributions of every image of the batch"
-    if w.shape[0] == w.shape[1] and close(ref.transpose(0, 1)):
-        return "the channel axes are swapped: grad_w[o, c] pairs grad_out's channel o with x's channel c"
-    if close(ref.transpose(-1, -2)):
-        return "the kernel's rows and columns are swapped"
-    return ("grad_w[o, c, u, v] = sum over n, i, j of grad_out[n, o, i, j] * x_pad[n, c, i*stride + u, j*stride + v]: "
-            "the windows of x (F.unfold(x, k, padding=padding, stride=stride)) times grad_out, summed over the "
-            "batch and the positions")
+    candidates: list[tuple[str | None, Any]] = [
+        ("the kernel gradient is flipped: grad_w[o, c, u, v] = sum over n, i, j of grad_out[n, o, i, j] * "
+         "x_pad[n, c, i*stride + u, j*stride + v], a correlation, no flip", ref.flip(-1, -2)),
+        ("it is averaged over the batch: the gradient SUMS the contributions of every image (sum, not mean)",
+         ref / x.shape[0]),
+    ]
+    if x.shape[0] > 1:
+        candidates.append(("only the first image counts: sum the contributions of every image of the batch",
+                           lambda: _autograd_grads(x[:1], w, g[:1], s, p)[1]))
+    if w.shape[0] == w.shape[1]:
+        candidates.append(("the channel axes are swapped: grad_w[o, c] pairs grad_out's channel o with x's "
+                           "channel c", ref.transpose(0, 1)))
+    candidates.append(("the kernel's rows and columns are swapped", ref.transpose(-1, -2)))
+    return nearest_mistake(gw, candidates, rtol=1e-4, atol=1e-4) or (
+        "grad_w[o, c, u, v] = sum over n, i, j of grad_out[n, o, i, j] * x_pad[n, c, i*stride + u, j*stride + v]: "
+        "the windows of x (F.unfold(x, k, padding=padding, stride=stride)) times grad_out, summed over the "
+        "batch and the positions")
 
 
 def _backward_error_hint(message: str) -> str:
@@ -736,9 +760,9 @@ def _judge_conv2d_backward(cases: list[dict[str, Any]], data: list[dict[str, Any
         if gw.shape != ref_w.shape:
             expect_shape(gw, ref_w.shape, f"{what}: grad_w", hint=_grad_w_shape_hint(tuple(gw.shape), case))
         # float32 sums of a few hundred products, in another order than autograd's: ~1e-6 relative
-        if not matches(gx, ref_x, rtol=1e-4, atol=1e-4):
+        if not close(gx, ref_x, rtol=1e-4, atol=1e-4):
             expect_close(gx, ref_x, f"{what}: grad_x", rtol=1e-4, atol=1e-4, hint=_grad_x_value_hint(gx, case, ref_x))
-        if not matches(gw, ref_w, rtol=1e-4, atol=1e-4):
+        if not close(gw, ref_w, rtol=1e-4, atol=1e-4):
             expect_close(gw, ref_w, f"{what}: grad_w", rtol=1e-4, atol=1e-4, hint=_grad_w_value_hint(gw, case, ref_w))
     return (f"conv2d_backward equals autograd's gradients of F.conv2d on {len(cases)} inputs, without autograd "
             "or a built-in convolution.")
