@@ -18,15 +18,14 @@ on the first run; when only the student's own earlier part breaks it, the check 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-from types import CodeType
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._compare import Earlier, cascade_runs, judge_cascade, judge_gradients, judge_only, referenced_names
 from ._core import (
     CheckFailure,
     attempt,
@@ -61,19 +60,22 @@ SIGMOID_TWICE = (
 # --------------------------------------------------------------------------- cascades (probe side)
 
 #: the earlier exercises a later one may call, by the name the notebook defines them under
-EXERCISE_NUMBER = {"bce": 1, "real_targets": 2, "discriminator_loss": 3, "generator_loss": 4}
+EXERCISE_NUMBER = {"bce": 1, "real_targets": 2, "discriminator_loss": 3, "generator_loss": 4}  # for messages
 
 
+@judge_only
 def _ref_bce(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Exercise 1 as the course defines it: nn.BCELoss."""
     return F.binary_cross_entropy(p, y)
 
 
+@judge_only
 def _ref_real_targets(like: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Exercise 2: 1 - label_smoothing everywhere."""
     return torch.full_like(like, 1.0 - label_smoothing)
 
 
+@judge_only
 def _ref_discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Exercise 3: BCE(D(x), 1 - s) + BCE(D(G(z)), 0)."""
     return F.binary_cross_entropy(d_real, _ref_real_targets(d_real, label_smoothing)) + F.binary_cross_entropy(
@@ -81,131 +83,36 @@ def _ref_discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor, label_sm
     )
 
 
+@judge_only
 def _ref_generator_loss(d_fake: torch.Tensor) -> torch.Tensor:
     """Exercise 4: the non-saturating BCE(D(G(z)), 1)."""
     return F.binary_cross_entropy(d_fake, torch.ones_like(d_fake))
 
 
-SUBSTITUTES: dict[str, Callable[..., Any]] = {
-    "bce": _ref_bce,
-    "real_targets": _ref_real_targets,
-    "discriminator_loss": _ref_discriminator_loss,
-    "generator_loss": _ref_generator_loss,
-}
+#: the earlier exercises, with the reference the probe puts in place of each (``_compare``'s cascade rule:
+#: a later exercise is graded on its own code, whatever the earlier one did, the message says so)
+EARLIER = [Earlier("bce", 1, _ref_bce), Earlier("real_targets", 2, _ref_real_targets),
+           Earlier("discriminator_loss", 3, _ref_discriminator_loss), Earlier("generator_loss", 4, _ref_generator_loss)]
+SUBSTITUTES: dict[str, Callable[..., Any]] = {e.name: e.reference for e in EARLIER}
 
 
-def referenced_names(fn: Any) -> set[str]:
-    """The global names ``fn``'s code (nested functions and comprehensions included) refers to."""
-    code = getattr(fn, "__code__", None)
-    names: set[str] = set()
-    stack = [code] if isinstance(code, CodeType) else []
-    seen = 0
-    while stack and seen < 1000:  # a bounded walk: a hostile code object cannot stall the probe
-        c = stack.pop()
-        seen += 1
-        names.update(c.co_names)
-        stack.extend(k for k in c.co_consts if isinstance(k, CodeType))
-    return names
-
-
-@contextlib.contextmanager
-def substituted(fn: Any, names: list[str]) -> Iterator[None]:
-    """Bind ``names`` to the reference versions in ``fn``'s globals while the block runs (restored after).
-
-    A name the notebook never defined (its cell was refused or never ran) is added for the block and
-    removed after, so the later exercise is still graded on its own code."""
-    namespace = getattr(fn, "__globals__", None)
-    saved: dict[str, Any] = {}
-    added: list[str] = []
-    if type(namespace) is dict:
-        for name in names:
-            if name in namespace:
-                saved[name] = namespace[name]
-            else:
-                added.append(name)
-            namespace[name] = SUBSTITUTES[name]
-    try:
-        yield
-    finally:
-        if type(namespace) is dict:
-            namespace.update(saved)
-            for name in added:
-                namespace.pop(name, None)
-
-
-def earlier_names(fn: Any, candidates: list[str]) -> list[str]:
-    """The earlier exercises' names defined in ``fn``'s globals (the notebook's)."""
-    namespace = getattr(fn, "__globals__", None)
-    return [n for n in candidates if type(namespace) is dict and n in namespace and namespace[n] is not SUBSTITUTES[n]]
-
-
-def undefined_names(fn: Any, candidates: list[str]) -> list[str]:
-    """The earlier exercises' names ``fn`` uses that its globals do not define (a refused or unrun cell)."""
-    namespace = getattr(fn, "__globals__", None)
-    if type(namespace) is not dict:
-        return []
-    used = referenced_names(fn)
-    return [n for n in candidates if n not in namespace and n in used]
-
-
-def cascade_runs(fn: Any, candidates: list[str], run: Callable[[], Any]) -> dict[str, Any]:
-    """``run()`` with every earlier name replaced ("reference"), as written ("own"), and with each one
-    replaced alone ("only:<name>"), so the judge can tell which earlier exercise breaks this one.
-
-    Whatever an earlier exercise did (a wrong value or dtype, an error, a refused or unrun cell), the
-    "reference" run has the reference in its place: a later exercise is graded on its own code."""
-    present = earlier_names(fn, candidates)
-    missing = undefined_names(fn, candidates)
-    involved = present + missing
-    runs: dict[str, Any] = {"present": present, "missing": missing}
-    with substituted(fn, involved):
-        runs["reference"] = run()
-    if involved:
-        runs["own"] = run()
-        if len(involved) > 1:
-            for name in involved:
-                with substituted(fn, [name]):
-                    runs[f"only:{name}"] = run()
-    return runs
-
-
-def judge_cascade(runs: dict[str, Any], grade: Callable[[Any], str], this: str) -> str:
-    """Grade the run with the reference parts; if the student's own earlier parts break it, pass with a
-    note that names the exercise to fix first."""
-    message = grade(runs["reference"])
-    present = [n for n in (runs.get("present") or []) if n in EXERCISE_NUMBER]
-    missing = [n for n in (runs.get("missing") or []) if n in EXERCISE_NUMBER]
-    involved = present + missing
-    if not involved:
-        return message
-    try:
-        grade(runs["own"])
-        return message
-    except CheckFailure as err:
-        own_error = str(err)
-    culprits = []
-    for name in involved:
-        key = f"only:{name}"
-        if key in runs:
-            try:
-                grade(runs[key])
-                culprits.append(name)
-            except CheckFailure:
-                pass
-    culprits = culprits or involved
-    which = ", ".join(f"exercise {EXERCISE_NUMBER[n]} ({n})" for n in culprits)
-    own = [n for n in culprits if n in present]
-    gone = [n for n in culprits if n in missing]
-    reasons = []
-    if own:
-        reasons.append(f"with your own {' and '.join(own)} it fails")
-    if gone:
-        reasons.append(f"{' and '.join(gone)} {'is' if len(gone) == 1 else 'are'} not defined in your notebook "
-                       "(the cell did not run, or was not allowed)")
-    return (
-        f"{message} But {'; and '.join(reasons)}: fix {which} first. "
-        f"({this} was graded with the reference {' and '.join(involved)} in their place; with yours: {own_error})"
-    )
+def _with_callees(fn: Any, earlier: list[Earlier]) -> list[Any]:
+    """``fn`` and the student's earlier functions it calls, transitively (train_step -> discriminator_loss
+    -> bce): the cascade then substitutes every earlier exercise this one depends on, and can blame bce
+    when it is what breaks train_step through the student's own losses."""
+    fns, seen = [fn], set()
+    k = 0
+    while k < len(fns) and k < 16:
+        space = getattr(fns[k], "__globals__", None)
+        for name in referenced_names([fns[k]], earlier):
+            if name in seen or type(space) is not dict:
+                continue
+            seen.add(name)
+            callee = space.get(name)
+            if callable(callee) and all(callee is not f for f in fns):
+                fns.append(callee)
+        k += 1
+    return fns
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -213,7 +120,7 @@ def judge_cascade(runs: dict[str, Any], grade: Callable[[Any], str], this: str) 
 
 def _secret(exercise_name: str, i: int) -> int:
     """The seed of hidden case ``i`` of an exercise: from the instructor's secret, never from this file."""
-    return hidden_seed("07", exercise_name, i)
+    return hidden_seed(7, exercise_name, i)
 
 
 def _secret_uniform(exercise_name: str, i: int, low: float, high: float, digits: int = 2) -> float:
@@ -290,31 +197,27 @@ GRAD_ROLE = {
 
 def judge_loss_gradients(g: dict[str, Any], names: list[str], inputs: list[torch.Tensor], extra: tuple,
                          reference: Callable[..., torch.Tensor], what: str) -> None:
-    """Judge side: the gradients of a loss with respect to each input equal the reference's.
-
-    A loss that has the right value but detaches one input (``d_real.detach()``, ``.item()``, ``.data``)
-    sends no gradient to it; the message names that input."""
+    """Judge side: the gradients of a loss w.r.t. each input equal the reference's (``_compare``'s gradient
+    judge); a loss with the right value that detaches an input (``d_real.detach()``, ``.item()``,
+    ``.data``) sends no gradient to it, and the message names that input and what then learns nothing."""
     if "grads_error" in g:
         fail(str(g["grads_error"]))
     grads = g.get("grads")
     if type(grads) not in (list, tuple) or len(grads) != len(inputs):
         fail(f"the probe returned no gradients for {what}.")
-    leaves = [t.clone().requires_grad_() for t in inputs]
-    reference(*leaves, *extra).backward()
-    for name, got, leaf in zip(names, grads, leaves, strict=True):
-        want = leaf.grad
-        short = name.split(" ")[0]
-        if want is None:
-            continue
-        silent = got is None or (type(got) is torch.Tensor and got.shape == want.shape
-                                 and bool((got == 0).all()) and bool((want != 0).any()))
-        if silent:
-            fail(f"{what}: no gradient reaches {short}: it is detached inside the loss (.detach(), .item(), .data or "
-                 f"torch.no_grad() on {short}), so {GRAD_ROLE.get(name, 'nothing learns from it')}. The value is "
-                 "right, but a loss is only useful through its gradients: use the input as it is.")
-        expect_close(got, want, f"the gradient of {what} with respect to {short}", rtol=1e-4, atol=1e-6,
-                     hint="the value is right but the gradient is not: is part of the loss computed on a detached "
-                          "or modified copy of the input?")
+    keys = [n.split(" ")[0] for n in names]
+    run = {"connected": g.get("requires_grad") is True, "grads": dict(zip(keys, grads, strict=True))}
+    roles = dict(zip(keys, names, strict=True))
+
+    def detached(name: str) -> str:
+        return (f"{what}: no gradient reaches {name}: it is detached inside the loss (.detach(), .item(), .data or "
+                f"torch.no_grad() on {name}), so {GRAD_ROLE.get(roles[name], 'nothing learns from it')}. The value "
+                "is right, but a loss is only useful through its gradients: use the input as it is.")
+
+    judge_gradients(run, lambda *t: reference(*t, *extra), dict(zip(keys, inputs, strict=True)), keys, what=what,
+                    rtol=1e-4, atol=1e-6, detached=detached, label=lambda name: f"gradient with respect to {name}",
+                    hints={k: "the value is right but the gradient is not: is part of the loss computed on a "
+                              "detached or modified copy of the input?" for k in keys})
 
 
 # --------------------------------------------------------------------------- 1. bce
@@ -441,14 +344,7 @@ def _judge_bce(cases: dict[str, Any], data: dict[str, Any]) -> str:
             "bce(p, y) is cut off from the graph (no gradient flows to p): "
             "do not use .item(), .detach() or torch.no_grad() inside it.",
         )
-        if "grads_error" in g:
-            fail(str(g["grads_error"]))
-        p_ref = p0.clone().requires_grad_()
-        F.binary_cross_entropy(p_ref, y0).backward()
-        grads = g.get("grads")
-        if type(grads) not in (list, tuple) or len(grads) != 1:
-            fail("the probe returned no gradient for bce(p, y).")
-        expect_close(grads[0], p_ref.grad, "the gradient of bce(p, y) with respect to p", rtol=1e-4, atol=1e-6)
+        judge_loss_gradients(g, ["p"], [p0], (y0,), F.binary_cross_entropy, "bce(p, y)")
     return "bce(p, y) equals nn.BCELoss, including p = 0 and p = 1 where it clamps the logs at -100."
 
 
@@ -590,7 +486,7 @@ def _probe_discriminator_loss(discriminator_loss: Any, cases: list) -> dict[str,
         grad = _probe_loss_grad(discriminator_loss, [r, f], (0.0,), "discriminator_loss(d_real, d_fake)")
         return {"values": values, "grad": grad}
 
-    return cascade_runs(discriminator_loss, ["bce", "real_targets"], run)
+    return cascade_runs(_with_callees(discriminator_loss, EARLIER[:2]), EARLIER[:2], run)
 
 
 def _judge_discriminator_loss(cases: list, data: dict[str, Any]) -> str:
@@ -614,7 +510,7 @@ def _judge_discriminator_loss(cases: list, data: dict[str, Any]) -> str:
                              "discriminator_loss(d_real, d_fake)")
         return "discriminator_loss: BCE(D(x), 1 - s) + BCE(D(G(z)), 0), equal to dcgan_ref's (value and gradients)."
 
-    return judge_cascade(data, grade, "discriminator_loss")
+    return judge_cascade(data, grade, "discriminator_loss", EARLIER)
 
 
 check_discriminator_loss = exercise(
@@ -639,7 +535,7 @@ def _probe_generator_loss(generator_loss: Any, cases: dict[str, Any]) -> dict[st
         return {"values": [attempt(generator_loss, d.clone(), what="generator_loss(d_fake)") for d in cases["values"]],
                 "grad": _probe_loss_grad(generator_loss, [cases["rejected"]], (), "generator_loss(d_fake)")}
 
-    return cascade_runs(generator_loss, ["bce", "real_targets", "discriminator_loss"], run)
+    return cascade_runs(_with_callees(generator_loss, EARLIER[:3]), EARLIER[:3], run)
 
 
 def _g_loss_mistake(got: torch.Tensor, d_fake: torch.Tensor) -> str:
@@ -697,7 +593,7 @@ def _judge_generator_loss(cases: dict[str, Any], data: dict[str, Any]) -> str:
         return ("generator_loss: the non-saturating -log D(G(z)), equal to dcgan_ref's; "
                 "strong gradients even when D rejects the fakes.")
 
-    return judge_cascade(data, grade, "generator_loss")
+    return judge_cascade(data, grade, "generator_loss", EARLIER)
 
 
 check_generator_loss = exercise("generator_loss", _probe_generator_loss, _judge_generator_loss, _g_loss_cases)
@@ -817,7 +713,7 @@ def _opt_cases(hidden: bool) -> list[dict[str, Any]]:
     the seed of the gradients its optimizers are stepped on."""
     calls: list[dict[str, Any]] = [{"args": (), "kwargs": {}, "seed": 61}]
     if hidden:
-        g = torch.Generator().manual_seed(hidden_seed("07", "make_optimizers", 0))
+        g = torch.Generator().manual_seed(hidden_seed(7, "make_optimizers", 0))
 
         def draw(low: float, high: float, digits: int) -> float:
             return round(float(low + (high - low) * torch.rand((), generator=g, dtype=torch.float64)), digits)
@@ -828,7 +724,7 @@ def _opt_cases(hidden: bool) -> list[dict[str, Any]]:
                   {"args": (lr2,), "kwargs": {}},
                   {"args": (lr3, (draw(0.3, 0.6, 2), draw(0.9, 0.97, 2))), "kwargs": {}}]
         for i, c in enumerate(calls[1:], start=1):
-            c["seed"] = hidden_seed("07", "make_optimizers", i)
+            c["seed"] = hidden_seed(7, "make_optimizers", i)
     return calls
 
 
@@ -1063,7 +959,7 @@ def _run_student_steps(train_step: Any, case: dict[str, Any]) -> dict[str, Any]:
 
 def _probe_train_step(train_step: Any, cases: list) -> list[dict[str, Any]]:
     """Per seed: the watched steps, with and without the reference losses in place of the student's."""
-    return [cascade_runs(train_step, ["bce", "real_targets", "discriminator_loss", "generator_loss"],
+    return [cascade_runs(_with_callees(train_step, EARLIER), EARLIER,
                          lambda c=c: _run_student_steps(train_step, c)) for c in cases]
 
 
@@ -1267,7 +1163,7 @@ def _judge_train_step(cases: list, data: list) -> str:
             _grade_train_run(case, run)
             return "train_step: two steps equal dcgan_ref's, parameter by parameter; the D step leaves G alone."
 
-        messages.append(judge_cascade(runs, grade, "train_step"))
+        messages.append(judge_cascade(runs, grade, "train_step", EARLIER))
     return max(messages, key=len)
 
 
