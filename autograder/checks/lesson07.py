@@ -606,7 +606,7 @@ def _noise_cases(hidden: bool) -> list[dict[str, Any]]:
     cases = [((4, 3, 8, 8), 0.1, 50, 1050), ((4, 3, 8, 8), 0.0, 51, 1051)]
     if hidden:  # the edge cases (sigma 0, negative) are public; the values are the secret's
         sigmas = (_secret_uniform("add_instance_noise", 0, 0.3, 0.7),
-                  _secret_uniform("add_instance_noise", 1, 1.2, 2.0), 0.0, -0.1)
+                  _secret_uniform("add_instance_noise", 1, 2.5, 3.5), 0.0, -0.1)
         shapes = ((2, 1, 16, 16), (64, 3, 4, 4), (3, 3, 2, 2), (2, 3, 4, 4))
         cases += [(shape, sigma, _secret("add_instance_noise", 2 * i), _secret("add_instance_noise", 2 * i + 1))
                   for i, (shape, sigma) in enumerate(zip(shapes, sigmas, strict=True))]
