@@ -172,7 +172,11 @@ def _device_type(value: Any, situation: str) -> str:
 
 def _judge_pick_device(cases: dict[str, Any], data: dict[str, Any]) -> str:
     """Every situation's device must be the one dcgan_ref.train.pick_device picks there."""
-    for (cuda, mps), outcome in zip(cases["situations"], data["situations"], strict=True):
+    pairs = list(zip(cases["situations"], data["situations"], strict=True))
+    rank = [*_SITUATIONS, (True, False)]
+    # reported in a fixed order of situations (whatever order they were asked in): one message per mistake
+    pairs.sort(key=lambda pair: rank.index(tuple(pair[0])))
+    for (cuda, mps), outcome in pairs:
         situation = (f"with CUDA {'available' if cuda else 'unavailable'} "
                      f"and MPS {'available' if mps else 'unavailable'}")  # fmt: skip
         got = _device_type(unwrap(outcome), situation)
@@ -340,8 +344,11 @@ class _RecordingScaler(torch.amp.GradScaler):
 
 def _epoch_cases(hidden: bool) -> dict[str, Any]:
     """Runs of (seed, batches, with a scaler): their data sets, and whether to try CUDA."""
-    runs = [(0, 3, False), (5, 3, True)] + ([(10, 1, False), (20, 2, True)] if hidden else [])
-    return {"runs": [{"seed": s, "scaler": sc, "batches": _batches(s + 1, n)} for s, n, sc in runs],
+    runs = [(0, 3, False, 1), (5, 3, True, 6)]
+    if hidden:  # the hidden runs' weights and batches come from the instructor's secret
+        runs += [(hidden_seed(8, "train_epoch", 2 * i) % 2**31, n, sc, hidden_seed(8, "train_epoch", 2 * i + 1))
+                 for i, (n, sc) in enumerate([(1, False), (2, True)])]
+    return {"runs": [{"seed": s, "scaler": sc, "batches": _batches(b, n)} for s, n, sc, b in runs],
             "cuda": hidden}  # fmt: skip
 
 
