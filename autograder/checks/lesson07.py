@@ -8,12 +8,16 @@ canonical DCGAN step) on the same inputs and, when the student's answer differs,
 with each classic mistake built in (labels swapped, the saturating generator loss, no ``detach``,
 a missing ``zero_grad``, a Sigmoid applied twice, ...) and names the mistake whose result matches.
 
-Cascades: the later exercises call the student's earlier functions (``discriminator_loss`` calls
-``bce`` and ``real_targets``, ``train_step`` the losses). The probe runs each of them twice, once
-with the earlier names bound to reference versions in the function's globals (restored after) and
-once as written, plus once per earlier name with only that one replaced. The exercise is graded
-on the first run; when only the student's own earlier part breaks it, the check passes and says
-"fix exercise N first".
+Cascades (``_compare``'s cascade rule): the later exercises call the student's earlier functions
+(``discriminator_loss`` calls ``bce`` and ``real_targets``, ``train_step`` the losses). The probe runs
+each of them with every earlier exercise it depends on (found transitively) replaced by the reference,
+defined or not (a refused cell), then as written, then with one earlier name replaced at a time. The
+exercise is graded on the first run; when only the student's own earlier part breaks it, the check
+passes and says "fix exercise N first".
+
+Judged from behaviour: a loss by its value *and* its gradients (a detached input is named), an
+optimizer by the effect of its steps on seeded gradients (not by its class), a training step by the
+parameters it leaves. Hidden cases' values come from the instructor's secret (``_secret``).
 """
 
 from __future__ import annotations

@@ -13,9 +13,15 @@ Each exercise is cases -> probe -> judge (``_core.exercise``):
   The judge runs ``dcgan_ref.train.train_step`` batch by batch on the same models and data and
   compares every parameter, buffer, the scaler's state and the mean losses. On a CUDA machine the
   hidden run also trains under autocast and compares loosely.
-- ``save_checkpoint`` / ``load_checkpoint``: the probe trains a little, saves, wrecks the state
-  (fresh networks, optimizers and scaler, the RNG moved on), loads and takes one more step; the
-  judge rebuilds the same run from its seeds and compares what was restored, part by part.
+- ``save_checkpoint`` / ``load_checkpoint``: the probe trains a little (``dcgan_ref.train.train_step``),
+  saves, wrecks the state (fresh networks, optimizers and scaler, the RNG moved on), loads and takes
+  one more step; then it puts another run's state into the saved file (every state tensor swapped
+  for its counterpart) and loads that: only a loader that reads the file restores it, one that kept
+  the state in memory does not. What is compared exactly (restored vs saved, resumed vs uninterrupted)
+  is computed in one process, the probe's; the judge checks the saved run against its own rebuild
+  from the seeds to the arithmetic's accuracy (threads change the order of sums, issue 21).
+- ``pick_device`` is asked each situation several times, in an order and with environment noise
+  drawn from the instructor's secret, so replaying a call order seen elsewhere cannot pass.
 """
 
 from __future__ import annotations
