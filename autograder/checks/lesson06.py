@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._compare import POOLING
+from ._compare import POOLING, traced_forward
 from ._core import (
     CheckFailure,
     Layer,
@@ -81,21 +81,11 @@ def _cases(kind: str, image_size: int, name: str) -> Any:
 # --------------------------------------------------------------------------- probe (student side)
 
 
-def _trace(model: nn.Module, x: torch.Tensor, names: dict[int, str]) -> tuple[Any, list[list[Any]]]:
-    """Run ``model(x)``; record [leaf name, output shape] for each leaf module, in execution order."""
-    records: list[list[Any]] = []
-
-    def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
-        shape = list(output.shape) if isinstance(output, torch.Tensor) else None
-        records.append([names.get(id(module), "?"), shape])
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    try:
-        out = model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return out, records
+def _trace(model: nn.Module, x: torch.Tensor) -> tuple[Any, list[list[Any]]]:
+    """Run ``model(x)``; [leaf name, output shape] for each leaf module, in execution order (``_compare``'s
+    hook tracing)."""
+    out, records = traced_forward(model, x)
+    return out, [[r["name"], r["shape"]] for r in records]
 
 
 def _seed_norm_layers(model: nn.Module, seed: int) -> None:
@@ -122,12 +112,11 @@ def _probe_config(cls: Any, config: dict[str, Any], kind: str, name: str, first:
     if not isinstance(model, nn.Module):
         return {"build": {"value": None}, "not_module": type_name(model)}
     _seed_norm_layers(model, config["seed"])
-    names = {id(m): n for n, m in model.named_modules()}
     description = describe_module(model)
     x = config["x"]
     model.train()
     with torch.no_grad():
-        traced = attempt(_trace, model, x.clone(), names, what=f"{call_str}'s forward pass")
+        traced = attempt(_trace, model, x.clone(), what=f"{call_str}'s forward pass")
     out: dict[str, Any] = {"build": {"value": None}, "description": description, "train": traced}
     if "error" in traced:
         return out

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._compare import close, close_number, judge_only
+from ._compare import close, close_number, judge_only, traced_forward
 from ._core import (
     CheckFailure,
     Layer,
@@ -88,18 +88,9 @@ POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2
 
 
 def _traced_forward(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
-    """``model(x)`` and the names of the leaf modules it ran, in execution order (forward hooks)."""
-    order: list[str] = []
-    handles = []
-    for name, m in model.named_modules():
-        if not list(m.children()):
-            handles.append(m.register_forward_hook(lambda mod, inp, out, name=name: order.append(name)))
-    try:
-        out = model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return out, order
+    """``model(x)`` and the names of the leaf modules it ran, in execution order (``_compare``'s hook tracing)."""
+    out, records = traced_forward(model, x)
+    return out, [r["name"] for r in records]
 
 
 def _run(model: nn.Module, x: torch.Tensor, what: str, seed: int | None = None) -> dict[str, Any]:
