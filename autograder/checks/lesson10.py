@@ -8,6 +8,9 @@ Four exercises, each ``cases -> probe -> judge`` (see ``_core``):
   (in the order the student's forward pass ran them), runs it on the same inputs and compares. A
   mismatch is explained by re-running the reference with the usual mistake built in (ReLU for
   LeakyReLU, a channels-last reshape, a sigmoid on D's logit, dropout left on in eval mode, ...).
+  The network must also be *built* by the class: every parameter-holding layer registers its
+  parameters while the class is constructed (a deep copy of a network made earlier does not), and a
+  second instance built under another seed has fresh parameters of its own (none shared).
 - ``d_accuracy``: D's accuracy on real and on fake images from a batch of logits, against the
   formula ``dcgan_ref.train.discriminator_step`` logs.
 - ``run_ablation``: one ablation run with the tools the probe hands in (``kit``); judged on the
