@@ -536,3 +536,24 @@ def test_probe_returns_plain_data_and_judge_needs_no_student_object():
     data[0]["train"]["value"] = (out * 0 + 0.5, records)
     with pytest.raises(CheckFailure, match="train mode"):
         ex.judge(cases, data)
+
+
+def test_hidden_values_come_from_the_secret(monkeypatch):
+    """The shown configuration is public; the hidden ones' inputs and weights change with the secret."""
+    from autograder.checks import _secret
+
+    def hidden_cases(secret):
+        monkeypatch.setenv("AUTOGRADER_SECRET", secret)
+        _secret.reset()
+        return checks.check_generator.exercise.cases(True)["configs"]
+
+    try:
+        a, b = hidden_cases("one"), hidden_cases("two")
+        again = hidden_cases("one")
+    finally:
+        _secret.reset()
+    assert torch.equal(a[0]["x"], b[0]["x"]) and a[0]["seed"] == b[0]["seed"]
+    for x, y, z in zip(a[1:], b[1:], again[1:], strict=True):
+        assert x["args"] == y["args"] and x["x"].shape == y["x"].shape
+        assert not torch.equal(x["x"], y["x"]) and x["seed"] != y["seed"]
+        assert torch.equal(x["x"], z["x"]) and x["seed"] == z["seed"]  # a re-grade reproduces them

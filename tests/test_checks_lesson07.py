@@ -694,3 +694,98 @@ def test_forged_probe_data_cannot_pass():
     step["params"][0] = step["params"][0] + 1e-3
     with pytest.raises(CheckFailure, match="differs"):
         ex.judge(cases, data)
+
+
+# --------------------------------------------------------------------------- judged from behaviour (issues 20, 22)
+
+
+def test_discriminator_loss_on_a_detached_input_names_it():
+    """The right value, but D gets no gradient from the real (or the fake) batch."""
+    fails(checks.check_discriminator_loss,
+          lambda r, f, s=0.0: discriminator_loss(r.detach(), f, s), "no gradient reaches d_real", "real images")
+    fails(checks.check_discriminator_loss,
+          lambda r, f, s=0.0: bce(r, real_targets(r, s)) + bce(f.detach(), torch.zeros_like(f)),
+          "no gradient reaches d_fake")
+    # honest variants: a different but equivalent formula still passes
+    checks.check_discriminator_loss(
+        lambda r, f, s=0.0: F.binary_cross_entropy(r, torch.full_like(r, 1 - s)) + F.binary_cross_entropy(
+            f, torch.zeros_like(f)), hidden=True)
+
+
+def test_generator_loss_gradient_judged_not_only_its_size():
+    """A loss whose value is right but whose gradient is scaled wrongly (a surrogate) fails."""
+    def surrogate(d):  # same value, gradient doubled
+        value = generator_loss(d)
+        return value + (2 * value - 2 * value.detach())
+
+    fails(checks.check_generator_loss, surrogate, "generator_loss(d_fake): gradient with respect to d_fake")
+
+
+class _LazyAdam(torch.optim.Adam):
+    def step(self, closure=None):  # a class that reads like Adam and never moves a weight
+        return None
+
+
+def test_an_adam_subclass_that_never_steps_fails():
+    fails(checks.check_make_optimizers,
+          lambda G, D, lr=2e-4, betas=(0.5, 0.999): (_LazyAdam(G.parameters(), lr=lr, betas=betas),
+                                                     _LazyAdam(D.parameters(), lr=lr, betas=betas)),
+          "opt_G.step() does not update", "leaves the parameters where they were")
+
+    class HalfAdam(torch.optim.Adam):  # skips the first parameter tensor
+        def step(self, closure=None):
+            first = self.param_groups[0]["params"][0]
+            first.grad = None
+            return super().step(closure)
+
+    fails(checks.check_make_optimizers,
+          lambda G, D, lr=2e-4, betas=(0.5, 0.999): (torch.optim.Adam(G.parameters(), lr=lr, betas=betas),
+                                                     HalfAdam(D.parameters(), lr=lr, betas=betas)),
+          "opt_D.step() does not update")
+
+    class LoggedAdam(torch.optim.Adam):  # honest: a subclass whose steps are Adam's
+        def step(self, closure=None):
+            return super().step(closure)
+
+    checks.check_make_optimizers(
+        lambda G, D, lr=2e-4, betas=(0.5, 0.999): (LoggedAdam(G.parameters(), lr=lr, betas=betas),
+                                                   torch.optim.Adam(D.parameters(), lr, betas, foreach=True)),
+        hidden=True)
+
+
+def test_undefined_earlier_exercise_is_substituted(capsys):
+    """A refused (never run) discriminator_loss cell: train_step is graded on its own code."""
+    ns = notebook()
+    del ns["discriminator_loss"]
+    checks.check_train_step(ns["train_step"], hidden=True)
+    out = capsys.readouterr().out
+    assert "\u2714" in out and "not defined" in out and "exercise 3 (discriminator_loss)" in out, out
+    assert "discriminator_loss" not in ns  # the substitute does not stay behind
+    ns = notebook()
+    del ns["bce"]
+    checks.check_generator_loss(ns["generator_loss"], hidden=True)
+    out = capsys.readouterr().out
+    assert "not defined" in out and "exercise 1 (bce) first" in out, out
+
+
+def test_integer_real_targets_do_not_cost_generator_loss(capsys):
+    """generator_loss written with the student's real_targets, which returns a long tensor."""
+    ns = notebook("def real_targets(like, label_smoothing=0.0):\n    return torch.ones(like.shape, dtype=torch.long)\n",
+                  "def generator_loss(d_fake):\n"
+                  "    return torch.nn.functional.binary_cross_entropy(d_fake, real_targets(d_fake))\n")
+    fails(checks.check_real_targets, ns["real_targets"], "integer labels")
+    checks.check_generator_loss(ns["generator_loss"], hidden=True)
+    out = capsys.readouterr().out
+    assert "\u2714" in out and "fix exercise 2 (real_targets) first" in out, out
+
+
+def test_nan_parameters_after_train_step_fail():
+    step = make_train_step()
+
+    def nan_step(G, D, opt_G, opt_D, real, z):
+        logs = step(G, D, opt_G, opt_D, real, z)
+        with torch.no_grad():
+            next(D.parameters()).view(-1)[0] = float("nan")
+        return logs
+
+    fails(checks.check_train_step, nan_step, "differs")

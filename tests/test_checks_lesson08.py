@@ -448,3 +448,121 @@ def test_checkpoint_reference_is_refused():
 
     with pytest.raises(CheckFailure, match="dcgan_ref.checkpoint"):
         lesson08.check_checkpoint(good_save, ref_load)
+
+
+# ---------------------------------------------------------------------------------------------
+# judged from behaviour (issues 20, 21)
+
+_KEPT: dict = {}
+
+
+def _in_memory_checkpoint():
+    """Writes a file (so 'written' holds) but keeps the state in this process and loads from there."""
+    save, load = make_checkpoint()
+
+    def save_checkpoint(path, G, D, opt_G, opt_D, scaler, epoch):
+        save(path, G, D, opt_G, opt_D, scaler, epoch)
+        _KEPT["last"] = torch.load(path, weights_only=False)
+
+    def load_checkpoint(path, G, D, opt_G, opt_D, scaler=None):
+        torch.load(path, weights_only=False)  # reads the file, then ignores it
+        state = _KEPT["last"]
+        G.load_state_dict(state["G"])
+        D.load_state_dict(state["D"])
+        opt_G.load_state_dict(state["opt_G"])
+        opt_D.load_state_dict(state["opt_D"])
+        if scaler is not None:
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+        return state["epoch"]
+
+    return save_checkpoint, load_checkpoint
+
+
+def test_checkpoint_kept_in_memory_fails():
+    with pytest.raises(CheckFailure, match="another run's state.*new process"):
+        lesson08.check_checkpoint(*_in_memory_checkpoint())
+
+
+def test_checkpoint_keyed_by_an_id_in_the_file_fails():
+    """The file holds only a key into a dict the process keeps: loading needs the same process."""
+    kept: dict = {}
+
+    def save(path, G, D, opt_G, opt_D, scaler, epoch):
+        key = len(kept)
+        kept[key] = {"G": G.state_dict(), "D": D.state_dict(), "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
+                     "scaler": None if scaler is None else scaler.state_dict(), "rng": torch.get_rng_state(),
+                     "epoch": epoch}
+        kept[key] = torch.load(_roundtrip(kept[key]), weights_only=False)
+        torch.save({"key": key}, path)
+
+    def load(path, G, D, opt_G, opt_D, scaler=None):
+        state = kept[torch.load(path)["key"]]
+        G.load_state_dict(state["G"])
+        D.load_state_dict(state["D"])
+        opt_G.load_state_dict(state["opt_G"])
+        opt_D.load_state_dict(state["opt_D"])
+        if scaler is not None:
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+        return state["epoch"]
+
+    with pytest.raises(CheckFailure, match="does not hold"):
+        lesson08.check_checkpoint(save, load)
+
+
+def _roundtrip(obj):
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return buf
+
+
+def test_checkpoint_judged_on_one_side_whatever_the_threads(monkeypatch):
+    """The judge rebuilds the run with other thread settings than the probe: still full marks (issue 21)."""
+    save, load = make_checkpoint()
+    ex = lesson08.check_checkpoint.exercise
+    cases = ex.cases(False)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        data = ex.run_probe([save, load], cases)
+    finally:
+        torch.set_num_threads(threads)
+    assert "resumed run" in ex.judge(cases, data)
+
+
+def _replayer(answers):
+    calls = iter(answers)
+
+    def pick_device():
+        return torch.device(next(calls, "cpu"))
+
+    return pick_device
+
+
+def test_pick_device_replaying_a_seen_call_order_fails(monkeypatch):
+    """An answer that learned the call order the check used (with one secret) is graded with another."""
+    from autograder.checks import _secret
+
+    seen = []
+
+    def recorder():
+        device = pick_device()
+        seen.append(device.type)
+        return device
+
+    monkeypatch.setenv("AUTOGRADER_SECRET", "the secret the student saw")
+    _secret.reset()
+    try:
+        lesson08.check_pick_device(recorder, hidden=True)
+        lesson08.check_pick_device(_replayer(list(seen)), hidden=True)  # same secret: the replay works
+        monkeypatch.setenv("AUTOGRADER_SECRET", "the instructor's secret")
+        _secret.reset()
+        with pytest.raises(CheckFailure, match="pick_device\\(\\) returned"):
+            lesson08.check_pick_device(_replayer(list(seen)), hidden=True)
+        lesson08.check_pick_device(pick_device, hidden=True)  # the honest answer, any order
+    finally:
+        _secret.reset()

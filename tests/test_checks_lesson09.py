@@ -321,3 +321,46 @@ def test_slerp_variants_pass():
         return torch.stack(out).reshape(z0.shape)
 
     lesson09.check_slerp(slerp_atan2, hidden=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# NaN / inf never close; hidden values from the secret (issue 20)
+
+
+def test_nan_or_inf_distance_fails_on_every_case():
+    import math
+
+    for bad in (math.nan, math.inf, -math.inf):
+        def fd(mu1, s1, mu2, s2, bad=bad):
+            return bad
+
+        with pytest.raises(CheckFailure, match="frechet_distance on two 4-d Gaussians"):
+            lesson09.check_frechet_distance(fd, hidden=True)
+
+    swapped_mu1 = lesson09.check_frechet_distance.exercise.cases(False)[0]["args"][2]
+
+    def nan_when_swapped(mu1, s1, mu2, s2):  # right on every case, NaN for d(b, a) only
+        value = frechet_distance(mu1, s1, mu2, s2)
+        return math.nan if torch.equal(mu1, swapped_mu1) else value
+
+    with pytest.raises(CheckFailure, match="not symmetric"):
+        lesson09.check_frechet_distance(nan_when_swapped)
+
+
+def test_hidden_values_come_from_the_secret(monkeypatch):
+    from autograder.checks import _secret
+
+    def cases(secret):
+        monkeypatch.setenv("AUTOGRADER_SECRET", secret)
+        _secret.reset()
+        return lesson09.check_frechet_distance.exercise.cases(True), lesson09.check_slerp.exercise.cases(True)
+
+    try:
+        (fd_a, sl_a), (fd_b, sl_b) = cases("one"), cases("two")
+    finally:
+        _secret.reset()
+    assert torch.equal(fd_a[0]["args"][0], fd_b[0]["args"][0])  # the shown case is public
+    for x, y in zip(fd_a[1:], fd_b[1:], strict=True):
+        assert x["desc"] == y["desc"] and not torch.equal(x["args"][1], y["args"][1])
+    hidden_a, hidden_b = sl_a["cases"][4:], sl_b["cases"][4:]
+    assert all(not torch.equal(x["z0"], y["z0"]) for x, y in zip(hidden_a, hidden_b, strict=True))

@@ -515,7 +515,8 @@ def test_ablation_calls_into_the_reference_outside_the_kit_are_refused():
         return checks.reference_ablation(config, data, kit, steps, seed)
 
     fails(checks.check_run_ablation, run_with_trainer, match="reference")
-    fails(checks.check_run_ablation, run_reference_runner, match="the runner it is compared with")
+    fails(checks.check_run_ablation, run_reference_runner,
+          match="lesson10.reference_ablation, the answer it is compared with")
 
 
 # ============================================================================ more wrong answers of each kind
@@ -591,3 +592,84 @@ def test_more_wrong_answers():
     # every eval sample in the grid, not the first 64: the visible run has 24 of them (the same grid), a hidden one 70
     checks.check_run_ablation(with_knobs(grid_all=True))
     fails(checks.check_run_ablation, with_knobs(grid_all=True), match="'grid' has shape", hidden=True)
+
+
+# ============================================================================ judged from behaviour (issue 20)
+
+import copy as _copy  # noqa: E402
+
+from dcgan_ref.keras_gan import KerasGenerator as _RefGenerator  # noqa: E402
+
+#: references made in an earlier cell, before any probe ran, for every configuration the check builds
+_BUILT_BEFORE = {args: _RefGenerator(*args) for args in [(100, 32, 3), (100, 128, 3), (16, 8, 1), (32, 16, 1)]}
+
+
+class GeneratorCopied(nn.Module):
+    """Deep-copies the reference's layers (built before the check) instead of building its own."""
+
+    def __init__(self, nz=100, ngf=128, nc=3):
+        super().__init__()
+        source = _BUILT_BEFORE[(nz, ngf, nc)]
+        self.project = _copy.deepcopy(source.project)
+        self.main = _copy.deepcopy(source.main)
+        self.ngf, self.nc = ngf, nc
+
+    def forward(self, z):
+        x = self.project(z.flatten(1)).view(z.shape[0], self.ngf * 2, 4, 4)
+        return self.main(x)
+
+
+class GeneratorCopiedThenReset(GeneratorCopied):
+    """The same copy, every layer re-initialised: fresh numbers, but not layers the class built."""
+
+    def __init__(self, nz=100, ngf=128, nc=3):
+        super().__init__(nz, ngf, nc)
+        for m in self.modules():
+            if hasattr(m, "reset_parameters") and m is not self:
+                m.reset_parameters()
+
+
+_SHARED = make_generator()(100, 32, 3)
+
+
+class GeneratorShared(nn.Module):
+    """Reuses layers made outside the class: every instance holds the same parameters."""
+
+    def __init__(self, nz=100, ngf=128, nc=3):
+        super().__init__()
+        self.inner = _SHARED if (nz, ngf, nc) == (100, 32, 3) else make_generator()(nz, ngf, nc)
+
+    def forward(self, z):
+        return self.inner(z)
+
+
+def test_generator_from_copied_reference_layers_fails():
+    fails(checks.check_keras_generator, GeneratorCopied, match="registered no parameter while the class was built")
+    fails(checks.check_keras_generator, GeneratorCopiedThenReset, match="registered no parameter")
+    fails(checks.check_keras_generator, GeneratorShared, match="registered no parameter|share parameter tensors")
+    checks.check_keras_generator(make_generator(), hidden=True)  # honest: builds its layers
+
+
+def test_a_million_layer_names_do_not_stall_the_judge():
+    """A forged reply naming a million layers is refused at once, not walked quadratically."""
+    import time
+
+    ex = checks.check_keras_generator.exercise
+    cases = ex.cases(False)
+    data = ex.run_probe([make_generator()], cases)
+    names = [f"l{i}" for i in range(300_000)]
+    data[0]["train"]["order"] = names * 3  # every name a layer that ran: a quadratic walk never ends
+    leaf = {**data[0]["desc"][-1], "params": {}, "buffers": {}}
+    data[0]["desc"] = data[0]["desc"] + [{**leaf, "name": n} for n in names]
+    start = time.monotonic()
+    with pytest.raises(CheckFailure, match="refused"):
+        ex.judge(cases, data)
+    assert time.monotonic() - start < 5
+
+
+def test_nan_accuracy_fails():
+    def acc_nan_fake(real, fake):
+        acc_real, _ = acc_ok(real, fake)
+        return acc_real, float("nan")
+
+    fails(checks.check_d_accuracy, acc_nan_fake, match="never NaN")

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._compare import POOLING, traced_forward
 from ._core import (
     CheckFailure,
     Layer,
@@ -33,6 +34,7 @@ from ._core import (
     unwrap,
 )
 from ._plain import type_name
+from ._secret import hidden_seed
 
 # Same float32 operations on the same inputs in the same order: the results agree to rounding.
 # The margin only covers a different summation order (e.g. another conv algorithm).
@@ -40,16 +42,9 @@ RTOL, ATOL = 1e-4, 1e-5
 
 # Leaf modules that change nothing DCGAN cares about (reshaping): left out of the pattern.
 NEUTRAL = (nn.Identity, nn.Flatten, nn.Unflatten)
-POOLING = (
-    nn.MaxPool2d,
-    nn.AvgPool2d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveMaxPool2d,
-    nn.LPPool2d,
-    nn.MaxPool1d,
-    nn.AvgPool1d,
-)
 CONVS = (nn.Conv2d, nn.ConvTranspose2d)
+#: the most modules / trace records a reply may describe before the judge refuses it unread (a stall)
+MAX_LAYERS, MAX_TRACE = 2_000, 20_000
 
 ARGS_G = "(nz, ngf, nc)"
 ARGS_D = "(nc, ndf)"
@@ -70,11 +65,14 @@ def _cases(kind: str, image_size: int, name: str) -> Any:
         configs = _CONFIGS[kind] if hidden else _CONFIGS[kind][:1]
         out = []
         for case, (args, batch) in enumerate(configs):
+            # the shown configuration is public; the hidden ones' inputs and weights come from the secret
+            x_seed, seed = (2000, 1000) if case == 0 else (hidden_seed(6, name, 2 * case),
+                                                           hidden_seed(6, name, 2 * case + 1) % 2**31)
             if kind == "G":
-                x = randn(batch, args[0], 1, 1, seed=2000 + case)
+                x = randn(batch, args[0], 1, 1, seed=x_seed)
             else:
-                x = torch.tanh(randn(batch, args[0], image_size, image_size, seed=2000 + case))
-            out.append({"args": tuple(args), "x": x, "seed": 1000 + case})
+                x = torch.tanh(randn(batch, args[0], image_size, image_size, seed=x_seed))
+            out.append({"args": tuple(args), "x": x, "seed": seed})
         return {"kind": kind, "image_size": image_size, "name": name, "configs": out}
 
     return cases
@@ -83,21 +81,11 @@ def _cases(kind: str, image_size: int, name: str) -> Any:
 # --------------------------------------------------------------------------- probe (student side)
 
 
-def _trace(model: nn.Module, x: torch.Tensor, names: dict[int, str]) -> tuple[Any, list[list[Any]]]:
-    """Run ``model(x)``; record [leaf name, output shape] for each leaf module, in execution order."""
-    records: list[list[Any]] = []
-
-    def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
-        shape = list(output.shape) if isinstance(output, torch.Tensor) else None
-        records.append([names.get(id(module), "?"), shape])
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    try:
-        out = model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return out, records
+def _trace(model: nn.Module, x: torch.Tensor) -> tuple[Any, list[list[Any]]]:
+    """Run ``model(x)``; [leaf name, output shape] for each leaf module, in execution order (``_compare``'s
+    hook tracing)."""
+    out, records = traced_forward(model, x)
+    return out, [[r["name"], r["shape"]] for r in records]
 
 
 def _seed_norm_layers(model: nn.Module, seed: int) -> None:
@@ -124,12 +112,11 @@ def _probe_config(cls: Any, config: dict[str, Any], kind: str, name: str, first:
     if not isinstance(model, nn.Module):
         return {"build": {"value": None}, "not_module": type_name(model)}
     _seed_norm_layers(model, config["seed"])
-    names = {id(m): n for n, m in model.named_modules()}
     description = describe_module(model)
     x = config["x"]
     model.train()
     with torch.no_grad():
-        traced = attempt(_trace, model, x.clone(), names, what=f"{call_str}'s forward pass")
+        traced = attempt(_trace, model, x.clone(), what=f"{call_str}'s forward pass")
     out: dict[str, Any] = {"build": {"value": None}, "description": description, "train": traced}
     if "error" in traced:
         return out
@@ -353,6 +340,11 @@ def _judge_config(cases: dict[str, Any], config: dict[str, Any], data: dict[str,
     if type(traced) not in (list, tuple) or len(traced) != 2:
         fail(f"{call_str}: the probe returned no trace of the forward pass.")
     out, records = traced
+    if type(records) is not list or type(data.get("description")) is not list:
+        fail(f"{call_str}: the probe returned no trace of the forward pass.")
+    if len(records) > MAX_TRACE or len(data["description"]) > MAX_LAYERS:
+        fail(f"{call_str} has {len(data['description']):,} modules and runs {len(records):,} layers in one forward "
+             f"pass: a DCGAN has about fifteen (more than {MAX_LAYERS:,} is refused).")
     by_name = {e["name"]: Layer(e) for e in data["description"]}
     got_all = [by_name[r[0]] for r in records if r[0] in by_name]
     got = [m for m in got_all if not m.isa(*NEUTRAL)]

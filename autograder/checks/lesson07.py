@@ -8,24 +8,28 @@ canonical DCGAN step) on the same inputs and, when the student's answer differs,
 with each classic mistake built in (labels swapped, the saturating generator loss, no ``detach``,
 a missing ``zero_grad``, a Sigmoid applied twice, ...) and names the mistake whose result matches.
 
-Cascades: the later exercises call the student's earlier functions (``discriminator_loss`` calls
-``bce`` and ``real_targets``, ``train_step`` the losses). The probe runs each of them twice, once
-with the earlier names bound to reference versions in the function's globals (restored after) and
-once as written, plus once per earlier name with only that one replaced. The exercise is graded
-on the first run; when only the student's own earlier part breaks it, the check passes and says
-"fix exercise N first".
+Cascades (``_compare``'s cascade rule): the later exercises call the student's earlier functions
+(``discriminator_loss`` calls ``bce`` and ``real_targets``, ``train_step`` the losses). The probe runs
+each of them with every earlier exercise it depends on (found transitively) replaced by the reference,
+defined or not (a refused cell), then as written, then with one earlier name replaced at a time. The
+exercise is graded on the first run; when only the student's own earlier part breaks it, the check
+passes and says "fix exercise N first".
+
+Judged from behaviour: a loss by its value *and* its gradients (a detached input is named), an
+optimizer by the effect of its steps on seeded gradients (not by its class), a training step by the
+parameters it leaves. Hidden cases' values come from the instructor's secret (``_secret``).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._compare import Earlier, cascade_runs, judge_cascade, judge_gradients, judge_only, referenced_names
 from ._core import (
     CheckFailure,
     attempt,
@@ -40,6 +44,7 @@ from ._core import (
 )
 from ._guard import BCE
 from ._plain import qualname, to_plain, type_name
+from ._secret import hidden_seed
 
 # Losses are means of float32 logs: the student's formula and the built-in kernel agree to a few
 # ulps; 1e-5 relative also covers a different summation order.
@@ -59,19 +64,22 @@ SIGMOID_TWICE = (
 # --------------------------------------------------------------------------- cascades (probe side)
 
 #: the earlier exercises a later one may call, by the name the notebook defines them under
-EXERCISE_NUMBER = {"bce": 1, "real_targets": 2, "discriminator_loss": 3, "generator_loss": 4}
+EXERCISE_NUMBER = {"bce": 1, "real_targets": 2, "discriminator_loss": 3, "generator_loss": 4}  # for messages
 
 
+@judge_only
 def _ref_bce(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Exercise 1 as the course defines it: nn.BCELoss."""
     return F.binary_cross_entropy(p, y)
 
 
+@judge_only
 def _ref_real_targets(like: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Exercise 2: 1 - label_smoothing everywhere."""
     return torch.full_like(like, 1.0 - label_smoothing)
 
 
+@judge_only
 def _ref_discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Exercise 3: BCE(D(x), 1 - s) + BCE(D(G(z)), 0)."""
     return F.binary_cross_entropy(d_real, _ref_real_targets(d_real, label_smoothing)) + F.binary_cross_entropy(
@@ -79,88 +87,50 @@ def _ref_discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor, label_sm
     )
 
 
+@judge_only
 def _ref_generator_loss(d_fake: torch.Tensor) -> torch.Tensor:
     """Exercise 4: the non-saturating BCE(D(G(z)), 1)."""
     return F.binary_cross_entropy(d_fake, torch.ones_like(d_fake))
 
 
-SUBSTITUTES: dict[str, Callable[..., Any]] = {
-    "bce": _ref_bce,
-    "real_targets": _ref_real_targets,
-    "discriminator_loss": _ref_discriminator_loss,
-    "generator_loss": _ref_generator_loss,
-}
+#: the earlier exercises, with the reference the probe puts in place of each (``_compare``'s cascade rule:
+#: a later exercise is graded on its own code, whatever the earlier one did, the message says so)
+EARLIER = [Earlier("bce", 1, _ref_bce), Earlier("real_targets", 2, _ref_real_targets),
+           Earlier("discriminator_loss", 3, _ref_discriminator_loss), Earlier("generator_loss", 4, _ref_generator_loss)]
+SUBSTITUTES: dict[str, Callable[..., Any]] = {e.name: e.reference for e in EARLIER}
 
 
-@contextlib.contextmanager
-def substituted(fn: Any, names: list[str]) -> Iterator[None]:
-    """Bind ``names`` to the reference versions in ``fn``'s globals while the block runs (restored after)."""
-    namespace = getattr(fn, "__globals__", None)
-    saved: dict[str, Any] = {}
-    if type(namespace) is dict:
-        for name in names:
-            if name in namespace:
-                saved[name] = namespace[name]
-                namespace[name] = SUBSTITUTES[name]
-    try:
-        yield
-    finally:
-        if saved and type(namespace) is dict:
-            namespace.update(saved)
-
-
-def earlier_names(fn: Any, candidates: list[str]) -> list[str]:
-    """The earlier exercises' names defined in ``fn``'s globals (the notebook's)."""
-    namespace = getattr(fn, "__globals__", None)
-    return [n for n in candidates if type(namespace) is dict and n in namespace and namespace[n] is not SUBSTITUTES[n]]
-
-
-def cascade_runs(fn: Any, candidates: list[str], run: Callable[[], Any]) -> dict[str, Any]:
-    """``run()`` with every earlier name replaced ("reference"), as written ("own"), and with each one
-    replaced alone ("only:<name>"), so the judge can tell which earlier exercise breaks this one."""
-    present = earlier_names(fn, candidates)
-    runs: dict[str, Any] = {"present": present}
-    with substituted(fn, present):
-        runs["reference"] = run()
-    if present:
-        runs["own"] = run()
-        if len(present) > 1:
-            for name in present:
-                with substituted(fn, [name]):
-                    runs[f"only:{name}"] = run()
-    return runs
-
-
-def judge_cascade(runs: dict[str, Any], grade: Callable[[Any], str], this: str) -> str:
-    """Grade the run with the reference parts; if the student's own earlier parts break it, pass with a
-    note that names the exercise to fix first."""
-    message = grade(runs["reference"])
-    present = runs.get("present") or []
-    if not present:
-        return message
-    try:
-        grade(runs["own"])
-        return message
-    except CheckFailure as err:
-        own_error = str(err)
-    culprits = []
-    for name in present:
-        key = f"only:{name}"
-        if key in runs:
-            try:
-                grade(runs[key])
-                culprits.append(name)
-            except CheckFailure:
-                pass
-    culprits = culprits or present
-    which = ", ".join(f"exercise {EXERCISE_NUMBER[n]} ({n})" for n in culprits)
-    return (
-        f"{message} But with your own {' and '.join(culprits)} it fails: fix {which} first. "
-        f"({this} was graded with the reference {' and '.join(present)} in their place; with yours: {own_error})"
-    )
+def _with_callees(fn: Any, earlier: list[Earlier]) -> list[Any]:
+    """``fn`` and the student's earlier functions it calls, transitively (train_step -> discriminator_loss
+    -> bce): the cascade then substitutes every earlier exercise this one depends on, and can blame bce
+    when it is what breaks train_step through the student's own losses."""
+    fns, seen = [fn], set()
+    k = 0
+    while k < len(fns) and k < 16:
+        space = getattr(fns[k], "__globals__", None)
+        for name in referenced_names([fns[k]], earlier):
+            if name in seen or type(space) is not dict:
+                continue
+            seen.add(name)
+            callee = space.get(name)
+            if callable(callee) and all(callee is not f for f in fns):
+                fns.append(callee)
+        k += 1
+    return fns
 
 
 # --------------------------------------------------------------------------- shared helpers
+
+
+def _secret(exercise_name: str, i: int) -> int:
+    """The seed of hidden case ``i`` of an exercise: from the instructor's secret, never from this file."""
+    return hidden_seed(7, exercise_name, i)
+
+
+def _secret_uniform(exercise_name: str, i: int, low: float, high: float, digits: int = 2) -> float:
+    """A hidden case's number in [low, high], drawn from the secret and rounded (readable in messages)."""
+    u = torch.rand((), generator=seeded(_secret(exercise_name, 1000 + i)), dtype=torch.float64)
+    return round(float(low + (high - low) * u), digits)
 
 
 def _probabilities(n: int, seed: int) -> torch.Tensor:
@@ -220,6 +190,40 @@ def _probe_loss_grad(fn: Any, inputs: list[torch.Tensor], extra: tuple, what: st
     return out
 
 
+#: what a network learns nothing about when no gradient reaches each loss input
+GRAD_ROLE = {
+    "d_real": "D never receives a gradient from the real batch and learns nothing about real images",
+    "d_fake": "D never receives a gradient from the fake batch and learns nothing about fakes",
+    "d_fake (G's loss)": "G never receives a gradient and never learns",
+    "p": "nothing upstream of the loss learns",
+}
+
+
+def judge_loss_gradients(g: dict[str, Any], names: list[str], inputs: list[torch.Tensor], extra: tuple,
+                         reference: Callable[..., torch.Tensor], what: str) -> None:
+    """Judge side: the gradients of a loss w.r.t. each input equal the reference's (``_compare``'s gradient
+    judge); a loss with the right value that detaches an input (``d_real.detach()``, ``.item()``,
+    ``.data``) sends no gradient to it, and the message names that input and what then learns nothing."""
+    if "grads_error" in g:
+        fail(str(g["grads_error"]))
+    grads = g.get("grads")
+    if type(grads) not in (list, tuple) or len(grads) != len(inputs):
+        fail(f"the probe returned no gradients for {what}.")
+    keys = [n.split(" ")[0] for n in names]
+    run = {"connected": g.get("requires_grad") is True, "grads": dict(zip(keys, grads, strict=True))}
+    roles = dict(zip(keys, names, strict=True))
+
+    def detached(name: str) -> str:
+        return (f"{what}: no gradient reaches {name}: it is detached inside the loss (.detach(), .item(), .data or "
+                f"torch.no_grad() on {name}), so {GRAD_ROLE.get(roles[name], 'nothing learns from it')}. The value "
+                "is right, but a loss is only useful through its gradients: use the input as it is.")
+
+    judge_gradients(run, lambda *t: reference(*t, *extra), dict(zip(keys, inputs, strict=True)), keys, what=what,
+                    rtol=1e-4, atol=1e-6, detached=detached, label=lambda name: f"gradient with respect to {name}",
+                    hints={k: "the value is right but the gradient is not: is part of the loss computed on a "
+                              "detached or modified copy of the input?" for k in keys})
+
+
 # --------------------------------------------------------------------------- 1. bce
 
 BCE_INSTEAD = "Write the formula with torch.log, then clamp the logs at -100."
@@ -237,17 +241,20 @@ def _bce_cases(hidden: bool) -> dict[str, Any]:
         ),
     ]
     if hidden:
+        soft = _secret_uniform("bce", 0, 0.75, 0.95)
+        y_hidden = (torch.rand(n, generator=seeded(_secret("bce", 3))) > 0.5).float()
         cases += [
-            ("soft targets 0.9 (label smoothing)", _probabilities(n, 12), torch.full((n,), 0.9)),
+            (f"soft targets {soft} (label smoothing)", _probabilities(n, _secret("bce", 0)), torch.full((n,), soft)),
             (
                 "a (4, 5) batch",
-                torch.sigmoid(3 * randn(4, 5, seed=13)),
-                (torch.rand(4, 5, generator=seeded(14)) > 0.5).float(),
+                torch.sigmoid(3 * randn(4, 5, seed=_secret("bce", 1))),
+                (torch.rand(4, 5, generator=seeded(_secret("bce", 2))) > 0.5).float(),
             ),
-            ("float64 inputs", _probabilities(n, 15).double(), y_hard.double()),
-            ("a batch of one", torch.tensor([0.3]), torch.tensor([1.0])),
+            ("float64 inputs", _probabilities(n, _secret("bce", 4)).double(), y_hidden.double()),
+            ("a batch of one", _probabilities(1, _secret("bce", 5)), torch.tensor([1.0])),
         ]
-    grad = (_probabilities(8, 16), (torch.rand(8, generator=seeded(17)) > 0.5).float()) if hidden else None
+    grad = (_probabilities(8, _secret("bce", 6)), (torch.rand(8, generator=seeded(_secret("bce", 7))) > 0.5).float()
+            ) if hidden else None
     return {"cases": cases, "grad": grad}
 
 
@@ -341,14 +348,7 @@ def _judge_bce(cases: dict[str, Any], data: dict[str, Any]) -> str:
             "bce(p, y) is cut off from the graph (no gradient flows to p): "
             "do not use .item(), .detach() or torch.no_grad() inside it.",
         )
-        if "grads_error" in g:
-            fail(str(g["grads_error"]))
-        p_ref = p0.clone().requires_grad_()
-        F.binary_cross_entropy(p_ref, y0).backward()
-        grads = g.get("grads")
-        if type(grads) not in (list, tuple) or len(grads) != 1:
-            fail("the probe returned no gradient for bce(p, y).")
-        expect_close(grads[0], p_ref.grad, "the gradient of bce(p, y) with respect to p", rtol=1e-4, atol=1e-6)
+        judge_loss_gradients(g, ["p"], [p0], (y0,), F.binary_cross_entropy, "bce(p, y)")
     return "bce(p, y) equals nn.BCELoss, including p = 0 and p = 1 where it clamps the logs at -100."
 
 
@@ -361,8 +361,10 @@ check_bce = exercise("bce", _probe_bce, _judge_bce, _bce_cases)
 def _targets_cases(hidden: bool) -> list[tuple[torch.Tensor, float]]:
     cases = [(randn(8, seed=20).sigmoid(), 0.0), (randn(8, seed=21).sigmoid(), 0.1)]
     if hidden:
-        cases += [(randn(3, 4, seed=22).sigmoid(), 0.2), (randn(5, seed=23).sigmoid().double(), 0.3),
-                  (randn(1, seed=24).sigmoid(), 0.1)]
+        s1, s2, s3 = (_secret_uniform("real_targets", i, 0.05, 0.4) for i in range(3))
+        cases += [(randn(3, 4, seed=_secret("real_targets", 0)).sigmoid(), s1),
+                  (randn(5, seed=_secret("real_targets", 1)).sigmoid().double(), s2),
+                  (randn(1, seed=_secret("real_targets", 2)).sigmoid(), s3)]
     return cases
 
 
@@ -467,10 +469,14 @@ def _d_loss_mistake(got: torch.Tensor, d_real: torch.Tensor, d_fake: torch.Tenso
 
 
 def _d_loss_cases(hidden: bool) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
-    cases = [(16, 0.0, 30), (16, 0.1, 31)]
+    cases = [(16, 0.0, 30, 130), (16, 0.1, 31, 131)]
     if hidden:
-        cases += [(5, 0.2, 32), (1, 0.0, 33), (64, 0.3, 34)]
-    return [(_probabilities(n, seed), _probabilities(n, seed + 100), s) for n, s, seed in cases]
+        cases += [(5, _secret_uniform("discriminator_loss", 0, 0.05, 0.4), *(_secret("discriminator_loss", k)
+                                                                              for k in (0, 1))),
+                  (1, 0.0, *(_secret("discriminator_loss", k) for k in (2, 3))),
+                  (64, _secret_uniform("discriminator_loss", 1, 0.05, 0.4), *(_secret("discriminator_loss", k)
+                                                                               for k in (4, 5)))]
+    return [(_probabilities(n, seed), _probabilities(n, seed_fake), s) for n, s, seed, seed_fake in cases]
 
 
 def _probe_discriminator_loss(discriminator_loss: Any, cases: list) -> dict[str, Any]:
@@ -484,7 +490,7 @@ def _probe_discriminator_loss(discriminator_loss: Any, cases: list) -> dict[str,
         grad = _probe_loss_grad(discriminator_loss, [r, f], (0.0,), "discriminator_loss(d_real, d_fake)")
         return {"values": values, "grad": grad}
 
-    return cascade_runs(discriminator_loss, ["bce", "real_targets"], run)
+    return cascade_runs(_with_callees(discriminator_loss, EARLIER[:2]), EARLIER[:2], run)
 
 
 def _judge_discriminator_loss(cases: list, data: dict[str, Any]) -> str:
@@ -503,9 +509,12 @@ def _judge_discriminator_loss(cases: list, data: dict[str, Any]) -> str:
             fail(str(g["error"]))
         expect(g.get("requires_grad") is True,
                "discriminator_loss is cut off from the graph: no .item()/.detach()/torch.no_grad() inside.")
-        return "discriminator_loss: BCE(D(x), 1 - s) + BCE(D(G(z)), 0), equal to dcgan_ref's."
+        r, f, _ = cases[0]
+        judge_loss_gradients(g, ["d_real", "d_fake"], [r, f], (0.0,), _ref_discriminator_loss,
+                             "discriminator_loss(d_real, d_fake)")
+        return "discriminator_loss: BCE(D(x), 1 - s) + BCE(D(G(z)), 0), equal to dcgan_ref's (value and gradients)."
 
-    return judge_cascade(data, grade, "discriminator_loss")
+    return judge_cascade(data, grade, "discriminator_loss", EARLIER)
 
 
 check_discriminator_loss = exercise(
@@ -517,7 +526,7 @@ check_discriminator_loss = exercise(
 
 
 def _g_loss_cases(hidden: bool) -> dict[str, Any]:
-    cases = [(16, 40)] + ([(3, 41), (64, 42), (1, 43)] if hidden else [])
+    cases = [(16, 40)] + ([(n, _secret("generator_loss", i)) for i, n in enumerate((3, 64, 1))] if hidden else [])
     return {"values": [_probabilities(n, seed) for n, seed in cases],
             "rejected": torch.tensor([1e-4, 1e-3, 1e-2])}  # D rejects the fakes: G still needs a gradient
 
@@ -530,7 +539,7 @@ def _probe_generator_loss(generator_loss: Any, cases: dict[str, Any]) -> dict[st
         return {"values": [attempt(generator_loss, d.clone(), what="generator_loss(d_fake)") for d in cases["values"]],
                 "grad": _probe_loss_grad(generator_loss, [cases["rejected"]], (), "generator_loss(d_fake)")}
 
-    return cascade_runs(generator_loss, ["bce"], run)
+    return cascade_runs(_with_callees(generator_loss, EARLIER[:3]), EARLIER[:3], run)
 
 
 def _g_loss_mistake(got: torch.Tensor, d_fake: torch.Tensor) -> str:
@@ -583,10 +592,12 @@ def _judge_generator_loss(cases: dict[str, Any], data: dict[str, Any]) -> str:
             "where D(G(z)) is near 0 the gradient of generator_loss should be large (it is -1/(N D(G(z)))); "
             f"yours is {grad.tolist() if type(grad) is torch.Tensor else None}: is it the saturating log(1 - D(G(z)))?",
         )
+        judge_loss_gradients(g, ["d_fake (G's loss)"], [cases["rejected"]], (), _ref_generator_loss,
+                             "generator_loss(d_fake)")
         return ("generator_loss: the non-saturating -log D(G(z)), equal to dcgan_ref's; "
                 "strong gradients even when D rejects the fakes.")
 
-    return judge_cascade(data, grade, "generator_loss")
+    return judge_cascade(data, grade, "generator_loss", EARLIER)
 
 
 check_generator_loss = exercise("generator_loss", _probe_generator_loss, _judge_generator_loss, _g_loss_cases)
@@ -596,12 +607,15 @@ check_generator_loss = exercise("generator_loss", _probe_generator_loss, _judge_
 
 
 def _noise_cases(hidden: bool) -> list[dict[str, Any]]:
-    cases = [((4, 3, 8, 8), 0.1, 50), ((4, 3, 8, 8), 0.0, 51)]
-    if hidden:
-        cases += [((2, 1, 16, 16), 0.5, 52), ((64, 3, 4, 4), 1.0, 53), ((3, 3, 2, 2), 0.0, 54),
-                  ((2, 3, 4, 4), -0.1, 55)]
-    return [{"x": torch.tanh(randn(*shape, seed=seed)), "sigma": sigma, "seed": seed + 1000}
-            for shape, sigma, seed in cases]
+    cases = [((4, 3, 8, 8), 0.1, 50, 1050), ((4, 3, 8, 8), 0.0, 51, 1051)]
+    if hidden:  # the edge cases (sigma 0, negative) are public; the values are the secret's
+        sigmas = (_secret_uniform("add_instance_noise", 0, 0.3, 0.7),
+                  _secret_uniform("add_instance_noise", 1, 2.5, 3.5), 0.0, -0.1)
+        shapes = ((2, 1, 16, 16), (64, 3, 4, 4), (3, 3, 2, 2), (2, 3, 4, 4))
+        cases += [(shape, sigma, _secret("add_instance_noise", 2 * i), _secret("add_instance_noise", 2 * i + 1))
+                  for i, (shape, sigma) in enumerate(zip(shapes, sigmas, strict=True))]
+    return [{"x": torch.tanh(randn(*shape, seed=seed)), "sigma": sigma, "seed": noise_seed}
+            for shape, sigma, seed, noise_seed in cases]
 
 
 def _probe_add_instance_noise(add_instance_noise: Any, cases: list) -> list[dict[str, Any]]:
@@ -694,11 +708,41 @@ def tiny_models(seed: int) -> tuple[nn.Module, nn.Module]:
 OPT_KEYS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize")
 
 
-def _opt_cases(hidden: bool) -> list[tuple[tuple, dict[str, Any]]]:
-    calls: list[tuple[tuple, dict[str, Any]]] = [((), {})]
+#: optimizer steps the probe takes with each optimizer, on seeded gradients: judged by their effect
+OPT_STEPS = 3
+
+
+def _opt_cases(hidden: bool) -> list[dict[str, Any]]:
+    """make_optimizers' calls: the defaults, then (hidden) rates and betas drawn from the secret; each with
+    the seed of the gradients its optimizers are stepped on."""
+    calls: list[dict[str, Any]] = [{"args": (), "kwargs": {}, "seed": 61}]
     if hidden:
-        calls += [((), {"lr": 1e-3, "betas": (0.9, 0.99)}), ((5e-5,), {}), ((1e-4, (0.5, 0.9)), {})]
+        g = torch.Generator().manual_seed(hidden_seed(7, "make_optimizers", 0))
+
+        def draw(low: float, high: float, digits: int) -> float:
+            return round(float(low + (high - low) * torch.rand((), generator=g, dtype=torch.float64)), digits)
+
+        lr1, lr2, lr3 = (float(f"{10 ** draw(-4.5, -2.5, 3):.2e}") for _ in range(3))
+        b1, b2 = draw(0.6, 0.95, 2), draw(0.98, 0.995, 3)
+        calls += [{"args": (), "kwargs": {"lr": lr1, "betas": (b1, b2)}},
+                  {"args": (lr2,), "kwargs": {}},
+                  {"args": (lr3, (draw(0.3, 0.6, 2), draw(0.9, 0.97, 2))), "kwargs": {}}]
+        for i, c in enumerate(calls[1:], start=1):
+            c["seed"] = hidden_seed(7, "make_optimizers", i)
     return calls
+
+
+def _seeded_steps(opt: Any, step: Callable[[], Any], G: nn.Module, D: nn.Module, gen: torch.Generator) -> list:
+    """``OPT_STEPS`` steps: before each, every parameter of G and D gets a seeded gradient; the parameters
+    (G's, then D's) after each step."""
+    params = [*G.parameters(), *D.parameters()]
+    snaps = []
+    for _ in range(OPT_STEPS):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=gen, dtype=p.dtype)
+        step()
+        snaps.append([p.detach().clone() for p in params])
+    return snaps
 
 
 def describe_optimizer(opt: Any, G: nn.Module, D: nn.Module) -> dict[str, Any]:
@@ -720,7 +764,8 @@ def describe_optimizer(opt: Any, G: nn.Module, D: nn.Module) -> dict[str, Any]:
 def _probe_make_optimizers(make_optimizers: Any, cases: list) -> list[dict[str, Any]]:
     """make_optimizers(G, D, ...) on tiny networks; what it returns, described as plain data."""
     out = []
-    for args, kwargs in cases:
+    for case in cases:
+        args, kwargs = tuple(case["args"]), dict(case["kwargs"])
         G, D = tiny_models(60)
         try:
             result = call(make_optimizers, G, D, *args, what=_opt_call(args, kwargs), **kwargs)
@@ -728,8 +773,20 @@ def _probe_make_optimizers(make_optimizers: Any, cases: list) -> list[dict[str, 
             out.append({"error": str(err)})
             continue
         if isinstance(result, tuple | list) and len(result) == 2:
-            out.append({"pair": [describe_optimizer(o, G, D) for o in result],
-                        "n": [len(list(G.parameters())), len(list(D.parameters()))]})
+            reply: dict[str, Any] = {"pair": [describe_optimizer(o, G, D) for o in result],
+                                     "n": [len(list(G.parameters())), len(list(D.parameters()))]}
+            # judged by what the steps do, not by the class: opt_G's steps, then opt_D's, on seeded gradients
+            gen = seeded(case["seed"])
+            effects = []
+            for name, opt in zip(("opt_G", "opt_D"), result, strict=True):
+                try:
+                    effects.append(_seeded_steps(opt, lambda o=opt, n=name: call(getattr(o, "step", None),
+                                                                                 what=f"{n}.step()"), G, D, gen))
+                except CheckFailure as err:
+                    effects.append({"error": str(err)})
+                    break
+            reply["effects"] = effects
+            out.append(reply)
         else:
             out.append({"not_pair": type_name(to_plain(result)) if not isinstance(result, tuple | list)
                         else f"{type(result).__name__} of {len(result)}"})
@@ -743,8 +800,9 @@ def _opt_call(args: tuple, kwargs: dict[str, Any]) -> str:
 
 def _judge_make_optimizers(cases: list, data: list) -> str:
     """(opt_G, opt_D): torch.optim.Adam over each network's own parameters, lr 2e-4, betas (0.5, 0.999)."""
-    for (args, kwargs), result in zip(cases, data, strict=True):
-        what = _opt_call(tuple(args), kwargs)
+    for case, result in zip(cases, data, strict=True):
+        args, kwargs = tuple(case["args"]), dict(case["kwargs"])
+        what = _opt_call(args, kwargs)
         if "error" in result:
             fail(str(result["error"]))
         if "not_pair" in result:
@@ -785,7 +843,45 @@ def _judge_make_optimizers(cases: list, data: list) -> str:
                 for key in ("eps", "weight_decay", "amsgrad", "maximize"):
                     if group.get(key) != defaults.get(key):
                         fail(f"{what}: {name} has {key}={group.get(key)}, expected Adam's default {defaults.get(key)}.")
+        _judge_optimizer_effects(what, case["seed"], result.get("effects"), lr, betas)
     return "make_optimizers: one Adam per network, lr 2e-4, betas (0.5, 0.999), like dcgan_ref's."
+
+
+def _judge_optimizer_effects(what: str, seed: int, effects: Any, lr: float, betas: tuple) -> None:
+    """The parameters after the probe's steps equal what torch.optim.Adam(lr, betas) does to them.
+
+    Same elementwise float32 arithmetic on the same numbers: an update of size ~lr agrees to rounding
+    (~1e-9 on these weights); the tolerance, 1e-3 of lr, is far below a wrong or missing update (~lr)."""
+    if type(effects) is not list or len(effects) != 2:
+        if type(effects) is list and effects and type(effects[-1]) is dict and "error" in effects[-1]:
+            fail(f"{what}: {effects[-1]['error']}")
+        fail(f"{what}: the probe could not step the optimizers.")
+    G, D = tiny_models(60)
+    names = [f"G.{n}" for n, _ in G.named_parameters()] + [f"D.{n}" for n, _ in D.named_parameters()]
+    gen = seeded(seed)
+    before = [p.detach().clone() for p in [*G.parameters(), *D.parameters()]]
+    for (label, net), snaps in zip((("opt_G", G), ("opt_D", D)), effects, strict=True):
+        if type(snaps) is dict and "error" in snaps:
+            fail(f"{what}: {snaps['error']}")
+        adam = torch.optim.Adam(net.parameters(), lr=lr, betas=betas)
+        want = _seeded_steps(adam, adam.step, G, D, gen)
+        if type(snaps) is not list or len(snaps) != len(want):
+            fail(f"{what}: the probe recorded no steps of {label}.")
+        for k, (got, ref) in enumerate(zip(snaps, want, strict=True)):
+            if type(got) is not list or len(got) != len(ref):
+                fail(f"{what}: the probe recorded no parameters after {label}.step().")
+            for i, (name, a, b) in enumerate(zip(names, got, ref, strict=True)):
+                if type(a) is not torch.Tensor or a.shape != b.shape or not bool(torch.isfinite(a).all()):
+                    fail(f"{what}: after {label}.step(), {name} is not a finite tensor of shape {tuple(b.shape)}.")
+                diff = (a.double() - b.double()).abs()
+                if bool((diff > 1e-3 * lr + 1e-6 * b.double().abs()).any()):
+                    hint = ("its step() leaves the parameters where they were" if torch.equal(a, before[i]) else
+                            f"{name} differs from torch.optim.Adam(lr={lr}, betas={betas})'s step by up to "
+                            f"{diff.max().item():.3g}")
+                    fail(f"{what}: {label}.step() does not update the parameters as torch.optim.Adam does: {hint} "
+                         f"(step {k + 1} of {OPT_STEPS}, on seeded gradients). Return torch.optim.Adam itself: an "
+                         "optimizer is judged by what its steps do.")
+            before = got
 
 
 check_make_optimizers = exercise("make_optimizers", _probe_make_optimizers, _judge_make_optimizers, _opt_cases)
@@ -803,10 +899,13 @@ Step = Callable[..., Any]
 
 
 def _train_cases(hidden: bool) -> list[dict[str, Any]]:
-    seeds = [70] + ([71] if hidden else [])
-    return [{"seed": seed, "batches": [(torch.tanh(randn(BATCH, 1, 8, 8, seed=seed * 10 + k)),
-                                        randn(BATCH, NZ, 1, 1, seed=seed * 10 + 5 + k)) for k in range(N_STEPS)]}
-            for seed in seeds]
+    seeds = [(70, [(700 + k, 705 + k) for k in range(N_STEPS)])]
+    if hidden:
+        seeds.append((_secret("train_step", 0), [(_secret("train_step", 1 + 2 * k), _secret("train_step", 2 + 2 * k))
+                                                 for k in range(N_STEPS)]))
+    return [{"seed": seed, "batches": [(torch.tanh(randn(BATCH, 1, 8, 8, seed=a)), randn(BATCH, NZ, 1, 1, seed=b))
+                                       for a, b in batch_seeds]}
+            for seed, batch_seeds in seeds]
 
 
 def _snapshot(G: nn.Module, D: nn.Module) -> list[torch.Tensor]:
@@ -864,7 +963,7 @@ def _run_student_steps(train_step: Any, case: dict[str, Any]) -> dict[str, Any]:
 
 def _probe_train_step(train_step: Any, cases: list) -> list[dict[str, Any]]:
     """Per seed: the watched steps, with and without the reference losses in place of the student's."""
-    return [cascade_runs(train_step, ["bce", "real_targets", "discriminator_loss", "generator_loss"],
+    return [cascade_runs(_with_callees(train_step, EARLIER), EARLIER,
                          lambda c=c: _run_student_steps(train_step, c)) for c in cases]
 
 
@@ -973,7 +1072,7 @@ def _mismatch(names: list[str], got: list[Any], want: list[torch.Tensor]) -> tup
         if type(p) is not torch.Tensor or p.shape != w.shape:
             return name, w.numel(), float("inf")
         diff = (p.double() - w.double()).abs()
-        bad = diff > PARAM_ATOL + PARAM_RTOL * w.double().abs()
+        bad = ~(diff <= PARAM_ATOL + PARAM_RTOL * w.double().abs())  # NaN is never close
         if bad.any():
             return name, int(bad.sum()), diff.max().item()
     return None
@@ -1068,7 +1167,7 @@ def _judge_train_step(cases: list, data: list) -> str:
             _grade_train_run(case, run)
             return "train_step: two steps equal dcgan_ref's, parameter by parameter; the D step leaves G alone."
 
-        messages.append(judge_cascade(runs, grade, "train_step"))
+        messages.append(judge_cascade(runs, grade, "train_step", EARLIER))
     return max(messages, key=len)
 
 

@@ -13,9 +13,15 @@ Each exercise is cases -> probe -> judge (``_core.exercise``):
   The judge runs ``dcgan_ref.train.train_step`` batch by batch on the same models and data and
   compares every parameter, buffer, the scaler's state and the mean losses. On a CUDA machine the
   hidden run also trains under autocast and compares loosely.
-- ``save_checkpoint`` / ``load_checkpoint``: the probe trains a little, saves, wrecks the state
-  (fresh networks, optimizers and scaler, the RNG moved on), loads and takes one more step; the
-  judge rebuilds the same run from its seeds and compares what was restored, part by part.
+- ``save_checkpoint`` / ``load_checkpoint``: the probe trains a little (``dcgan_ref.train.train_step``),
+  saves, wrecks the state (fresh networks, optimizers and scaler, the RNG moved on), loads and takes
+  one more step; then it puts another run's state into the saved file (every state tensor swapped
+  for its counterpart) and loads that: only a loader that reads the file restores it, one that kept
+  the state in memory does not. What is compared exactly (restored vs saved, resumed vs uninterrupted)
+  is computed in one process, the probe's; the judge checks the saved run against its own rebuild
+  from the seeds to the arithmetic's accuracy (threads change the order of sums, issue 21).
+- ``pick_device`` is asked each situation several times, in an order and with environment noise
+  drawn from the instructor's secret, so replaying a call order seen elsewhere cannot pass.
 """
 
 from __future__ import annotations
@@ -24,19 +30,20 @@ import contextlib
 import os
 import sys
 import tempfile
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import dcgan_ref.train as ref_train
 from dcgan_ref.models import Discriminator, Generator, weights_init
 
-from ._core import attempt, exercise, expect, fail, unwrap
+from ._core import attempt, exercise, expect, fail, seeded, unwrap
 from ._plain import marker, type_name
+from ._secret import hidden_seed
 
 # --------------------------------------------------------------------------- pick_device
 
@@ -91,8 +98,38 @@ def _course_helper_watch(fn: Any) -> tuple[Any, list[str]]:
     return run, hits
 
 
+#: environment noise around a call: variables a device picker may read but that must not change its answer
+#: here (torch.cuda.is_available() is what decides); None leaves the variable as it is
+_ENV_NOISE = [None, "", "0"]
+
+
 def _pick_device_cases(hidden: bool) -> dict[str, Any]:
-    return {"situations": _SITUATIONS + ([(True, False)] if hidden else [])}
+    """Each situation several times, in an order (and with environment noise) drawn from the instructor's
+    secret: an answer that replays a call order it has seen cannot know this one."""
+    kinds = _SITUATIONS + ([(True, False)] if hidden else [])
+    g = seeded(hidden_seed(8, "pick_device", int(hidden)))
+    seq = [kinds[i % len(kinds)] for i in range(len(kinds) * (3 if hidden else 2))]
+    order = torch.randperm(len(seq), generator=g).tolist()
+    noise = torch.randint(len(_ENV_NOISE), (len(seq),), generator=g).tolist()
+    return {"situations": [seq[i] for i in order], "env": [_ENV_NOISE[k] for k in noise],
+            "real_at": int(torch.randint(len(seq) + 1, (), generator=g))}
+
+
+@contextlib.contextmanager
+def _environment(value: str | None) -> Iterator[None]:
+    """CUDA_VISIBLE_DEVICES set to ``value`` for the block (None: left alone), restored after."""
+    if value is None:
+        yield
+        return
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = saved
 
 
 def _attempt_pick_device(fn: Any) -> dict[str, Any]:
@@ -107,12 +144,19 @@ def _attempt_pick_device(fn: Any) -> dict[str, Any]:
 
 
 def _probe_pick_device(fn: Any, cases: dict[str, Any]) -> dict[str, Any]:
-    """The student's pick_device in each pretended situation, then on this machine as it is."""
+    """The student's pick_device in each pretended situation, in the grader's order and environments, and
+    once (at the grader's place in that order) on this machine as it is."""
     outcomes = []
-    for cuda, mps in cases["situations"]:
-        with _availability(cuda, mps):
+    real: dict[str, Any] = {}
+    envs = cases.get("env") or [None] * len(cases["situations"])
+    for k, ((cuda, mps), env) in enumerate(zip(cases["situations"], envs, strict=True)):
+        if k == cases.get("real_at"):
+            real = _attempt_pick_device(fn)
+        with _availability(cuda, mps), _environment(env):
             outcomes.append(_attempt_pick_device(fn))
-    return {"situations": outcomes, "real": _attempt_pick_device(fn),
+    if not real:
+        real = _attempt_pick_device(fn)
+    return {"situations": outcomes, "real": real,
             "real_flags": [torch.cuda.is_available(), _mps_available()]}  # fmt: skip
 
 
@@ -134,7 +178,11 @@ def _device_type(value: Any, situation: str) -> str:
 
 def _judge_pick_device(cases: dict[str, Any], data: dict[str, Any]) -> str:
     """Every situation's device must be the one dcgan_ref.train.pick_device picks there."""
-    for (cuda, mps), outcome in zip(cases["situations"], data["situations"], strict=True):
+    pairs = list(zip(cases["situations"], data["situations"], strict=True))
+    rank = [*_SITUATIONS, (True, False)]
+    # reported in a fixed order of situations (whatever order they were asked in): one message per mistake
+    pairs.sort(key=lambda pair: rank.index(tuple(pair[0])))
+    for (cuda, mps), outcome in pairs:
         situation = (f"with CUDA {'available' if cuda else 'unavailable'} "
                      f"and MPS {'available' if mps else 'unavailable'}")  # fmt: skip
         got = _device_type(unwrap(outcome), situation)
@@ -224,26 +272,10 @@ def _first_difference(mine: Any, ref: dict[str, torch.Tensor], rtol: float, atol
 
 
 def _step(G: nn.Module, D: nn.Module, opt_G: Any, opt_D: Any, real: torch.Tensor, scaler: Any) -> None:
-    """The checkpoint check's own training step (plain torch): noise from the global RNG."""
+    """The checkpoint check's training step: dcgan_ref.train.train_step, noise drawn from the global RNG
+    (so a resumed run draws the same noise only if the RNG state was restored)."""
     z = torch.randn(real.shape[0], NZ, 1, 1)
-    fake = G(z)
-    opt_D.zero_grad()
-    out_real, out_fake = D(real), D(fake.detach())
-    loss_D = (F.binary_cross_entropy_with_logits(out_real, torch.ones_like(out_real))
-              + F.binary_cross_entropy_with_logits(out_fake, torch.zeros_like(out_fake)))  # fmt: skip
-    for loss, opt in ((loss_D, opt_D), (None, opt_G)):
-        if loss is None:
-            opt_G.zero_grad()
-            out = D(fake)
-            loss = F.binary_cross_entropy_with_logits(out, torch.ones_like(out))
-        if scaler is None:
-            loss.backward()
-            opt.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-    if scaler is not None:
-        scaler.update()
+    ref_train.train_step(G, D, opt_G, opt_D, real, z, scaler=scaler)
 
 
 # --------------------------------------------------------------------------- train_epoch
@@ -318,8 +350,11 @@ class _RecordingScaler(torch.amp.GradScaler):
 
 def _epoch_cases(hidden: bool) -> dict[str, Any]:
     """Runs of (seed, batches, with a scaler): their data sets, and whether to try CUDA."""
-    runs = [(0, 3, False), (5, 3, True)] + ([(10, 1, False), (20, 2, True)] if hidden else [])
-    return {"runs": [{"seed": s, "scaler": sc, "batches": _batches(s + 1, n)} for s, n, sc in runs],
+    runs = [(0, 3, False, 1), (5, 3, True, 6)]
+    if hidden:  # the hidden runs' weights and batches come from the instructor's secret
+        runs += [(hidden_seed(8, "train_epoch", 2 * i) % 2**31, n, sc, hidden_seed(8, "train_epoch", 2 * i + 1))
+                 for i, (n, sc) in enumerate([(1, False), (2, True)])]
+    return {"runs": [{"seed": s, "scaler": sc, "batches": _batches(b, n)} for s, n, sc, b in runs],
             "cuda": hidden}  # fmt: skip
 
 
@@ -567,15 +602,21 @@ check_train_epoch = exercise("train_epoch", _probe_train_epoch, _judge_train_epo
 
 
 def _ckpt_cases(hidden: bool) -> dict[str, Any]:
-    """Runs (seed, epoch, with a scaler): two training steps, then save / wreck / load / one more step."""
-    runs = [(40, 3, True), (45, 1, False)] + ([(50, 7, True)] if hidden else [])
-    return {"runs": [{"seed": s, "epoch": e, "scaler": sc, "batches": _batches(s + 2, 3)} for s, e, sc in runs]}
+    """Runs (seed, epoch, with a scaler): two training steps, then save / wreck / load / one more step; and
+    the seed of another run whose state is put into the saved file in place of the saved run's."""
+    runs = [(40, 3, True, 43, 42), (45, 1, False, 48, 47)]
+    if hidden:
+        runs.append((hidden_seed(8, "checkpoint", 0) % 2**31, 7, True, hidden_seed(8, "checkpoint", 1) % 2**31,
+                     hidden_seed(8, "checkpoint", 2)))
+    return {"runs": [{"seed": s, "epoch": e, "scaler": sc, "other_seed": o, "batches": _batches(b, 3)}
+                     for s, e, sc, o, b in runs]}
 
 
-def _trained(run: dict[str, Any]) -> tuple[Any, ...]:
+def _trained(run: dict[str, Any], seed: int | None = None) -> tuple[Any, ...]:
     """G, D, optimizers and scaler after two steps; the global RNG seeded and moved by them."""
-    torch.manual_seed(run["seed"] + 1)
-    G, D = _models(run["seed"])
+    seed = run["seed"] if seed is None else seed
+    torch.manual_seed(seed + 1)
+    G, D = _models(seed)
     opt_G, opt_D = _optimizers(G, D)
     scaler = _scaler() if run["scaler"] else None
     for real in run["batches"][:2]:
@@ -589,19 +630,108 @@ def _snapshot(G: nn.Module, D: nn.Module, opt_G: Any, opt_D: Any, scaler: Any) -
             "rng": torch.get_rng_state()}  # fmt: skip
 
 
+def _entries(snap: dict[str, Any]) -> list[tuple[str, torch.Tensor]]:
+    """Every tensor of a snapshot, with a readable path: ``G/main.0.weight``, ``opt_D/3/exp_avg``, ``rng``."""
+    out: list[tuple[str, torch.Tensor]] = []
+    for part in ("G", "D"):
+        out += [(f"{part}/{k}", v) for k, v in snap[part].items()]
+    for part in ("opt_G", "opt_D"):
+        for i, entry in snap[part]["state"].items():
+            out += [(f"{part}/{i}/{k}", v) for k, v in entry.items() if isinstance(v, torch.Tensor)]
+    out.append(("rng", snap["rng"]))
+    return out
+
+
+def _key(t: torch.Tensor) -> tuple[str, tuple[int, ...], bytes]:
+    c = t.detach().to("cpu").reshape(-1).contiguous()
+    return str(t.dtype), tuple(t.shape), c.view(torch.uint8).numpy().tobytes() if c.numel() else b""
+
+
+def _swap_state(obj: Any, table: dict[Any, torch.Tensor], found: set, depth: int = 0) -> Any:
+    """``obj`` (a loaded checkpoint) with every tensor that is in ``table`` replaced by its counterpart."""
+    if depth > 20:
+        return obj
+    if isinstance(obj, torch.Tensor):
+        k = _key(obj)
+        if k in table:
+            found.add(k)
+            new = table[k].clone()
+            return nn.Parameter(new, requires_grad=obj.requires_grad) if isinstance(obj, nn.Parameter) else new
+        return obj
+    if isinstance(obj, dict):
+        out = type(obj)() if type(obj) in (dict, OrderedDict) else {}
+        for k, v in obj.items():
+            out[k] = _swap_state(v, table, found, depth + 1)
+        return out
+    if isinstance(obj, list | tuple):
+        return type(obj)(_swap_state(v, table, found, depth + 1) for v in obj)
+    return obj
+
+
+def _load_other_run(load_fn: Any, path: Path, run: dict[str, Any], saved: dict[str, Any],
+                    allow: list[Any]) -> dict[str, Any]:
+    """A checkpoint this process never saved: the saved file with every state tensor replaced by the
+    matching one of another run (never passed to save_checkpoint), loaded into fresh objects.
+
+    A loader that reads the file restores the other run; one that keeps the state in memory (a dict,
+    a global) restores the saved run. The check cannot start a new process, but a file whose contents
+    no save ever produced is the same test: only what is in the file can be restored."""
+    with torch.random.fork_rng(devices=[]):
+        other = _snapshot(*_trained(run, run["other_seed"]))
+    mine, theirs = _entries(saved), dict(_entries(other))
+    table: dict[Any, torch.Tensor] = {}
+    ambiguous: set = set()
+    for name, t in mine:
+        k = _key(t)
+        if k in table and not torch.equal(table[k], theirs[name]):
+            ambiguous.add(k)
+        table[k] = theirs[name]
+    for k in ambiguous:
+        table.pop(k)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - the student's own file in the student's own process
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    found: set = set()
+    swapped = _swap_state(state, table, found)
+    expected = {name: (theirs[name] if _key(t) in table else t) for name, t in mine}
+    in_file = {name: _key(t) in found or _key(t) in ambiguous for name, t in mine}
+    other_path = path.parent / "other" / path.name
+    other_path.parent.mkdir()
+    torch.save(swapped, other_path)
+    del state, swapped
+    rG, rD = _models(run["seed"] + 200)
+    ropt_G, ropt_D = _optimizers(rG, rD)
+    rscaler = torch.amp.GradScaler("cpu") if run["scaler"] else None
+    outcome = attempt(load_fn, other_path, rG, rD, ropt_G, ropt_D, rscaler, what="load_checkpoint",
+                      allow_reference=allow)
+    restored = dict(_entries(_snapshot(rG, rD, ropt_G, ropt_D, rscaler)))
+    return {"load": outcome, "saved": other, "expected": expected, "in_file": in_file,
+            "restored": {name: restored.get(name) for name, _ in mine}}
+
+
 def _probe_checkpoint(save_fn: Any, load_fn: Any, cases: dict[str, Any]) -> list[dict[str, Any]]:
-    """Save a trained run, wreck everything, load it into fresh objects, take one more step."""
+    """Save a trained run, wreck everything, load it into fresh objects, take one more step; then load a
+    file holding another run's state. Everything compared is computed here, in one process: what was
+    saved, what was restored, the uninterrupted run's next step."""
     results = []
     allow = [Generator, Discriminator]
     for run in cases["runs"]:
         res: dict[str, Any] = {}
         with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory() as tmp:
             G, D, opt_G, opt_D, scaler = _trained(run)
+            res["saved"] = _snapshot(G, D, opt_G, opt_D, scaler)
             cuda_rng = torch.cuda.get_rng_state() if torch.cuda.is_available() else None
             path = Path(tmp) / "ckpt.pt"
             res["save"] = attempt(save_fn, path, G, D, opt_G, opt_D, scaler, run["epoch"], what="save_checkpoint",
                                   allow_reference=allow)  # fmt: skip
             res["written"] = path.is_file() and os.path.getsize(path) > 0
+            # the run that never stopped, rebuilt (the student's save may have touched the objects)
+            with torch.random.fork_rng(devices=[]):
+                objects = _trained(run)
+                _step(*objects[:4], run["batches"][2].clone(), objects[4])
+                res["continued"] = {"G": _module_state(objects[0]), "D": _module_state(objects[1])}
+            torch.set_rng_state(res["saved"]["rng"])
             # a new process: fresh networks, optimizers and scaler, the RNG somewhere else
             torch.randn(1000)
             if cuda_rng is not None:
@@ -621,6 +751,10 @@ def _probe_checkpoint(save_fn: Any, load_fn: Any, cases: dict[str, Any]) -> list
                         res["after_step"] = {"G": _module_state(rG), "D": _module_state(rD)}
                     except Exception as err:  # noqa: BLE001 - restored objects that cannot train
                         res["after_step"] = f"{type(err).__name__}: {err}"
+                    try:
+                        res["other"] = _load_other_run(load_fn, path, run, res["saved"], allow)
+                    except Exception as err:  # noqa: BLE001 - a file torch.load cannot read back
+                        res["other"] = f"{type(err).__name__}: {err}"
         results.append(res)
     return results
 
@@ -629,13 +763,15 @@ _PART_HINTS = {
     "G": "save G.state_dict() (parameters *and* BatchNorm buffers) and restore it with G.load_state_dict(...)",
     "D": "save D.state_dict() (parameters *and* BatchNorm buffers) and restore it with D.load_state_dict(...)",
 }
+#: restored vs saved, both computed in the student's process: torch.save/torch.load are exact
+SAME_SIDE = (1e-6, 1e-8)
 
 
 def _judge_module(name: str, got: Any, want: dict[str, torch.Tensor]) -> None:
-    diff = _first_difference(got, want, 1e-6, 1e-8)
+    diff = _first_difference(got, want, *SAME_SIDE)
     if diff is None:
         return
-    params_only = all(_first_difference({k: got.get(k)} if type(got) is dict else got, {k: v}, 1e-6, 1e-8) is None
+    params_only = all(_first_difference({k: got.get(k)} if type(got) is dict else got, {k: v}, *SAME_SIDE) is None
                       for k, v in want.items() if "running" not in k and "num_batches" not in k)  # fmt: skip
     if params_only:
         fail(f"after load_checkpoint, {name}'s BatchNorm buffers (running_mean, running_var, "
@@ -664,20 +800,76 @@ def _judge_optimizer(name: str, got: Any, want: dict[str, Any]) -> None:
     for mine, group in zip(groups if type(groups) is list else [], want["param_groups"], strict=False):
         for k in ("lr", "betas"):
             value = mine.get(k) if type(mine) is dict else None
-            if (tuple(value) if type(value) in (list, tuple) else value) != group[k]:
-                fail(f"after load_checkpoint, {name}'s {k} is {value!r}, the saved one {group[k]!r}.")
+            wanted = group.get(k) if type(group) is dict else None
+            wanted = tuple(wanted) if type(wanted) in (list, tuple) else wanted
+            if (tuple(value) if type(value) in (list, tuple) else value) != wanted:
+                fail(f"after load_checkpoint, {name}'s {k} is {value!r}, the saved one {wanted!r}.")
+
+
+def _judge_saved(saved: Any, want: dict[str, Any]) -> None:
+    """The state the probe saved is the run the judge rebuilds from its seeds, to the arithmetic's
+    accuracy: the worker and the judge may sum in another order (threads), so a gradient, and Adam's
+    moments built from it, agree to ~1e-7 of their size, not to the bit."""
+    if type(saved) is not dict:
+        fail("the probe recorded no saved state.")
+    for net in ("G", "D"):
+        diff = _first_difference(saved.get(net), want[net], RTOL, ATOL)
+        if diff is not None:
+            fail(f"the run the probe saved is not the run rebuilt from its seeds ({net}, {diff}).")
+    for opt in ("opt_G", "opt_D"):
+        mine = saved.get(opt)
+        mine = mine.get("state") if type(mine) is dict else None
+        if type(mine) is not dict or set(mine) != set(want[opt]["state"]):
+            fail(f"the run the probe saved is not the run rebuilt from its seeds ({opt}).")
+        for key, entry in want[opt]["state"].items():
+            for n, t in entry.items():
+                got = mine[key].get(n) if type(mine[key]) is dict else None
+                scale = float(t.double().abs().max()) if t.numel() else 0.0
+                if type(got) is not torch.Tensor or got.shape != t.shape or not torch.allclose(
+                        got.double(), t.double(), rtol=1e-3, atol=1e-4 * scale + 1e-12):
+                    fail(f"the run the probe saved is not the run rebuilt from its seeds ({opt}, {key}, {n}).")
+    rng = saved.get("rng")
+    if type(rng) is not torch.Tensor or not torch.equal(rng, want["rng"]):
+        fail("the run the probe saved is not the run rebuilt from its seeds (RNG).")
+
+
+def _judge_other(other: Any, with_scaler: str) -> None:
+    """The file with another run's state: load_checkpoint restores what the file holds."""
+    if type(other) is str:
+        fail(f"the checkpoint file could not be read back with torch.load ({other}): save plain state with "
+             "torch.save (state dicts, tensors, numbers).")
+    if type(other) is not dict:
+        fail("the probe recorded no second load.")
+    unwrap(other.get("load"))
+    expected, in_file, restored = other.get("expected"), other.get("in_file"), other.get("restored")
+    if type(expected) is not dict or type(in_file) is not dict or type(restored) is not dict:
+        fail("the probe recorded no second load.")
+    missing = [name for name, present in in_file.items() if present is not True]
+    if missing:
+        fail(f"load_checkpoint restored state the checkpoint file does not hold (first: {missing[0]}): the file "
+             "must hold everything a resumed run needs, and load_checkpoint must take it from the file (a checkpoint "
+             "is loaded in a new process, where nothing else survives).")
+    for name, want in expected.items():
+        got = restored.get(name)
+        if type(want) is not torch.Tensor or type(got) is not torch.Tensor or got.shape != want.shape or not (
+                torch.equal(got, want) or (got.dtype.is_floating_point and torch.allclose(got.double(), want.double(),
+                                                                                          *SAME_SIDE))):
+            fail(f"given a checkpoint file that holds another run's state, load_checkpoint {with_scaler} did not "
+                 f"restore it (first at {name}): it restored what an earlier save kept in memory. Read everything "
+                 "from the file at the path it is given: a checkpoint is loaded in a new process, where nothing "
+                 "else survives (no dict, no global).")
 
 
 def _judge_checkpoint(cases: dict[str, Any], data: Any) -> str:
-    """Every restored part equals the same run rebuilt here from its seeds; one more step agrees too."""
+    """Every restored part equals what was saved; the run saved is the one rebuilt here from its seeds; one
+    more step agrees with the run that never stopped; a file holding another run's state restores that."""
     if type(data) is not list or len(data) != len(cases["runs"]):
         fail("the probe returned no result for the checkpoint runs.")
     for run, res in zip(cases["runs"], data, strict=True):
+        if type(res) is not dict:
+            fail("the probe returned no result for a checkpoint run.")
         with torch.random.fork_rng(devices=[]):
-            objects = _trained(run)
-            want = _snapshot(*objects)
-            _step(*objects[:4], run["batches"][2].clone(), objects[4])
-            after = {"G": _module_state(objects[0]), "D": _module_state(objects[1])}
+            rebuilt = _snapshot(*_trained(run))
         with_scaler = "with a GradScaler" if run["scaler"] else "with scaler=None"
         try:
             unwrap(res.get("save"))
@@ -696,6 +888,8 @@ def _judge_checkpoint(cases: dict[str, Any], data: Any) -> str:
         if type(epoch) is not int or epoch != run["epoch"]:
             fail(f"load_checkpoint returned {epoch!r} ({type_name(epoch)}), expected the saved epoch "
                  f"{run['epoch']} (an int): return state['epoch'].")
+        want = res.get("saved")
+        _judge_saved(want, rebuilt)
         got = res.get("restored")
         expect(type(got) is dict, "the probe recorded no restored state.")
         _judge_module("G", got.get("G"), want["G"])
@@ -704,12 +898,13 @@ def _judge_checkpoint(cases: dict[str, Any], data: Any) -> str:
         _judge_optimizer("opt_D", got.get("opt_D"), want["opt_D"])
         if run["scaler"]:
             mine = got.get("scaler")
-            if type(mine) is not dict or any(mine.get(k) != v for k, v in want["scaler"].items()):
+            if type(mine) is not dict or any(mine.get(k) != v for k, v in rebuilt["scaler"].items()):
                 fail(f"after load_checkpoint {with_scaler}, the scaler's state is {mine!r}, the saved one "
-                     f"{want['scaler']!r}: save scaler.state_dict() and restore it with scaler.load_state_dict(...). "
-                     "A fresh scaler starts at 65536 again and skips the first steps of the resumed run.")
+                     f"{rebuilt['scaler']!r}: save scaler.state_dict() and restore it with "
+                     "scaler.load_state_dict(...). A fresh scaler starts at 65536 again and skips the first steps "
+                     "of the resumed run.")
         rng = got.get("rng")
-        if type(rng) is not torch.Tensor or not torch.equal(rng, want["rng"]):
+        if type(rng) is not torch.Tensor or not torch.equal(rng, rebuilt["rng"]):
             fail("after load_checkpoint the random number generator is not where it was at the save, so the "
                  "resumed run draws different noise: save torch.get_rng_state() and restore it with "
                  "torch.set_rng_state(...).")
@@ -720,11 +915,14 @@ def _judge_checkpoint(cases: dict[str, Any], data: Any) -> str:
         step = res.get("after_step")
         if type(step) is str:
             fail(f"one step after resuming {with_scaler}, training failed: {step}")
+        continued = res.get("continued")
+        expect(type(continued) is dict, "the probe recorded no uninterrupted run.")
         for net in ("G", "D"):
-            diff = _first_difference(step.get(net) if type(step) is dict else step, after[net], 1e-6, 1e-8)
+            diff = _first_difference(step.get(net) if type(step) is dict else step, continued[net], *SAME_SIDE)
             if diff is not None:
                 fail(f"one step after resuming {with_scaler}, {net} differs from the run that never stopped at "
                      f"{diff}: something in the training state is not saved or not restored.")
+        _judge_other(res.get("other"), with_scaler)
     return "a resumed run continues exactly like the uninterrupted one (networks, Adam, scaler, RNG)"
 
 

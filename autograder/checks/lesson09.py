@@ -21,7 +21,8 @@ import torch
 from dcgan_ref.evaluate import frechet_distance as ref_frechet_distance
 from dcgan_ref.evaluate import slerp as ref_slerp
 
-from ._core import attempt, exercise, expect, expect_close, expect_shape, fail, seeded, unwrap
+from ._compare import close_number
+from ._core import attempt, exercise, expect, expect_close, expect_shape, fail, hidden_generator, seeded, unwrap
 from ._plain import marker, type_name
 
 # --------------------------------------------------------------------------- Fréchet distance
@@ -46,13 +47,14 @@ def _spd(d: int, g: torch.Generator, rank: int | None = None) -> torch.Tensor:
 def _fd_cases(hidden: bool) -> list[tuple[str, tuple[torch.Tensor, ...]]]:
     """(description, (mu1, sigma1, mu2, sigma2)): non-commuting covariances, different means."""
     cases = []
-    dims = [(4, 0)] + ([(1, 1), (16, 2), (64, 3)] if hidden else [])
-    for d, seed in dims:
-        g = seeded(900 + seed)
+    dims = [(4, seeded(900))]
+    if hidden:  # shapes public, values from the instructor's secret
+        dims += [(d, hidden_generator(9, "frechet_distance", i)) for i, d in enumerate((1, 16, 64))]
+    for d, g in dims:
         mu1, mu2 = torch.randn(d, generator=g, dtype=torch.float64), torch.randn(d, generator=g, dtype=torch.float64)
         cases.append((f"two {d}-d Gaussians", (mu1, _spd(d, g), mu2, _spd(d, g))))
     if hidden:
-        g = seeded(950)
+        g = hidden_generator(9, "frechet_distance", 3)
         mu, s = torch.randn(8, generator=g, dtype=torch.float64), _spd(8, g)
         cases.append(("a Gaussian and itself (distance 0)", (mu, s, mu.clone(), s.clone())))
         # singular covariances, as with fewer images than feature dimensions: the eigenvalues of
@@ -174,18 +176,19 @@ def _judge_frechet_distance(cases: list[dict[str, Any]], data: dict[str, Any]) -
                 "eigenvalues)? Take the eigenvalues with torch.linalg.eigvals, the square root in complex "
                 "arithmetic, and keep the real part."
             )
-        if abs(got - expected) <= FD_ATOL + FD_RTOL * abs(expected):
+        if close_number(got, expected, rtol=FD_RTOL, atol=FD_ATOL):  # NaN and inf never close
             continue
         hint = next(
             (h for h, v in _fd_mistakes(mu1, s1, mu2, s2)
-             if not math.isnan(v) and abs(got - v) <= MATCH_RTOL * max(1.0, abs(v))),
+             if not math.isnan(v) and close_number(got, v, atol=MATCH_RTOL * max(1.0, abs(v)))),
             "check the formula ||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr((S1 @ S2)^(1/2))",
         )  # fmt: skip
         fail(f"frechet_distance on {desc} returned {got:.6g}, expected {expected:.6g}: {hint}.")
     # symmetry is a property of the distance itself: d(a, b) = d(b, a)
     ab = _as_real_number(unwrap(data["results"][0]["outcome"]), "d(a, b)")
     ba = _as_real_number(unwrap(data["swapped"]), "d(b, a)")
-    expect(abs(ab - ba) <= FD_ATOL + FD_RTOL * abs(ab), f"d(a, b) = {ab:.6g} but d(b, a) = {ba:.6g}: not symmetric.")
+    expect(close_number(ba, ab, rtol=FD_RTOL, atol=FD_ATOL),
+           f"d(a, b) = {ab:.6g} but d(b, a) = {ba:.6g}: not symmetric.")
     return "frechet_distance matches dcgan_ref" + (" on every case, singular covariances too"
                                                     if len(cases) > 1 else "")  # fmt: skip
 
@@ -206,10 +209,13 @@ def _slerp_cases(hidden: bool) -> list[tuple[str, torch.Tensor, torch.Tensor, fl
     g = seeded(990)
     z0, z1 = torch.randn(100, generator=g), torch.randn(100, generator=g)
     cases = [("z0, z1 of shape (100,)", z0, z1, t) for t in (0.0, 0.3, 0.5, 1.0)]
-    if hidden:
-        b0, b1 = torch.randn(4, 16, generator=g), torch.randn(4, 16, generator=g)
-        cases += [("a batch of 4 pairs, shape (4, 16)", b0, b1, t) for t in (0.25, 0.8)]
-        cases.append(("vectors 170 degrees apart", z0, -z0 + 0.1 * z1, 0.5))
+    if hidden:  # shapes and angles public, values (and the t's) from the instructor's secret
+        h = hidden_generator(9, "slerp", 0)
+        b0, b1 = torch.randn(4, 16, generator=h), torch.randn(4, 16, generator=h)
+        ts = [round(float(t), 2) for t in 0.1 + 0.8 * torch.rand(2, generator=h, dtype=torch.float64)]
+        cases += [("a batch of 4 pairs, shape (4, 16)", b0, b1, t) for t in ts]
+        w0, w1 = torch.randn(100, generator=h), torch.randn(100, generator=h)
+        cases.append(("vectors 170 degrees apart", w0, -w0 + 0.1 * w1, 0.5))
     return cases
 
 
@@ -283,7 +289,7 @@ def _judge_slerp(cases: dict[str, Any], data: dict[str, Any]) -> str:
     mid = unwrap(data["equal_norm"])
     expect(type(mid) is torch.Tensor and mid.shape == z0.shape, "slerp(z0, z1, 0.5) should return a tensor like z0.")
     expect(
-        abs(float(mid.norm()) - float(z0.norm())) < 1e-3 * float(z0.norm()),
+        close_number(float(mid.norm()), float(z0.norm()), rtol=1e-3, atol=0.0),
         f"|slerp(z0, z1, 0.5)| = {float(mid.norm()):.4f} for |z0| = |z1| = {float(z0.norm()):.4f}: "
         "slerp between vectors of equal norm keeps that norm.",
     )
