@@ -508,7 +508,7 @@ def _client(jobs: int | None, scheduler: str | None) -> Iterator[Any]:
                           "distributed.worker.daemon": False, "distributed.admin.system-monitor.gil.enabled": False}):
         if scheduler:
             try:
-                client = Client(scheduler, timeout="20s")
+                client = Client(scheduler, timeout="10s")
             except (OSError, TimeoutError) as err:
                 raise ClassGradingError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
             try:
