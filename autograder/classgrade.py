@@ -295,6 +295,24 @@ def write_to_gradebook(api: Any, assignment: str, student: str, result: dict[str
     return lines[-1] if lines else "nbgrader autograde failed"
 
 
+def export_and_feedback(root: Path, assignment: str) -> None:
+    """``nbgrader export`` and ``nbgrader generate_feedback LESSON --force``, in this process (no second start-up)."""
+    from nbgrader.api import Gradebook
+    from nbgrader.plugins import CsvExportPlugin
+
+    api = _nbgrader_api(root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
+            plugin = CsvExportPlugin(parent=api)
+            plugin.log.setLevel("WARNING")
+            plugin.export(gb)
+        out = api.generate_feedback(assignment, force=True)
+    if not out.get("success"):
+        lines = [ln for ln in str(out.get("error") or out.get("log") or "").splitlines() if ln.strip()]
+        raise ClassGradingError(f"nbgrader generate_feedback failed: {lines[-1] if lines else '?'}")
+
+
 # --- the ledger: which submissions are graded, with which file and course ---
 
 
@@ -339,6 +357,7 @@ class ClassResult:
     refused_workers: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # collect, cluster start, grading, export + feedback
 
 
 def run_secret(root: Path) -> str:
@@ -445,12 +464,14 @@ def grade_class(
     result = ClassResult()
     say = (lambda msg: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stdout))
     if inbox or any(submissions(root_path, assignment).values()):
+        t0 = time.perf_counter()
         collected = collect(assignment, inbox, root=root_path)
         for s in collected:
             if s.error:
                 say(f"collect: {s.error}")
         say(f"collected {len(collected)} submission(s), {sum(bool(s.repairs) for s in collected)} repaired "
             f"(report: {root_path / course.GRADER_DIR / f'collect_{assignment}.csv'})")
+        result.phases["collect"] = time.perf_counter() - t0
     in_gradebook = _gradebook_students(root_path, assignment)
     subs = submissions(root_path, assignment)
     if not subs:
@@ -479,14 +500,16 @@ def grade_class(
         if threading.current_thread() is threading.main_thread() else None
     try:
         if todo:
+            t0 = time.perf_counter()
             with _client(jobs, scheduler) as client:
+                result.phases["cluster start"] = time.perf_counter() - t0
                 _grade_on(client, assignment, todo, root_path, expected, secret, scheduler is None, timeout,
                           containment, result, interrupts, say, quiet)
         if feedback and (result.graded or not (root_path / course.GRADER_DIR / "grades.csv").exists()):
+            t0 = time.perf_counter()
             with interrupts.critical():
-                course.run_nbgrader(["export", "--log-level=WARN"], root_path, capture=True)
-                course.run_nbgrader(["generate_feedback", assignment, "--force", "--log-level=WARN"], root_path,
-                                    capture=True)
+                export_and_feedback(root_path, assignment)
+            result.phases["export + feedback"] = time.perf_counter() - t0
             say(f"grades: {root_path / course.GRADER_DIR / 'grades.csv'}; feedback: "
                 f"{root_path / course.GRADER_DIR / 'feedback'}/<student>/{assignment}/")
     except KeyboardInterrupt:
@@ -561,6 +584,7 @@ def _grade_on(client: Any, assignment: str, todo: dict[str, tuple[Path, str]], r
         f"({'LocalCluster' if local else client.scheduler.address})")
 
     api = _nbgrader_api(root)
+    t_grading = time.perf_counter()
     futures = {}
     for student, (path, digest) in todo.items():
         text = path.read_text(encoding="utf-8-sig")
@@ -608,3 +632,4 @@ def _grade_on(client: Any, assignment: str, todo: dict[str, tuple[Path, str]], r
         raise
     finally:
         bar.close()
+        result.phases["grading"] = time.perf_counter() - t_grading

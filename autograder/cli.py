@@ -116,7 +116,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
         print(f"stopped: {done} graded, the others not yet; run the same command again to continue", file=sys.stderr)
         return 130
     print(f"{len(result.graded)} graded, {len(result.skipped)} already graded, {len(result.failed)} could not be "
-          f"graded, in {result.seconds:.0f} s")
+          f"graded, in {result.seconds:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in result.phases.items())})")
     for student, why in sorted(result.failed.items()):
         print(f"  {student}: {why}")
     return EXIT_CANNOT_GRADE if result.failed else 0
