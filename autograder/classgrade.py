@@ -542,8 +542,16 @@ def _client(jobs: int | None, scheduler: str | None) -> Iterator[Any]:
         import logging
 
         n = max(1, jobs or os.cpu_count() or 1)
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               memory_limit=0, silence_logs=logging.ERROR)
+        # the worker processes ignore Ctrl-C (a terminal sends it to the whole process group): the driver
+        # stops them cleanly when it closes the cluster; an ignored signal stays ignored in the children
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   memory_limit=0, silence_logs=logging.ERROR)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         try:
             with Client(cluster) as client:
                 yield client
