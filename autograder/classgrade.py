@@ -592,6 +592,9 @@ def _grade_on(client: Any, assignment: str, todo: dict[str, tuple[Path, str]], r
         f"({'LocalCluster' if local else client.scheduler.address})")
 
     api = _nbgrader_api(root)
+    if timeout is None:  # the course's own limit, as `nbgrader autograde` reads it (c.Execute.timeout)
+        configured = api.config.get("Execute", {}).get("timeout")
+        timeout = float(configured) if isinstance(configured, (int, float)) and configured > 0 else None
     t_grading = time.perf_counter()
     futures = {}
     for student, (path, digest) in todo.items():

@@ -326,3 +326,19 @@ def test_grade_refuses_bad_input_with_one_line(classes, tmp_path):
         assert proc.returncode in (2, 3), proc.stderr
         assert want in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         time.sleep(0)
+
+
+def test_report_of_the_graded_class_names_its_mistakes(classes, dask_run):
+    from autograder import report as class_report
+
+    root = dask_run["root"]
+    s = class_report.summarise(FIXTURE, root)
+    assert sorted(s.students) == classes["students"]
+    counts = class_report.group_counts(s)
+    # wrong and wrong-colab forgot relu's clamp: one named mistake, two students, whatever values they met
+    relu = {m: k for m, k in counts["relu"].items() if "reference" in m or "differs" in m}
+    assert list(relu.values()) == [2], counts["relu"]
+    assert sorted(f[0] for f in s.flagged) == ["hostile", "hostile-colab"]
+    assert s.totals["right"] == 9 and s.totals["untouched"] == 0
+    page = class_report.write_report(FIXTURE, root).read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == 3 and "hostile-colab" in page
