@@ -154,9 +154,11 @@ def plots(s: ClassSummary) -> dict[str, bytes]:
         ax.set_title(f"{ex} (of {s.exercises[ex]:g})", fontsize=9)
         ax.set_xlabel("points", fontsize=8)
         ax.set_ylabel("students", fontsize=8)
+        ax.yaxis.get_major_locator().set_params(integer=True)
     for ax in list(axes.flat)[len(exercises):]:
         ax.axis("off")
     fig.suptitle(f"{s.assignment}: points per exercise ({len(s.students)} students)", fontsize=10)
+    fig.tight_layout()
     out["scores_per_exercise"] = _png(fig)
     plt.close(fig)
 
