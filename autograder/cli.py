@@ -29,7 +29,8 @@ def _cmd_release(args: argparse.Namespace) -> int:
 
 
 #: what the `instructor` extra brings (a missing one is named, with the extra to install)
-INSTRUCTOR_MODULES = ("nbgrader", "nbformat", "nbclient", "nbconvert", "jupyter_client", "IPython", "traitlets")
+INSTRUCTOR_MODULES = ("distributed", "dask", "nbgrader", "nbformat", "nbclient", "nbconvert", "jupyter_client",
+                      "IPython", "traitlets")
 #: exit statuses of `check`
 EXIT_FULL_MARKS, EXIT_NOT_FULL, EXIT_USAGE, EXIT_CANNOT_GRADE = 0, 1, 2, 3
 
@@ -94,6 +95,45 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return 1 if any(s.error for s in results) else 0
 
 
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from autograder.classgrade import ClassGradingError, grade_class
+
+    if args.jobs is not None and args.jobs < 1:
+        print("--jobs must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    if args.assignment not in course.assignments(args.course):
+        print(f"{args.assignment}: no such lesson (lessons: {', '.join(course.assignments(args.course)) or 'none'})",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = grade_class(args.assignment, args.inbox, root=args.course, jobs=args.jobs, scheduler=args.scheduler,
+                             timeout=args.timeout, containment=args.containment, feedback=not args.no_feedback)
+    except ClassGradingError as err:
+        print(f"grade: {err}", file=sys.stderr)
+        return EXIT_CANNOT_GRADE
+    done = len(result.graded) + len(result.skipped)
+    if result.interrupted:
+        print(f"stopped: {done} graded, the others not yet; run the same command again to continue", file=sys.stderr)
+        return 130
+    print(f"{len(result.graded)} graded, {len(result.skipped)} already graded, {len(result.failed)} could not be "
+          f"graded, in {result.seconds:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in result.phases.items())})")
+    for student, why in sorted(result.failed.items()):
+        print(f"  {student}: {why}")
+    return EXIT_CANNOT_GRADE if result.failed else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from autograder.report import write_report
+
+    try:
+        path = write_report(args.assignment, root=args.course)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"report: {err}", file=sys.stderr)
+        return EXIT_CANNOT_GRADE
+    print(f"report: {path}")
+    return 0
+
+
 def _cmd_nbgrader(args: argparse.Namespace) -> int:
     import importlib.util
 
@@ -153,6 +193,32 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--json", action="store_true")
     k.set_defaults(func=_cmd_collect)
 
+    gr = sub.add_parser(
+        "grade", help="grade a class: collect, autograde N at once (on Dask), export grades.csv, feedback",
+        description="The instructor's whole cycle for one lesson: collect and repair the inbox into "
+        "autograder/submitted/, grade every submission the trusted way (each in its own sandboxed worker), N at "
+        "once on a Dask LocalCluster (--jobs) or on a Dask cluster (--scheduler), write the gradebook (this "
+        "process only), export autograder/grades.csv and write the feedback. A rerun grades only what changed. "
+        "Exit status: 0 every submission graded, 2 usage error, 3 something could not be graded, 130 stopped.")
+    gr.add_argument("assignment", help="lesson name, e.g. 01_strided_convolution")
+    gr.add_argument("inbox", nargs="*", help="INBOX/<student>.ipynb or INBOX/<student>/*.ipynb "
+                    "(default: the submissions already in autograder/submitted/)")
+    gr.add_argument("--jobs", "-j", type=int, default=None,
+                    help="submissions graded at once on this machine (default: the number of CPUs)")
+    gr.add_argument("--scheduler", metavar="tcp://HOST:8786", help="grade on this Dask cluster instead")
+    gr.add_argument("--course", metavar="DIR", help="the course folder (default: $DCGAN_COURSE_ROOT or the repository)")
+    gr.add_argument("--timeout", type=float, default=None, help="seconds per cell (default 60)")
+    gr.add_argument("--containment", choices=["auto", "bwrap", "user", "process"], default=None,
+                    help="where the student's code runs (default: $AUTOGRADER_SANDBOX or auto)")
+    gr.add_argument("--no-feedback", action="store_true", help="skip the export and the feedback")
+    gr.set_defaults(func=_cmd_grade)
+
+    rp = sub.add_parser("report", help="what the class got wrong: one HTML page with plots "
+                        "(autograder/reports/LESSON.html)")
+    rp.add_argument("assignment", help="lesson name")
+    rp.add_argument("--course", metavar="DIR", help="the course folder (default: $DCGAN_COURSE_ROOT or the repository)")
+    rp.set_defaults(func=_cmd_report)
+
     n = sub.add_parser("nbgrader", help="run nbgrader with the course config and the venv on PATH",
                        prefix_chars="\0")
     n.add_argument("args", nargs=argparse.REMAINDER)
@@ -171,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ModuleNotFoundError as err:
         if err.name and err.name.split(".")[0] in INSTRUCTOR_MODULES:
+            extra = "instructor,cluster" if err.name.split(".")[0] in ("distributed", "dask") else "instructor"
             print(f"python -m autograder {args.command} needs the instructor tools ({err.name} is missing): "
-                  "pip install 'dcgan-course[instructor]'", file=sys.stderr)
+                  f"pip install 'dcgan-course[{extra}]'", file=sys.stderr)
             return EXIT_CANNOT_GRADE
         raise

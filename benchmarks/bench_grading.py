@@ -1,26 +1,35 @@
-"""Seconds to grade: one submission of each lesson, and a class of submissions of one lesson.
+"""Seconds to grade a class: where one submission's seconds go, and a class graded three ways.
 
-Not a test: prints a table. Goal: <= 15 s for one lesson submission on 2 cores.
+Not a test: prints tables. Targets on 2 cores (issue 23): ``--jobs 2`` at least 1.8x sequential
+``nbgrader autograde``; median seconds per submission at most half of a 7.5 s single ``check``.
 
-    python benchmarks/bench_grading.py                      # every lesson, a class of 50 of lesson 01
-    python benchmarks/bench_grading.py --class-size 0       # single submissions only
-    python benchmarks/bench_grading.py --lessons 01_strided_convolution --class-size 10
+    python benchmarks/bench_grading.py                          # breakdown + a class of 40 of lesson 01, 3 ways
+    python benchmarks/bench_grading.py --class-size 10          # a smaller class (a loaded machine)
+    python benchmarks/bench_grading.py --lessons all --class-size 0   # one submission of every lesson instead
 
-For each lesson it times ``python -m autograder check`` (in process: trusted grading, the
-student's code in the sandboxed worker, the judges here, with the source's hidden tests) and
-``nbgrader autograde LESSON --student bench`` (one nbgrader process, as
-an instructor runs it, gradebook included) on the solution notebook. The class run puts N
-submissions (half of them saved the way Colab saves them) through ``python -m autograder collect``
-and one ``nbgrader autograde LESSON``. Everything happens in a throw-away copy of the course.
+1. **Breakdown** of one submission (the lesson's solution, ``grade_notebook`` in this process):
+   sandbox start (bubblewrap around ``python -c pass``) and the interpreter, ``import torch`` in
+   the sandbox, the grading worker's start (sandbox + interpreter + torch + the check modules),
+   the student's cells, the probes (in the worker), the judges (here), and the rest (reading,
+   repairing, screening, scoring).
+2. **A class** of N submissions (solved, half of them saved as Colab saves them, every fourth
+   untouched) graded on three copies of the course, one after the other: sequential ``nbgrader
+   autograde`` (one process, one submission at a time, as an instructor runs it today);
+   ``python -m autograder grade --jobs 2`` (a Dask LocalCluster of two processes); and the same on a
+   real ``dask scheduler`` with two ``dask worker`` processes on 127.0.0.1. Printed: wall seconds,
+   seconds per submission, the ratio to sequential, the median of the submissions' own seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
-import resource
 import shutil
+import signal
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,37 +39,29 @@ from pathlib import Path
 import nbformat
 
 from autograder import course
-from autograder.collect import collect
-from autograder.grade import grade_notebook
-
-
-def child_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def copy_course(dest: Path) -> Path:
-    """solutions/, lessons/ and the autograder package (with nbgrader_config.py) under ``dest``."""
+    """solutions/, lessons/ and the nbgrader config under ``dest`` (the package is this one: one manifest)."""
     for name in ("solutions", "lessons"):
         shutil.copytree(course.REPO_ROOT / name, dest / name, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    shutil.copytree(
-        course.REPO_ROOT / "autograder",
-        dest / "autograder",
-        ignore=shutil.ignore_patterns("__pycache__", "submitted", "autograded", "feedback", "*.db", "*.csv", ".*"),
-    )
+    (dest / "autograder").mkdir(parents=True)
+    shutil.copy(course.REPO_ROOT / "autograder" / "nbgrader_config.py", dest / "autograder" / "nbgrader_config.py")
+    secret = course.REPO_ROOT / "autograder" / "secret"
+    (dest / "autograder" / "secret").write_text(secret.read_text() if secret.exists() else "bench-secret\n")
     return dest
+
+
+def env_for(root: Path) -> dict[str, str]:
+    return course.tool_env({"DCGAN_COURSE_ROOT": str(root), "PYTHONPATH": str(course.REPO_ROOT)})
 
 
 def nbgrader(root: Path, *args: str) -> float:
     t0 = time.perf_counter()
-    subprocess.run(
-        course.nbgrader_command(list(args), root),
-        cwd=root,
-        env=course.tool_env(),
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    proc = subprocess.run(course.nbgrader_command(list(args), root), cwd=root, env=env_for(root), capture_output=True,
+                          text=True)
+    if proc.returncode:
+        raise SystemExit(f"nbgrader {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     return time.perf_counter() - t0
 
 
@@ -92,59 +93,217 @@ def solved(release: nbformat.NotebookNode, source: nbformat.NotebookNode) -> nbf
     return nb
 
 
+# --- 1. where one submission's seconds go ---
+
+
+def _run(argv: list[str], env: dict[str, str] | None = None) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def breakdown(lesson: str, root: Path, repeats: int = 3) -> None:
+    """Time the parts of grading one submission (medians of ``repeats``)."""
+    from autograder import sandbox, trusted
+    from autograder.grade import grade_notebook
+
+    containment = sandbox.choose()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sandbox-"))
+    env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "PYTHONPATH": "/opt/dcgan-course" if
+           containment.kind == "bwrap" else str(sandbox.package_copy())}
+    wrap = sandbox.bwrap_argv(tmp, sandbox.package_copy()) if containment.kind == "bwrap" else []
+    py = [sys.executable]
+    rows = {
+        "interpreter (python -c pass)": statistics.median(_run(py + ["-c", "pass"]) for _ in range(repeats)),
+        "sandbox + interpreter": statistics.median(_run(wrap + py + ["-c", "pass"], env) for _ in range(repeats)),
+        "sandbox + interpreter + import torch": statistics.median(
+            _run(wrap + py + ["-c", "import torch"], env) for _ in range(repeats)),
+    }
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    timers = {"worker start": 0.0, "cells (op run)": 0.0, "probes (op probe)": 0.0, "judges": 0.0}
+    handle_init, handle_request, exercise_of = trusted.WorkerHandle.__init__, trusted.WorkerHandle.request, \
+        trusted.exercise_of
+
+    def init(self, *a, **k):
+        t0 = time.perf_counter()
+        handle_init(self, *a, **k)
+        timers["worker start"] += time.perf_counter() - t0
+
+    def request(self, message, timeout):
+        t0 = time.perf_counter()
+        try:
+            return handle_request(self, message, timeout)
+        finally:
+            key = "probes (op probe)" if message.get("op") == "probe" else "cells (op run)"
+            timers[key] += time.perf_counter() - t0
+
+    def timed_exercise(call, search):
+        ex = exercise_of(call, search)
+        judge = ex.judge
+
+        def timed(cases, data):
+            t0 = time.perf_counter()
+            try:
+                return judge(cases, data)
+            finally:
+                timers["judges"] += time.perf_counter() - t0
+        try:
+            return dataclasses.replace(ex, judge=timed)
+        except (TypeError, ValueError):
+            return ex
+
+    trusted.WorkerHandle.__init__, trusted.WorkerHandle.request, trusted.exercise_of = init, request, timed_exercise
+    totals = []
+    try:
+        grade_notebook(course.source_notebook(lesson, root), assignment=lesson, root=root)  # warm the caches
+        for k in timers:
+            timers[k] = 0.0
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            grade_notebook(course.source_notebook(lesson, root), assignment=lesson, root=root)
+            totals.append(time.perf_counter() - t0)
+    finally:
+        trusted.WorkerHandle.__init__, trusted.WorkerHandle.request, trusted.exercise_of = \
+            handle_init, handle_request, exercise_of
+    total = statistics.median(totals)
+    print(f"where one submission's seconds go ({lesson}'s solution, containment {containment.kind}, "
+          f"median of {repeats}):")
+    for name, sec in rows.items():
+        print(f"  {name:<42} {sec:6.2f} s")
+    parts = {k: v / repeats for k, v in timers.items()}
+    for name, sec in parts.items():
+        print(f"  {name:<42} {sec:6.2f} s   ({100 * sec / total:4.1f}% of grading)")
+    rest = total - sum(parts.values())
+    print(f"  {'rest (read, repair, screen, score)':<42} {rest:6.2f} s   ({100 * rest / total:4.1f}% of grading)")
+    print(f"  {'grade_notebook total':<42} {total:6.2f} s\n")
+
+
+# --- 2. a class, three ways ---
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _median_seconds(root: Path, lesson: str) -> float:
+    from autograder.classgrade import read_ledger
+
+    return statistics.median(float(e.get("seconds", 0)) for e in read_ledger(root, lesson).values())
+
+
+def grade_cli(root: Path, lesson: str, *extra: str) -> tuple[float, str]:
+    """Wall seconds of ``python -m autograder grade`` and its summary line (with its phases)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "autograder", "grade", lesson, "--course", str(root), "--no-feedback",
+                           *extra], cwd=root, env=env_for(root), capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"grade {' '.join(extra)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    summary = next((ln for ln in proc.stdout.splitlines()[::-1] if " graded, " in ln), "")
+    return time.perf_counter() - t0, summary
+
+
+def class_three_ways(lesson: str, n: int, tmp: Path) -> None:
+    base = copy_course(tmp / "base")
+    nbgrader(base, "generate_assignment", lesson, "--force", "--log-level=WARN")
+    src = nbformat.read(course.source_notebook(lesson, base), as_version=4)
+    rel = nbformat.read(course.release_notebook(lesson, base), as_version=4)
+    good = solved(rel, src)
+    inbox = base / "inbox"
+    inbox.mkdir()
+    for i in range(n):
+        text = colab_json(good) if i % 2 else nbformat.writes(good if i % 4 else rel)
+        (inbox / f"student{i:03d}.ipynb").write_text(text)
+    subprocess.run([sys.executable, "-m", "autograder", "collect", lesson, str(inbox)], cwd=base, env=env_for(base),
+                   check=True, capture_output=True)
+    roots = {name: shutil.copytree(base, tmp / name) for name in ("seq", "jobs2", "dask2")}
+
+    rows = []
+    t = nbgrader(roots["seq"], "autograde", lesson, "--force", "--log-level=WARN")
+    rows.append(("nbgrader autograde (sequential)", t, None, ""))
+
+    t, summary = grade_cli(roots["jobs2"], lesson, "--jobs", "2")
+    rows.append(("grade --jobs 2 (LocalCluster)", t, _median_seconds(roots["jobs2"], lesson), summary))
+
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = []
+    try:
+        e = env_for(roots["dask2"])
+        procs.append(subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                       "--no-dashboard"], env=e, start_new_session=True, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        for k in range(2):
+            procs.append(subprocess.Popen(["dask", "worker", address, "--nthreads", "1", "--nworkers", "1",
+                                           "--no-dashboard", "--memory-limit", "0", "--name", f"w{k}"], env=e,
+                                          start_new_session=True, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+        from distributed import Client
+
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=180)
+        t, summary = grade_cli(roots["dask2"], lesson, "--scheduler", address)
+        rows.append(("grade --scheduler (2 dask workers)", t, _median_seconds(roots["dask2"], lesson), summary))
+    finally:
+        for p in reversed(procs):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(timeout=20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+    seq = rows[0][1]
+    print(f"a class of {n} submissions of {lesson} (wall seconds of the grading command; 'median' is the "
+          "submissions' own seconds):")
+    print(f"  {'how':<36} {'wall (s)':>9} {'s/sub':>7} {'vs seq':>7} {'median':>7}")
+    for name, wall, med, _ in rows:
+        print(f"  {name:<36} {wall:9.1f} {wall / n:7.2f} {seq / wall:6.2f}x {'' if med is None else f'{med:6.2f}s':>7}")
+    for name, _, _, summary in rows[1:]:
+        print(f"  {name}: {summary.strip()}")
+    from autograder.classgrade import read_ledger
+
+    for name in ("jobs2", "dask2"):
+        got = {s: e["report"]["score"] for s, e in read_ledger(roots[name], lesson).items()}
+        assert len(got) == n, f"{name}: {len(got)} of {n} graded"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--lessons", nargs="*", default=None, help="default: every lesson with a released notebook")
-    p.add_argument("--class-lesson", default=None, help="default: 01_strided_convolution, else the first lesson")
-    p.add_argument("--class-size", type=int, default=50)
+    p.add_argument("--lessons", nargs="*", default=None,
+                   help="'all' or lesson names: also time one submission of each (check and nbgrader autograde)")
+    p.add_argument("--class-lesson", default="01_strided_convolution")
+    p.add_argument("--class-size", type=int, default=40)
+    p.add_argument("--no-breakdown", action="store_true")
     args = p.parse_args()
 
-    lessons = args.lessons or [a for a in course.assignments() if course.release_notebook(a).exists()]
-    cls = args.class_lesson or ("01_strided_convolution" if "01_strided_convolution" in lessons else lessons[0])
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; python {sys.version.split()[0]}")
-    with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
-        root = copy_course(Path(tmp))
-        t = nbgrader(root, "generate_assignment", "*", "--force", "--log-level=WARN")
-        print(f"nbgrader generate_assignment (all {len(course.assignments(root))} lessons, gradebook): {t:.1f} s\n")
-        print(f"{'lesson':<28} {'check (s)':>10} {'autograde (s)':>14} {'cpu (s)':>8}  score  containment")
-        for a in lessons:
-            src_path = course.source_notebook(a, root)
-            t0 = time.perf_counter()
-            report = grade_notebook(src_path, assignment=a, root=root)
-            t_check = time.perf_counter() - t0
-            dest = root / "autograder" / "submitted" / "bench" / a / f"{a}.ipynb"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src_path, dest)
-            c0 = child_cpu()
-            t_ag = nbgrader(root, "autograde", a, "--student=bench", "--force", "--log-level=WARN")
-            cpu = child_cpu() - c0
-            print(
-                f"{a:<28} {t_check:>10.1f} {t_ag:>14.1f} {cpu:>8.1f}  {report.score:g}/{report.max_score:g}  "
-                f"{report.containment}", flush=True
-            )
+    with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp_name:
+        tmp = Path(tmp_name)
+        if not args.no_breakdown:
+            breakdown(args.class_lesson, course.REPO_ROOT)
+        if args.lessons:
+            lessons = [a for a in course.assignments() if course.release_notebook(a).exists()] \
+                if args.lessons == ["all"] else args.lessons
+            from autograder.grade import grade_notebook
 
+            root = copy_course(tmp / "lessons")
+            nbgrader(root, "generate_assignment", "*", "--force", "--log-level=WARN")
+            print(f"{'lesson':<28} {'check (s)':>10} {'autograde (s)':>14}  score")
+            for a in lessons:
+                t0 = time.perf_counter()
+                report = grade_notebook(course.source_notebook(a, root), assignment=a, root=root)
+                t_check = time.perf_counter() - t0
+                dest = root / "autograder" / "submitted" / "bench" / a / f"{a}.ipynb"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(course.source_notebook(a, root), dest)
+                t_ag = nbgrader(root, "autograde", a, "--student=bench", "--force", "--log-level=WARN")
+                print(f"{a:<28} {t_check:>10.1f} {t_ag:>14.1f}  {report.score:g}/{report.max_score:g}", flush=True)
+            print()
         if args.class_size > 0:
-            src = nbformat.read(course.source_notebook(cls, root), as_version=4)
-            rel = nbformat.read(course.release_notebook(cls, root), as_version=4)
-            good = solved(rel, src)
-            inbox = root / "inbox"
-            inbox.mkdir()
-            for i in range(args.class_size):
-                name = inbox / f"student{i:03d}.ipynb"
-                name.write_text(colab_json(good) if i % 2 else nbformat.writes(good if i % 4 else rel))
-            t0 = time.perf_counter()
-            collected = collect(cls, [inbox], root=root)
-            t_collect = time.perf_counter() - t0
-            c0 = child_cpu()
-            t_ag = nbgrader(root, "autograde", cls, "--force", "--log-level=WARN")
-            cpu = child_cpu() - c0
-            n = len(collected)
-            print(f"\nclass of {n} submissions of {cls}:")
-            print(
-                f"  python -m autograder collect: {t_collect:.1f} s "
-                f"({sum(bool(s.repairs) for s in collected)} repaired)"
-            )
-            print(f"  nbgrader autograde: {t_ag:.1f} s ({t_ag / n:.1f} s per submission, {cpu:.0f} s CPU)")
+            class_three_ways(args.class_lesson, args.class_size, tmp)
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 
 
