@@ -46,7 +46,7 @@ $(BIN)/.installed: pyproject.toml $(VENV)/torch-pins
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_PINS)
-	$(BIN)/python -m pip install -q -e ".[instructor,dev,fid,fid-offline]"
+	$(BIN)/python -m pip install -q -e ".[instructor,cluster,dev,fid,fid-offline]"
 	touch $@
 
 setup: $(BIN)/.installed  ## create .venv with everything (torch pinned)
@@ -87,8 +87,8 @@ dist: setup  ## build dist/dcgan_course-<version>.tar.gz and -py3-none-any.whl, 
 OLDEST := $(CURDIR)/.venv-oldest
 test-oldest:  ## the check tests and lesson notebooks on the lowest supported torch/torchvision/numpy/...
 	test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
-	$(OLDEST)/bin/python tools/lower_bounds.py instructor dev fid fid-offline > $(OLDEST)/constraints.txt
-	$(OLDEST)/bin/python -m pip install -q -c $(OLDEST)/constraints.txt -e ".[instructor,dev,fid,fid-offline]"
+	$(OLDEST)/bin/python tools/lower_bounds.py instructor cluster dev fid fid-offline > $(OLDEST)/constraints.txt
+	$(OLDEST)/bin/python -m pip install -q -c $(OLDEST)/constraints.txt -e ".[instructor,cluster,dev,fid,fid-offline]"
 	$(OLDEST)/bin/python -c "import torch, torchvision; print('oldest: torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	PATH=$(OLDEST)/bin:$$PATH OMP_NUM_THREADS=1 $(OLDEST)/bin/python -m pytest -n 2 --dist loadfile -q -p no:cacheprovider \
 		tests/test_checks_lesson*.py tests/test_notebooks_execute.py tests/test_notebooks_gpu_profile.py \
