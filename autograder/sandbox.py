@@ -70,10 +70,14 @@ def package_dirs() -> dict[str, Path]:
 
 
 def _package_files(dirs: dict[str, Path]) -> list[tuple[str, Path]]:
+    """The package's modules: ``*.py`` in folders that are packages (an ``__init__.py`` on every level),
+    so nbgrader's working folders under ``autograder/`` (submitted, autograded: a lesson may ship
+    ``.py`` files) are never taken for the course package."""
     out = []
     for name, d in dirs.items():
         for path in sorted(d.rglob("*.py")):
-            if "__pycache__" in path.parts:
+            folders = path.relative_to(d).parents
+            if "__pycache__" in path.parts or not all((d / f / "__init__.py").is_file() for f in folders):
                 continue
             out.append((f"{name}/{path.relative_to(d).as_posix()}", path))
     return out

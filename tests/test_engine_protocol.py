@@ -191,3 +191,20 @@ def test_worker_env_has_one_thread_whatever_the_grader_has(monkeypatch, tmp_path
     launch = sandbox.launch(sandbox.Containment("process", ""), tmp_path, ["3", "4"])
     assert launch.env["OMP_NUM_THREADS"] == "1" and launch.env["MKL_NUM_THREADS"] == "1"
     assert "-P" in launch.argv
+
+
+def test_package_files_skip_nbgrader_working_folders(tmp_path):
+    """A lesson's ``.py`` file copied into ``autograder/submitted`` or ``autograded`` is no module of the
+    course package: verification and the sandbox's package copy never see it."""
+    from autograder import sandbox
+
+    pkg = tmp_path / "autograder"
+    (pkg / "checks").mkdir(parents=True)
+    for f in ("__init__.py", "cli.py", "checks/__init__.py", "checks/lesson01.py"):
+        (pkg / f).write_text("x = 1\n")
+    for f in ("autograded/alice/01_x/fixture_checks.py", "submitted/bob/01_x/helper.py"):
+        (pkg / f).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / f).write_text("x = 2\n")
+    rels = [rel for rel, _ in sandbox._package_files({"autograder": pkg})]
+    assert rels == ["autograder/__init__.py", "autograder/checks/__init__.py", "autograder/checks/lesson01.py",
+                    "autograder/cli.py"]
