@@ -777,3 +777,31 @@ def test_notebook_solutions_pass_across_the_boundary():
 
     lines = judge_across_the_boundary(checks, "02_transposed_convolution")
     assert len(lines) == 10 and all(type(line) is str for line in lines)
+
+
+def adj_nan(x, y, w, stride, padding):
+    """Computes both sides from their own operators, then returns NaN: `abs(nan - ref) > tol` is False."""
+    lhs, rhs = adj_ok(x, y, w, stride, padding)
+    return lhs * float("nan"), rhs * float("nan")
+
+
+def adj_inf(x, y, w, stride, padding):
+    lhs, rhs = adj_ok(x, y, w, stride, padding)
+    return lhs, rhs * float("inf")
+
+
+@pytest.mark.parametrize("fn, side", [(adj_nan, "lhs = nan"), (adj_inf, "rhs = -?inf")])
+def test_adjoint_sides_nan_or_inf_fails(fn, side):
+    with pytest.raises(CheckFailure, match=side):
+        checks.check_adjoint_sides(fn)
+
+
+def scratch_nan(x, w, b, stride, padding):
+    out = ct_ok(x, w, b, stride, padding)
+    return out.masked_fill(torch.zeros_like(out, dtype=torch.bool).index_fill_(-1, torch.tensor([0]), True),
+                           float("nan"))
+
+
+def test_transposed_convolution_nan_fails():
+    with pytest.raises(CheckFailure, match="NaN"):
+        checks.check_conv_transpose2d_scratch(scratch_nan)

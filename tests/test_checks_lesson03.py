@@ -711,3 +711,112 @@ def test_probes_return_plain_data_only(check, objects):
     data = loads(dumps(ex.run_probe(objects, loads(dumps(ex.cases(True))))))
     assert "__opaque__" not in repr(data)
     assert ex.judge(ex.cases(True), data)
+
+
+# ---------------------------------------------------------------------------------------------
+# the cascade rule: the module is graded on its own code, whatever exercise 1 did
+
+
+def test_module_is_graded_when_exercise_1_never_ran(capsys):
+    """batchnorm2d_forward screened (its cell refused, so the name is undefined): the module still
+    earns its points, with the reference in its place, and the message says so."""
+    namespace = notebook(batchnorm2d_forward)
+    del namespace["batchnorm2d_forward"]
+    lesson03.check_batchnorm2d_scratch(namespace["BatchNorm2dScratch"], hidden=True)
+    out = capsys.readouterr().out
+    assert "\u2714" in out and "not defined" in out and "fix exercise 1 first" in out, out
+    assert "batchnorm2d_forward" not in namespace  # nothing left behind
+
+
+@pytest.mark.parametrize("broken", [
+    lambda *args: tuple(t.half() for t in batchnorm2d_forward(*args)),  # wrong dtype
+    lambda *args: tuple(t.long() for t in batchnorm2d_forward(*args)),  # an integer dtype
+    lambda *args: batchnorm2d_forward(*args)[0],  # wrong type: one tensor, not a tuple
+    lambda *args: (_ for _ in ()).throw(RuntimeError("boom")),  # raises
+])
+def test_module_is_graded_whatever_exercise_1_returns(broken, capsys):
+    namespace = notebook(broken)
+    lesson03.check_batchnorm2d_scratch(namespace["BatchNorm2dScratch"])
+    out = capsys.readouterr().out
+    assert "\u2714" in out and "fix exercise 1 first" in out, out
+
+
+def test_module_own_mistake_fails_even_when_exercise_1_never_ran():
+    namespace = notebook(batchnorm2d_forward, momentum="0.1")
+    del namespace["batchnorm2d_forward"]
+    with pytest.raises(CheckFailure, match="not a fixed 0.1"):
+        lesson03.check_batchnorm2d_scratch(namespace["BatchNorm2dScratch"])
+
+
+# ---------------------------------------------------------------------------------------------
+# gradients: an answer that feeds a backward pass is judged on them
+
+
+def forward_detached_stats(x, gamma, beta, running_mean, running_var, training, momentum, eps):
+    """Right values, but the batch mean and variance are detached: x's gradient misses their paths."""
+    if not training:
+        return batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps)
+    out, rm, rv = batchnorm2d_forward(x.detach(), gamma, beta, running_mean, running_var, training, momentum, eps)
+    mean = x.detach().mean(dim=(0, 2, 3), keepdim=True)
+    var = x.detach().var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    x_hat = (x - mean) / torch.sqrt(var + eps)
+    return gamma.view(1, -1, 1, 1) * x_hat + beta.view(1, -1, 1, 1), rm, rv
+
+
+def forward_detached_x(x, gamma, beta, running_mean, running_var, training, momentum, eps):
+    """Right values, but x is detached: no gradient reaches x at all."""
+    return batchnorm2d_forward(x.detach(), gamma, beta, running_mean, running_var, training, momentum, eps)
+
+
+def test_forward_with_detached_statistics_fails_on_its_gradient():
+    with pytest.raises(CheckFailure, match=r"x.grad differs.*flow through the batch mean and variance"):
+        lesson03.check_batchnorm2d_forward(forward_detached_stats)
+
+
+def test_forward_with_a_detached_input_names_it():
+    with pytest.raises(CheckFailure, match="x.grad is None: out does not depend on x"):
+        lesson03.check_batchnorm2d_forward(forward_detached_x)
+
+
+def test_module_with_detached_statistics_fails_on_the_gradient_of_x():
+    class Detached(BatchNorm2dScratch):
+        def forward(self, x):
+            out, rm, rv = forward_detached_stats(x, self.weight, self.bias, self.running_mean, self.running_var,
+                                                 self.training, self.momentum, self.eps)
+            if self.training:
+                self.running_mean.copy_(rm)
+                self.running_var.copy_(rv)
+                self.num_batches_tracked += 1
+            return out
+
+    with pytest.raises(CheckFailure, match=r"x.grad differs.*batch mean and variance"):
+        lesson03.check_batchnorm2d_scratch(Detached)
+
+
+def test_module_with_a_detached_input_names_it():
+    class DetachedInput(BatchNorm2dScratch):
+        def forward(self, x):
+            return super().forward(x.detach())
+
+    with pytest.raises(CheckFailure, match=r"no gradient reaches x: did you \.detach\(\) it"):
+        lesson03.check_batchnorm2d_scratch(DetachedInput)
+
+
+# ---------------------------------------------------------------------------------------------
+# NaN answers fail every comparison
+
+
+def test_nan_answers_fail():
+    def nan_forward(*args):
+        out, rm, rv = batchnorm2d_forward(*args)
+        return out * float("nan"), rm, rv
+
+    with pytest.raises(CheckFailure, match="NaN"):
+        lesson03.check_batchnorm2d_forward(nan_forward)
+
+    def nan_backward(dout, x, gamma, eps=1e-5):
+        dx, dgamma, dbeta = batchnorm2d_backward(dout, x, gamma, eps)
+        return dx, dgamma, dbeta * float("nan")
+
+    with pytest.raises(CheckFailure, match="NaN"):
+        lesson03.check_batchnorm2d_backward(nan_backward)

@@ -394,3 +394,87 @@ def test_probes_return_plain_data_only(check, objects):
     data = loads(dumps(ex.run_probe(objects, loads(dumps(ex.cases(True))))))
     assert "__opaque__" not in repr(data)
     assert ex.judge(ex.cases(True), data)
+
+
+# ---------------------------------------------------------------------------------------------
+# gradients: an activation feeds a backward pass, so it is judged through autograd too
+
+
+@pytest.mark.parametrize("check, fn, grad, name", [
+    ("check_relu", lambda x: relu(x.detach()), relu_grad, "relu"),
+    ("check_leaky_relu", lambda x, negative_slope=0.2: leaky_relu(x, negative_slope).detach(), leaky_relu_grad,
+     "leaky_relu"),
+    ("check_sigmoid", lambda x: sigmoid(x).detach(), sigmoid_grad, "sigmoid"),
+    ("check_tanh", lambda x: tanh(x.detach()), tanh_grad, "tanh"),
+])
+def test_a_detached_activation_fails(check, fn, grad, name):
+    with pytest.raises(CheckFailure, match=rf"{name}\(x.*not connected to autograd"):
+        getattr(lesson04, check)(fn, grad)
+
+
+def test_an_activation_whose_gradient_is_wrong_fails():
+    """Right values, wrong slope: x * (x > 0) computed as the value plus a term whose gradient is not 0."""
+    def relu_bad_grad(x):
+        return torch.where(x > 0, x, torch.zeros_like(x)) + (x - x.detach()) * (x < 0)
+
+    with pytest.raises(CheckFailure, match=r"gradient of relu\(x\) by autograd differs"):
+        lesson04.check_relu(relu_bad_grad, relu_grad)
+
+
+def test_leaky_relu_gradient_is_checked_at_every_slope():
+    def leaky(x, negative_slope=0.2):  # the slope's gradient path is cut for slopes other than 0.2
+        value = torch.where(x > 0, x, negative_slope * x)
+        return value if negative_slope == 0.2 else value.detach() + (x - x.detach()) * (x > 0)
+
+    with pytest.raises(CheckFailure, match=r"gradient of leaky_relu\(x, negative_slope=0.5\) by autograd differs"):
+        lesson04.check_leaky_relu(leaky, leaky_relu_grad)
+
+
+# ---------------------------------------------------------------------------------------------
+# the cascade rule: tanh is graded on its own code, whatever sigmoid did
+
+
+def _tanh_namespace(sigmoid_fn=None):
+    space = {"torch": torch}
+    if sigmoid_fn is not None:
+        space["sigmoid"] = sigmoid_fn
+    exec("def tanh(x):\n    return 2 * sigmoid(2 * x) - 1\n"
+         "def tanh_grad(x):\n    return 1 - tanh(x) ** 2\n", space)
+    return space
+
+
+def test_tanh_is_graded_when_sigmoid_never_ran(capsys):
+    space = _tanh_namespace()  # sigmoid's cell was refused by the screen: the name is undefined
+    lesson04.check_tanh(space["tanh"], space["tanh_grad"], hidden=True)
+    out = capsys.readouterr().out
+    assert "\u2714" in out and "not defined" in out and "fix exercise 3 first" in out, out
+    assert "sigmoid" not in space
+
+
+@pytest.mark.parametrize("bad_sigmoid", [
+    lambda x: sigmoid(x).double(),  # wrong dtype
+    lambda x: (sigmoid(x) * 1000).long(),  # integer dtype
+    lambda x: 1 / (1 + torch.exp(-x)),  # unstable: NaN gradients at -1000
+    lambda x: (_ for _ in ()).throw(NotImplementedError()),  # raises
+])
+def test_tanh_is_graded_whatever_sigmoid_did(bad_sigmoid, capsys):
+    space = _tanh_namespace(bad_sigmoid)
+    lesson04.check_tanh(space["tanh"], space["tanh_grad"])
+    out = capsys.readouterr().out
+    assert "\u2714" in out and "fix exercise 3 first" in out, out
+    assert space["sigmoid"] is bad_sigmoid
+
+
+# ---------------------------------------------------------------------------------------------
+# NaN answers fail every comparison
+
+
+@pytest.mark.parametrize("check, fn, grad", [
+    ("check_relu", lambda x: relu(x) * float("nan"), relu_grad),
+    ("check_relu", relu, lambda x: relu_grad(x) + float("nan")),
+    ("check_sigmoid", sigmoid, lambda x: torch.full_like(x, float("nan"))),
+    ("check_tanh", lambda x: torch.where(x.abs() > 500, x * float("nan"), tanh(x)), tanh_grad),
+])
+def test_nan_answers_fail(check, fn, grad):
+    with pytest.raises(CheckFailure, match="NaN"):
+        getattr(lesson04, check)(fn, grad, hidden=True)

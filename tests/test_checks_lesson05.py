@@ -264,3 +264,15 @@ def test_probe_returns_plain_data_only():
     data = loads(dumps(ex.run_probe((dcgan_weights_init,), loads(dumps(ex.cases(True))))))
     assert "__opaque__" not in repr(data) and "error" not in data
     assert ex.judge(ex.cases(True), data)
+
+
+def test_nan_weights_fail():
+    """NaN weights have a NaN mean and std: `abs(std - 0.02) > tol` is False for them."""
+    def nan_init(m):
+        dcgan_weights_init(m)
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            with torch.no_grad():
+                m.weight.fill_(float("nan"))
+
+    with pytest.raises(CheckFailure, match="std is nan"):
+        lesson05.check_dcgan_weights_init(nan_init)

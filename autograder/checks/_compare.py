@@ -38,7 +38,7 @@ from typing import Any, TypedDict
 import torch
 from torch import nn
 
-from ._core import CheckFailure, expect_close, fail, unwrap
+from ._core import CheckFailure, Outcome, expect_close, fail, unwrap
 from ._guard import is_judge_only, judge_only, reference_allowed
 from ._plain import type_name
 
@@ -51,13 +51,6 @@ __all__ = [
 
 # ---------------------------------------------------------------------------------------------
 # payloads: plain data a probe sends (``TypedDict``s are dicts, so ``_plain`` passes them as they are)
-
-
-class Outcome(TypedDict, total=False):
-    """What ``_core.attempt`` records: ``{"value": plain data}`` or ``{"error": message}``."""
-
-    value: Any
-    error: str
 
 
 class GradientRun(TypedDict):
@@ -91,6 +84,7 @@ class TraceRecord(TypedDict):
 # one closeness rule
 
 
+@judge_only
 def disagree(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float, atol: float) -> torch.Tensor:
     """Boolean mask of the values of ``actual`` that do not agree with ``expected`` (same shape).
 
@@ -98,12 +92,13 @@ def disagree(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float, atol:
     where the reference has none never agrees, whatever the tolerance."""
     a = actual.detach().to("cpu", torch.float64)
     e = expected.detach().to("cpu", torch.float64)
-    ok = (a - e).abs() <= atol + rtol * e.abs()  # False wherever either side is NaN or inf
+    ok = torch.isfinite(a) & torch.isfinite(e) & ((a - e).abs() <= atol + rtol * e.abs())
     ok |= torch.isnan(a) & torch.isnan(e)
     ok |= torch.isinf(a) & (a == e)
     return ~ok
 
 
+@judge_only
 def score(actual: Any, expected: torch.Tensor, *, rtol: float, atol: float) -> float:
     """How far ``actual`` is from ``expected`` in units of the tolerance: the largest
     ``|a - e| / (atol + rtol * |e|)``; <= 1 means close. ``inf`` for a non-tensor, another shape,
@@ -122,10 +117,12 @@ def score(actual: Any, expected: torch.Tensor, *, rtol: float, atol: float) -> f
         return math.inf  # a NaN or an infinity that the reference does not have at that place
     if not bool(finite.any()):
         return 0.0
-    ratio = (a[finite] - e[finite]).abs() / (atol + rtol * e[finite].abs())
+    diff = (a[finite] - e[finite]).abs()
+    ratio = torch.where(diff == 0, torch.zeros_like(diff), diff / (atol + rtol * e[finite].abs()))
     return float(ratio.max())
 
 
+@judge_only
 def close(actual: Any, expected: torch.Tensor, *, rtol: float, atol: float) -> bool:
     """``actual`` is a plain tensor of ``expected``'s shape whose every value agrees with it
     (``expect_close``'s criterion, as a question)."""
@@ -136,6 +133,7 @@ def close(actual: Any, expected: torch.Tensor, *, rtol: float, atol: float) -> b
     return not bool(disagree(actual, expected, rtol=rtol, atol=atol).any())
 
 
+@judge_only
 def close_number(actual: float, expected: float, *, rtol: float = 0.0, atol: float) -> bool:
     """The closeness rule for one number (``abs(a - e) > tol`` lets NaN through; this does not)."""
     a, e = float(actual), float(expected)
@@ -253,6 +251,12 @@ class Earlier:
     reference: Callable[..., Any]
 
 
+def _own_classes(cls: type) -> list[type]:
+    """The classes of ``cls``'s MRO the student wrote (torch's and ``object`` left out)."""
+    return [k for k in cls.__mro__
+            if k is not object and str(getattr(k, "__module__", "")).split(".")[0] != "torch"]
+
+
 def _codes(obj: Any, depth: int = 0) -> list[CodeType]:
     """The code objects of a function, a method, or a class's methods, nested ones included."""
     if depth > 3:
@@ -268,9 +272,7 @@ def _codes(obj: Any, depth: int = 0) -> list[CodeType]:
         return _codes(func.__code__, depth)
     if inspect.isclass(obj):
         found: list[CodeType] = []
-        for klass in obj.__mro__:
-            if klass.__module__.startswith(("torch", "builtins")):
-                continue
+        for klass in _own_classes(obj):
             for v in vars(klass).values():
                 if isinstance(v, staticmethod | classmethod):
                     v = v.__func__
@@ -285,8 +287,7 @@ def _globals_of(obj: Any) -> list[dict[str, Any]]:
     spaces: list[dict[str, Any]] = []
     candidates: list[Any] = [obj]
     if inspect.isclass(obj):
-        candidates = [v for klass in obj.__mro__ if not klass.__module__.startswith(("torch", "builtins"))
-                      for v in vars(klass).values()]
+        candidates = [v for klass in _own_classes(obj) for v in vars(klass).values()]
     for c in candidates:
         if isinstance(c, staticmethod | classmethod):
             c = c.__func__
@@ -299,8 +300,23 @@ def _globals_of(obj: Any) -> list[dict[str, Any]]:
 
 
 def referenced_names(fns: Sequence[Any], earlier: Sequence[Earlier]) -> list[str]:
-    """Probe side: which earlier exercises' names the student's functions (or classes) refer to."""
-    names = {n for fn in fns for code in _codes(fn) for n in code.co_names}
+    """Probe side: which earlier exercises' names the student's functions (or classes) refer to, directly
+    or through helpers of their notebook (three levels deep)."""
+    wanted = {e.name for e in earlier}
+    names: set[str] = set()
+    todo, seen = list(fns), {id(fn) for fn in fns}
+    for _ in range(4):
+        found = {n for fn in todo for code in _codes(fn) for n in code.co_names}
+        names |= found
+        helpers = []
+        for fn in todo:
+            for space in _globals_of(fn):
+                for n in found - wanted:
+                    helper = space.get(n)
+                    if isinstance(helper, FunctionType) and id(helper) not in seen:
+                        seen.add(id(helper))
+                        helpers.append(helper)
+        todo = helpers
     return [e.name for e in earlier if e.name in names]
 
 
@@ -347,8 +363,11 @@ def cascade_runs(fns: Sequence[Any], earlier: Sequence[Earlier], run: Callable[[
     use bound to its reference ("reference"); when some of those names are defined, also as written
     ("own") and, with several, with one replaced at a time ("only"), so the judge can tell which
     earlier exercise breaks this one. With no earlier name used, "reference" is the run as written."""
-    referenced = referenced_names(fns, earlier)
-    defined = [n for n in referenced if _defined(fns, n)]
+    try:
+        referenced = referenced_names(fns, earlier)
+        defined = [n for n in referenced if _defined(fns, n)]
+    except Exception:  # noqa: BLE001 - an object that breaks introspection: substitute every earlier name
+        referenced, defined = [e.name for e in earlier], []
     runs: CascadeRuns = {"referenced": referenced, "defined": defined}
     with substituted(fns, earlier, referenced):
         runs["reference"] = run()
@@ -394,8 +413,12 @@ def judge_cascade(
     if type(runs) is not dict or "reference" not in runs:
         fail("the probe returned no run for this exercise.")
     by_name = {e.name: e for e in earlier}
-    referenced = [by_name[n] for n in runs.get("referenced") or [] if n in by_name]
-    defined = [by_name[n] for n in runs.get("defined") or [] if n in by_name]
+
+    def names(key: str) -> list[Earlier]:  # plain data from the probe: only known names count
+        value = runs.get(key)
+        return [by_name[n] for n in (value if type(value) is list else []) if type(n) is str and n in by_name]
+
+    referenced, defined = names("referenced"), names("defined")
     try:
         message = grade(runs["reference"])
     except CheckFailure:
@@ -417,8 +440,9 @@ def judge_cascade(
             return note(message, this, undefined, referenced, None)
         return message
     culprits: list[Earlier] = []
+    only = runs.get("only") if type(runs.get("only")) is dict else {}
     for e in defined:
-        one = (runs.get("only") or {}).get(e.name)
+        one = only.get(e.name)
         if one is not None:
             try:
                 grade(one)
@@ -524,14 +548,15 @@ def judge_gradients(
     not_connected: str | None = None,
     detached: Callable[[str], str] = detached_message,
     hints: Mapping[str, str] | None = None,
-    label: Callable[[str], str] = lambda name: f"gradient w.r.t. {name}",
+    label: Callable[[str], str] | None = None,
 ) -> None:
     """Judge side: the student's gradients (``run_backward``'s ``GradientRun``, or its ``attempt``
     outcome) against the reference's (a function, differentiated here, or the gradients themselves).
 
     Fails when the output is not attached to autograd (``not_connected``), when no gradient reaches an
     input that the reference's reaches (``detached(name)``: "did you .detach() it?"), or when a
-    gradient differs (``expect_close``, ``hints[name]``)."""
+    gradient differs (``expect_close``, ``hints[name]``), named ``label(name)`` (default "<what>:
+    gradient w.r.t. <name>")."""
     if type(run) is dict and ("value" in run or "error" in run) and "grads" not in run:
         run = unwrap(run)
     if type(run) is not dict or type(run.get("grads")) is not dict:
@@ -542,13 +567,14 @@ def judge_gradients(
     want = (dict(reference) if isinstance(reference, Mapping)
             else reference_gradients(reference, inputs, grad_of, upstream, pick))
     for name in grad_of:
+        text = label(name) if label is not None else f"{what}: gradient w.r.t. {name}"
         ref, got = want.get(name), run["grads"].get(name)
         if ref is None:
             continue  # the reference does not depend on it: nothing to ask of the answer
         if got is None:
             fail(detached(name))
         if type(got) is not torch.Tensor:
-            fail(f"{what}: the {label(name)} is a {type_name(got)}, expected a tensor.")
+            fail(f"{text} is a {type_name(got)}, expected a tensor.")
         if bool((ref != 0).any()) and not bool((got != 0).any()):
             fail(detached(name))
-        expect_close(got, ref, f"{what}: {label(name)}", rtol=rtol, atol=atol, hint=(hints or {}).get(name))
+        expect_close(got, ref, text, rtol=rtol, atol=atol, hint=(hints or {}).get(name))

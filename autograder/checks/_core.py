@@ -23,11 +23,11 @@ import contextlib
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypedDict
 
 import torch
 
-from ._guard import DelegationError, OpFamily, ReferenceWatch, RefuseOps, probing, reference_origin
+from ._guard import DelegationError, OpFamily, ReferenceWatch, RefuseOps, judge_only, probing, reference_origin
 from ._plain import dumps, loads, qualname, to_plain, type_name
 from ._secret import hidden_seed
 
@@ -139,7 +139,14 @@ def call(
     return result
 
 
-def attempt(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+class Outcome(TypedDict, total=False):
+    """What ``attempt`` records, as plain data: ``{"value": <plain copy>}`` or ``{"error": "<message>"}``."""
+
+    value: Any
+    error: str
+
+
+def attempt(fn: Any, *args: Any, **kwargs: Any) -> Outcome:
     """``call`` that records the outcome as plain data instead of failing at once (probe side).
 
     ``{"value": <plain copy of the result>}`` or ``{"error": "<message>"}``; the judge turns it
@@ -185,6 +192,7 @@ def expect_shape(
     return t
 
 
+@judge_only
 def expect_close(
     actual: Any,
     expected: torch.Tensor,

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from types import CodeType, FunctionType
 from typing import Any, TypeVar
 
+import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 
@@ -101,6 +103,30 @@ class RefuseOps(TorchDispatchMode):
             if family.match(name):
                 self.hits.append(f"{family.label} [aten.{name}]")
                 raise DelegationError(f"it calls {family.label}, which this exercise re-implements. {self.instead}")
+        return func(*args, **(kwargs or {}))
+
+
+class NoAutograd(TorchFunctionMode):
+    """Refuses ``Tensor.backward`` / ``torch.autograd.grad`` (and what calls them: torch.func, functional
+    jacobians) while active: a derivative computed by autograd is not a derivative written by hand.
+    ``hits`` records the attempts, so a student who catches the error is still caught."""
+
+    REFUSED: dict[Any, str] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hits: list[str] = []
+        if not NoAutograd.REFUSED:
+            NoAutograd.REFUSED.update({torch.autograd.grad: "torch.autograd.grad",
+                                       torch.autograd.backward: "torch.autograd.backward",
+                                       torch.Tensor.backward: "Tensor.backward"})
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        label = NoAutograd.REFUSED.get(func)
+        if label is not None:
+            self.hits.append(label)
+            raise DelegationError(f"it calls {label}: autograd computes the derivative this exercise asks you to "
+                                  "write.")
         return func(*args, **(kwargs or {}))
 
 

@@ -9,9 +9,11 @@ permuted axes, their backward kernels) and return outputs, the arguments as they
 axes, biased variance in the running estimate, per-image variances averaged, running statistics
 updated in eval mode, eps forgotten, misplaced or hard-coded, momentum inverted or hard-coded, the
 mean term of the backward pass forgotten, ...) by recomputing each mistake and seeing which one the
-answer matches. The module exercise usually calls the student's ``batchnorm2d_forward``: it is
-probed as written and again with a reference ``batchnorm2d_forward`` in its place, so one slip in
-exercise 1 costs exercise 1's points only ("fix exercise 1 first").
+answer matches. The module exercise usually calls the student's ``batchnorm2d_forward``: by the cascade rule
+(``_compare.cascade_runs``) it is probed with a reference ``batchnorm2d_forward`` in its place (added
+when the student's never ran) and as written, so one slip in exercise 1 costs exercise 1's points
+only ("fix exercise 1 first"). Every answer that feeds a backward pass is judged on its gradients
+too (``_compare.judge_gradients``). Hidden cases' values come from the instructor's secret.
 """
 
 from __future__ import annotations
@@ -20,12 +22,34 @@ import inspect
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ._core import CheckFailure, attempt, call, exercise, expect, expect_close, expect_shape, fail, seeded, unwrap
-from ._guard import NORMALIZATION
+from ._compare import (
+    Earlier,
+    cascade_runs,
+    close,
+    judge_cascade,
+    judge_gradients,
+    judge_only,
+    nearest_mistake,
+    run_backward,
+)
+from ._core import (
+    CheckFailure,
+    attempt,
+    call,
+    exercise,
+    expect,
+    expect_close,
+    expect_shape,
+    fail,
+    hidden_generator,
+    seeded,
+    unwrap,
+)
+from ._guard import NORMALIZATION, NoAutograd
 from ._plain import qualname, type_name
-from .lesson04 import NoAutograd, substituted
 
 INSTEAD = "Compute the per-channel mean and variance yourself with tensor operations (x.mean, x.var)."
 BACKWARD_INSTEAD = ("Write the gradients as formulas of dout, x_hat and gamma with tensor operations, without "
@@ -46,12 +70,9 @@ GRAD_RTOL = 1e-3
 GRAD_ATOL = 1e-4
 
 
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return (
-        isinstance(a, torch.Tensor)
-        and a.shape == b.shape
-        and bool(torch.allclose(a.detach().double(), b.detach().double(), rtol=MATCH_RTOL, atol=MATCH_ATOL))
-    )
+def _close(a: Any, b: torch.Tensor) -> bool:
+    """Whether ``a`` matches ``b`` to the tolerance used to recognise a mistake."""
+    return close(a, b, rtol=MATCH_RTOL, atol=MATCH_ATOL)
 
 
 def _fmt(t: torch.Tensor) -> str:
@@ -60,9 +81,11 @@ def _fmt(t: torch.Tensor) -> str:
     return f"[{values}{', ...' if t.numel() > 3 else ''}]"
 
 
-def _case(seed: int, shape: tuple[int, int, int, int], momentum: float, eps: float) -> dict[str, Any]:
-    """Seeded inputs: channels with different scales and offsets, so every axis matters."""
-    g = seeded(seed)
+def _case(seed: int | torch.Generator, shape: tuple[int, int, int, int], momentum: float,
+          eps: float) -> dict[str, Any]:
+    """Seeded inputs (a fixed seed, or a hidden case's generator): channels with different scales and
+    offsets, so every axis matters."""
+    g = seeded(seed) if isinstance(seed, int) else seed
     n, c, h, w = shape
     scale = torch.rand(c, generator=g) * 3 + 0.05
     scale[0] = 0.05  # one low-variance channel: forgetting eps shows there
@@ -81,6 +104,7 @@ def _case(seed: int, shape: tuple[int, int, int, int], momentum: float, eps: flo
     }
 
 
+@judge_only
 def _reference(case: dict[str, Any], training: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """nn.BatchNorm2d on the same inputs: (out, new running mean, new running var)."""
     c = case["x"].shape[1]
@@ -97,25 +121,11 @@ def _reference(case: dict[str, Any], training: bool) -> tuple[torch.Tensor, torc
 
 
 def _nearest(actual: Any, candidates: list[tuple[torch.Tensor, str | None]]) -> str | None:
-    """The message of the candidate mistake closest to ``actual``, if any is within the match tolerance.
-
-    Closest, not first: with a small eps, "eps missing" and "eps outside the root" are both near an
-    answer, and only the distance tells which one was written.
-    """
-    if not isinstance(actual, torch.Tensor):
-        return None
-    a = actual.detach().double()
-    best, best_msg = float("inf"), None
-    for cand, msg in candidates:  # a None message marks the correct answer
-        if cand.shape != a.shape:
-            continue
-        c = cand.detach().double()
-        score = ((a - c).abs() / (MATCH_ATOL + MATCH_RTOL * c.abs())).max().item()
-        if score < best:
-            best, best_msg = score, msg
-    return best_msg if best <= 1.0 else None
+    """``nearest_mistake`` at the match tolerance, on (candidate, message) pairs."""
+    return nearest_mistake(actual, [(msg, cand) for cand, msg in candidates], rtol=MATCH_RTOL, atol=MATCH_ATOL)
 
 
+@judge_only
 def _output_mistake(out: torch.Tensor, case: dict[str, Any]) -> str | None:
     """Recompute each known mistake in the output of a training-mode call; name the one matched."""
     x, gamma, beta, eps = case["x"], case["gamma"], case["beta"], case["eps"]
@@ -184,6 +194,7 @@ def _output_mistake(out: torch.Tensor, case: dict[str, Any]) -> str | None:
     return _nearest(out, candidates)
 
 
+@judge_only
 def _running_mistake(rm: torch.Tensor, rv: torch.Tensor, case: dict[str, Any]) -> str | None:
     """Name the mistake behind a wrong running-statistics update (training mode)."""
     x, mom = case["x"], case["momentum"]
@@ -245,6 +256,7 @@ def _running_mistake(rm: torch.Tensor, rv: torch.Tensor, case: dict[str, Any]) -
 
 
 
+@judge_only
 def reference_forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, running_mean: torch.Tensor,
                       running_var: torch.Tensor, training: bool, momentum: float = 0.1,
                       eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -265,6 +277,10 @@ def reference_forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, 
     return gamma.view(shape) * x_hat + beta.view(shape), new_mean, new_var
 
 
+#: the earlier exercise BatchNorm2dScratch may call
+BATCHNORM2D_FORWARD = Earlier("batchnorm2d_forward", 1, reference_forward)
+
+
 # ---------------------------------------------------------------------------------------------
 # batchnorm2d_forward
 
@@ -274,11 +290,9 @@ ARGS = ("x", "gamma", "beta", "running_mean", "running_var")
 def _forward_cases(hidden: bool) -> dict[str, Any]:
     cases = [_case(0, (4, 3, 5, 5), momentum=0.1, eps=1e-5), _case(1, (6, 4, 3, 4), momentum=0.3, eps=0.1)]
     if hidden:
-        cases += [
-            _case(2, (2, 5, 7, 3), momentum=0.05, eps=1e-3),
-            _case(3, (16, 2, 2, 2), momentum=0.9, eps=1e-5),
-            _case(4, (3, 8, 6, 6), momentum=0.2, eps=0.5),
-        ]
+        cases += [_case(hidden_generator(3, "batchnorm2d_forward", i), shape, momentum=momentum, eps=eps)
+                  for i, shape, momentum, eps in ((2, (2, 5, 7, 3), 0.05, 1e-3), (3, (16, 2, 2, 2), 0.9, 1e-5),
+                                                  (4, (3, 8, 6, 6), 0.2, 0.5))]
     out: dict[str, Any] = {"hidden": hidden, "cases": cases,
                            "upstream": torch.randn(cases[0]["x"].shape, generator=seeded(99))}
     if hidden:
@@ -295,24 +309,29 @@ def _forward_once(fn: Any, case: dict[str, Any], training: bool) -> dict[str, An
     return {"result": outcome, "after": args}
 
 
+#: the inputs of batchnorm2d_forward that feed the backward pass
+GRAD_OF = ("gamma", "beta", "x")
+
+
 def _with_grad(fn: Any, case: dict[str, Any], upstream: torch.Tensor) -> dict[str, Any]:
-    """Forward in training mode with x, gamma, beta requiring grad, then out.backward(upstream)."""
-    args = {k: case[k].clone() for k in ARGS}
-    for k in ("x", "gamma", "beta"):
-        args[k].requires_grad_(True)
-    result = fn(*(args[k] for k in ARGS), True, case["momentum"], case["eps"])
+    """Forward in training mode with x, gamma, beta requiring grad, then out.backward(upstream)
+    (``_compare.run_backward``); and whether the new running statistics require grad."""
+    seen: dict[str, Any] = {}
+
+    def forward(*args: Any) -> Any:
+        seen["result"] = fn(*args)
+        return seen["result"]
+
+    inputs = {**{k: case[k] for k in ARGS}, "training": True, "momentum": case["momentum"], "eps": case["eps"]}
+    run = run_backward(forward, inputs, GRAD_OF, upstream, pick=0)
+    result = seen.get("result")
     if not isinstance(result, (tuple, list)) or len(result) != 3:
         return {"shape_of_result": type(result).__name__}
     out, rm, rv = result
-    info: dict[str, Any] = {
-        "out_requires_grad": isinstance(out, torch.Tensor) and out.requires_grad,
-        "rm_requires_grad": isinstance(rm, torch.Tensor) and rm.requires_grad,
-        "rv_requires_grad": isinstance(rv, torch.Tensor) and rv.requires_grad,
-    }
-    if info["out_requires_grad"] and out.shape == upstream.shape:
-        out.backward(upstream)
-    info.update({f"{k}.grad": args[k].grad for k in ("x", "gamma", "beta")})
-    return info
+    return {**run,
+            "out_requires_grad": isinstance(out, torch.Tensor) and out.requires_grad,
+            "rm_requires_grad": isinstance(rm, torch.Tensor) and rm.requires_grad,
+            "rv_requires_grad": isinstance(rv, torch.Tensor) and rv.requires_grad}
 
 
 def _probe_forward(fn: Any, cases: dict[str, Any]) -> dict[str, Any]:
@@ -387,6 +406,13 @@ def _judge_eval(record: dict[str, Any], case: dict[str, Any]) -> None:
     expect_close(out, ref_out, "out (eval mode)", rtol=RTOL, atol=ATOL, hint=hint)
 
 
+@judge_only
+def _bn_train(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, running_mean: torch.Tensor,
+              running_var: torch.Tensor, training: bool, momentum: float, eps: float) -> torch.Tensor:
+    """nn.BatchNorm2d's training-mode output, differentiable in x, gamma and beta (judge side)."""
+    return F.batch_norm(x, running_mean.clone(), running_var.clone(), gamma, beta, training, momentum, eps)
+
+
 def _judge_grad(info: dict[str, Any], case: dict[str, Any], upstream: torch.Tensor) -> None:
     """Gradients must flow through the batch statistics, exactly as in nn.BatchNorm2d."""
     if "shape_of_result" in info:
@@ -403,24 +429,15 @@ def _judge_grad(info: dict[str, Any], case: dict[str, Any], upstream: torch.Tens
                 "update from detached batch statistics (under torch.no_grad() or with .detach()), as "
                 "nn.BatchNorm2d does; otherwise each step's graph stays alive inside the buffer."
             )
-    c = case["x"].shape[1]
-    x = case["x"].clone().requires_grad_(True)
-    bn = nn.BatchNorm2d(c, eps=case["eps"], momentum=case["momentum"])
-    with torch.no_grad():
-        bn.weight.copy_(case["gamma"])
-        bn.bias.copy_(case["beta"])
-    bn(x).backward(upstream)
-    for name, ref in [("gamma.grad", bn.weight.grad), ("beta.grad", bn.bias.grad)]:
-        got = info[name]
-        if got is None:
-            fail(f"{name} is None: out does not depend on {name.split('.')[0]} through autograd.")
-        expect_close(got, ref, name, rtol=GRAD_RTOL, atol=GRAD_ATOL, hint="out = gamma * x_hat + beta.")
-    if info["x.grad"] is None:
-        fail("x.grad is None: out does not depend on x through autograd.")
-    expect_close(
-        info["x.grad"], x.grad, "x.grad", rtol=GRAD_RTOL, atol=GRAD_ATOL,
-        hint="the gradient must flow through the batch mean and variance too: do not .detach() them "
-        "when you compute out (only the running-statistics update is detached).",
+    inputs = {**{k: case[k] for k in ARGS}, "training": True, "momentum": case["momentum"], "eps": case["eps"]}
+    judge_gradients(
+        info, _bn_train, inputs, GRAD_OF, what="batchnorm2d_forward", rtol=GRAD_RTOL, atol=GRAD_ATOL,
+        upstream=upstream, label=lambda name: f"{name}.grad",
+        detached=lambda name: (f"{name}.grad is None: out does not depend on {name} through autograd." if name != "x"
+                               else "x.grad is None: out does not depend on x through autograd."),
+        hints={"gamma": "out = gamma * x_hat + beta.", "beta": "out = gamma * x_hat + beta.",
+               "x": "the gradient must flow through the batch mean and variance too: do not .detach() them "
+                    "when you compute out (only the running-statistics update is detached)."},
     )
 
 
@@ -451,7 +468,7 @@ def _module_cases(hidden: bool) -> dict[str, Any]:
     settings = [(4, 1e-5, 0.1), (3, 0.1, 0.3)] + ([(5, 1e-3, 0.05)] if hidden else [])
     runs = []
     for i, (c, eps, momentum) in enumerate(settings):
-        g = seeded(100 + i)
+        g = seeded(100 + i) if i < 2 else hidden_generator(3, "batchnorm2d_scratch", i)
         state = {
             "weight": torch.rand(c, generator=g) + 0.5,
             "bias": torch.randn(c, generator=g),
@@ -460,13 +477,18 @@ def _module_cases(hidden: bool) -> dict[str, Any]:
             "num_batches_tracked": torch.tensor(7),
         }
         steps = [("train", 4), ("train", 8), ("eval", 5), ("train", 2)]
-        steps += [("eval", 1), ("train", 16)] if hidden else []
-        runs.append({"c": c, "eps": eps, "momentum": momentum, "state": state,
-                     "steps": [(mode, torch.randn(n, c, 3, 4, generator=g) * 2 + 1) for mode, n in steps]})
+        batches = [(mode, torch.randn(n, c, 3, 4, generator=g) * 2 + 1) for mode, n in steps]
+        if hidden:  # more steps, their batches from the instructor's secret
+            h = hidden_generator(3, "batchnorm2d_scratch", 10 + i)
+            batches += [(mode, torch.randn(n, c, 3, 4, generator=h) * 2 + 1)
+                        for mode, n in (("eval", 1), ("train", 16))]
+        runs.append({"c": c, "eps": eps, "momentum": momentum, "state": state, "steps": batches})
+    double_x = (torch.randn(4, 3, 2, 2, generator=hidden_generator(3, "batchnorm2d_scratch", 20), dtype=torch.float64)
+                if hidden else None)
     return {"hidden": hidden, "runs": runs,
             "grad_x": torch.randn(4, 3, 2, 2, generator=seeded(7)),
             "grad_upstream": torch.randn(4, 3, 2, 2, generator=seeded(8)),
-            "double_x": torch.randn(4, 3, 2, 2, generator=seeded(9), dtype=torch.float64) if hidden else None}
+            "double_x": double_x}
 
 
 def _make(cls: Any, *args: Any, **kwargs: Any) -> nn.Module:
@@ -486,13 +508,8 @@ def _forward_module(module: nn.Module, x: torch.Tensor) -> Any:
 
 
 def _grad_run(module: nn.Module, x: torch.Tensor, upstream: torch.Tensor) -> dict[str, Any]:
-    out = module(x)
-    connected = isinstance(out, torch.Tensor) and out.requires_grad and out.shape == upstream.shape
-    if connected:
-        out.backward(upstream)
-    params = dict(module.named_parameters())
-    return {"connected": connected,
-            **{f"{k}.grad": (params[k].grad if k in params else None) for k in ("weight", "bias")}}
+    """The module's forward and backward pass: gradients of x and of its parameters (``run_backward``)."""
+    return dict(run_backward(module, {"x": x}, ["x"], upstream, module=module))
 
 
 def _module_probe_once(cls: Any, cases: dict[str, Any]) -> dict[str, Any]:
@@ -532,15 +549,12 @@ def _module_probe_once(cls: Any, cases: dict[str, Any]) -> dict[str, Any]:
 
 
 def _probe_module(cls: Any, cases: dict[str, Any]) -> dict[str, Any]:
-    """The student's class as written, then with a reference batchnorm2d_forward in place of theirs."""
+    """The student's class with a reference batchnorm2d_forward in place of theirs (the cascade rule), and
+    as written when it uses theirs."""
     if not inspect.isclass(cls):
         return {"not_a_class": type_name(cls) if cls is not None else "None"}
-    info = {"mro": [qualname(k) for k in cls.__mro__]}
-    own = _module_probe_once(cls, cases)
-    methods = tuple(v for v in vars(cls).values() if inspect.isfunction(v))
-    with substituted(methods, "batchnorm2d_forward", reference_forward) as found:
-        with_reference = _module_probe_once(cls, cases) if found else None
-    return {**info, "own": own, "with_reference_forward": with_reference}
+    return {"mro": [qualname(k) for k in cls.__mro__],
+            "runs": dict(cascade_runs((cls,), [BATCHNORM2D_FORWARD], lambda: _module_probe_once(cls, cases)))}
 
 
 def _judge_module_run(cases: dict[str, Any], data: dict[str, Any]) -> None:
@@ -609,17 +623,24 @@ def _judge_module_run(cases: dict[str, Any], data: dict[str, Any]) -> None:
                          rtol=RTOL, atol=ATOL)
     if "error" in data:
         fail(data["error"])
-    # 4. gradients reach weight and bias
+    # 4. gradients reach weight and bias, and x through the batch statistics
     ref = nn.BatchNorm2d(3)
-    ref(cases["grad_x"]).backward(cases["grad_upstream"])
-    grad = data["grad"]
-    if grad["connected"] is not True:
-        fail("the output is not connected to autograd: weight and bias would never learn.")
-    for name in ("weight", "bias"):
-        got = grad[f"{name}.grad"]
-        if got is None:
-            fail(f"{name}.grad is None after backward: use self.{name} in forward.")
-        expect_close(got, getattr(ref, name).grad, f"{name}.grad", rtol=GRAD_RTOL, atol=GRAD_ATOL)
+    x = cases["grad_x"].clone().requires_grad_(True)
+    ref(x).backward(cases["grad_upstream"])
+    grad = data.get("grad") if type(data.get("grad")) is dict else {}
+    params = grad.get("param_grads") if type(grad.get("param_grads")) is dict else {}
+    inputs = grad.get("grads") if type(grad.get("grads")) is dict else {}
+    run = {"connected": grad.get("connected"), "grads": {**params, "x": inputs.get("x")}}
+    judge_gradients(
+        run, {"weight": ref.weight.grad, "bias": ref.bias.grad, "x": x.grad}, {}, ("weight", "bias", "x"),
+        what="BatchNorm2dScratch", rtol=GRAD_RTOL, atol=GRAD_ATOL, label=lambda name: f"{name}.grad",
+        not_connected="the output is not connected to autograd: weight and bias would never learn.",
+        detached=lambda name: (f"{name}.grad is None after backward: use self.{name} in forward." if name != "x" else
+                               "no gradient reaches x: did you .detach() it (or the batch mean and variance)? "
+                               "The gradient must flow through the batch statistics, as in nn.BatchNorm2d."),
+        hints={"x": "the gradient must flow through the batch mean and variance too: do not .detach() them "
+                    "when you compute the output (only the running-statistics update is detached)."},
+    )
     if "double" in data:
         out, buffers = data["double"]["out"], data["double"]["buffers"]
         expect(type(out) is torch.Tensor and out.dtype == torch.float64,
@@ -672,15 +693,20 @@ def _judge_module(cases: dict[str, Any], data: dict[str, Any]) -> str:
              "yourself.")
     done = ("BatchNorm2dScratch behaves like nn.BatchNorm2d in both modes, and its state_dict loads into "
             "nn.BatchNorm2d and back.")
-    try:
-        _judge_module_run(cases, data["own"])
-    except CheckFailure as own_failure:
-        if data.get("with_reference_forward") is None:
-            raise
-        _judge_module_run(cases, data["with_reference_forward"])  # its failure is the module's own mistake
-        return (f"BatchNorm2dScratch is right with a correct batchnorm2d_forward, but with yours it fails "
-                f"({own_failure}): fix exercise 1 first.")
-    return done
+
+    def grade(run: Any) -> str:
+        _judge_module_run(cases, run)
+        return done
+
+    return judge_cascade(data["runs"], grade, "BatchNorm2dScratch", [BATCHNORM2D_FORWARD], note=_module_note)
+
+
+def _module_note(message: str, this: str, culprits: list[Earlier], replaced: list[Earlier], own: str | None) -> str:
+    if own is None:
+        return ("BatchNorm2dScratch is right with a correct batchnorm2d_forward in place of yours, which is not "
+                "defined (its cell did not run or was refused): fix exercise 1 first.")
+    return (f"BatchNorm2dScratch is right with a correct batchnorm2d_forward, but with yours it fails "
+            f"({own}): fix exercise 1 first.")
 
 
 check_batchnorm2d_scratch = exercise("batchnorm2d_scratch", _probe_module, _judge_module, _module_cases)
@@ -696,9 +722,14 @@ def _backward_cases(hidden: bool) -> dict[str, Any]:
         shapes += [(2, (2, 5, 7, 3), 1e-3), (3, (16, 2, 2, 2), 1e-5), (4, (3, 8, 6, 6), 0.5)]
     cases = []
     for seed, shape, eps in shapes:
-        c = _case(seed, shape, momentum=0.1, eps=eps)
-        cases.append({"dout": torch.randn(shape, generator=seeded(200 + seed)) * 2 + 0.3, "x": c["x"],
-                      "gamma": c["gamma"], "eps": eps})
+        if seed < 2:  # the visible cases: fixed seeds
+            c = _case(seed, shape, momentum=0.1, eps=eps)
+            dout = torch.randn(shape, generator=seeded(200 + seed)) * 2 + 0.3
+        else:  # hidden: the values from the instructor's secret
+            g = hidden_generator(3, "batchnorm2d_backward", seed)
+            c = _case(g, shape, momentum=0.1, eps=eps)
+            dout = torch.randn(shape, generator=g) * 2 + 0.3
+        cases.append({"dout": dout, "x": c["x"], "gamma": c["gamma"], "eps": eps})
     if hidden:
         cases.append({k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in cases[1].items()})
     return {"hidden": hidden, "cases": cases}
@@ -719,6 +750,7 @@ def _probe_backward(fn: Any, cases: dict[str, Any]) -> dict[str, Any]:
     return {"runs": runs}
 
 
+@judge_only
 def _reference_backward(case: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """dx, dgamma, dbeta of nn.BatchNorm2d in training mode, by autograd (judge side)."""
     x = case["x"].clone().requires_grad_(True)
@@ -731,6 +763,7 @@ def _reference_backward(case: dict[str, Any]) -> tuple[torch.Tensor, torch.Tenso
     return x.grad, bn.weight.grad, bn.bias.grad
 
 
+@judge_only
 def _backward_mistakes(case: dict[str, Any]) -> dict[str, list[tuple[torch.Tensor, str | None]]]:
     """Each usual mistake of the backward pass, recomputed on the case: dx, dgamma, dbeta candidates."""
     dout, x, gamma, eps = (case[k].double() if isinstance(case[k], torch.Tensor) else case[k]
