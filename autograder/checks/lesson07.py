@@ -219,7 +219,8 @@ def judge_loss_gradients(g: dict[str, Any], names: list[str], inputs: list[torch
                 "is right, but a loss is only useful through its gradients: use the input as it is.")
 
     judge_gradients(run, lambda *t: reference(*t, *extra), dict(zip(keys, inputs, strict=True)), keys, what=what,
-                    rtol=1e-4, atol=1e-6, detached=detached, label=lambda name: f"gradient with respect to {name}",
+                    rtol=1e-4, atol=1e-6, detached=detached,
+                    label=lambda name: f"{what}: gradient with respect to {name}",
                     hints={k: "the value is right but the gradient is not: is part of the loss computed on a "
                               "detached or modified copy of the input?" for k in keys})
 
