@@ -711,7 +711,9 @@ check_d_accuracy = exercise("d_accuracy", _probe_accuracy, _judge_accuracy, _acc
 #: the fixed eval noise (the same for every row and seed) is drawn from this seed, unless config says otherwise
 RESULT_KEYS = ("frechet", "grid", "acc_real", "acc_fake")
 
-_REFERENCE_MODULES = ("models", "keras_gan", "train", "losses", "evaluate", "data")
+#: the trainer's modules (train.py and what was split out of it: config, speed, batches, ema, resume, artifacts)
+_REFERENCE_MODULES = ("models", "keras_gan", "train", "config", "speed", "batches", "ema", "resume", "artifacts",
+                      "losses", "evaluate", "data")
 
 
 def grading_build(config: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
