@@ -247,8 +247,10 @@ class Precomputed(Preprocessor):
                 mine.outputs = theirs.get("outputs", [])
                 mine.execution_count = theirs.get("execution_count")
         meta = graded.metadata.get("autograder_run", {})
-        nb.metadata["autograder"] = {"containment": meta.get("containment", ""), "review": bool(meta.get("flags")),
-                                     "flags": meta.get("flags", []), "worker_restarts": meta.get("restarts", 0)}
+        from autograder.preprocess import notebook_metadata
+
+        nb.metadata["autograder"] = notebook_metadata(meta.get("containment", ""), meta.get("flags", []),
+                                                      meta.get("restarts", 0), meta.get("secret", ""))
         return nb, resources
 
 
@@ -275,7 +277,8 @@ def write_to_gradebook(api: Any, assignment: str, student: str, result: dict[str
     graded = nbformat.reads(result["notebook"], as_version=4)
     report = result["report"]
     graded.metadata["autograder_run"] = {"containment": report.get("containment", ""), "flags": report.get("flags", []),
-                                         "restarts": report.get("worker_restarts", 0)}
+                                         "restarts": report.get("worker_restarts", 0),
+                                         "secret": report.get("secret", "")}
     _PENDING[student] = graded
     try:
         with warnings.catch_warnings():  # nbgrader's own SQLAlchemy session warnings, as in `nbgrader autograde`

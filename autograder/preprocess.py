@@ -20,6 +20,13 @@ from nbgrader.preprocessors import Execute
 from autograder import course, sandbox, trusted
 
 
+def notebook_metadata(containment: str, flags: list[Any], restarts: int, secret: str) -> dict[str, Any]:
+    """What a trusted grading records under the graded notebook's ``autograder`` metadata (one shape for
+    ``nbgrader autograde`` and ``python -m autograder grade``)."""
+    return {"containment": containment, "review": bool(flags), "flags": flags, "worker_restarts": restarts,
+            "secret": secret}
+
+
 class TrustedExecute(Execute):
     """Execute a submission in the sandboxed worker and judge its test cells in the grader."""
 
@@ -45,8 +52,7 @@ class TrustedExecute(Execute):
             raise trusted.GradingError(str(err)) from None
         if run.error:
             raise trusted.GradingError(f"could not grade {workdir.name}: {run.error}")
-        nb.metadata["autograder"] = {"containment": run.containment, "review": bool(run.flags),
-                                     "flags": run.flags, "worker_restarts": run.restarts, "secret": run.secret}
+        nb.metadata["autograder"] = notebook_metadata(run.containment, run.flags, run.restarts, run.secret)
         if run.secret.startswith("random"):
             self.log.warning("hidden cases: secret %s", run.secret)
         self.log.info("graded in containment %s (%s restarts)", run.containment, run.restarts)
