@@ -246,11 +246,15 @@ def _resolve(mod: str, name: str, funcs: dict, imports: dict) -> tuple[str, str]
     return mod, name
 
 
-def _closure(start: tuple[str, str], funcs: dict, imports: dict) -> set[tuple[str, str]]:
-    """Every function ``start`` refers to (calls, or passes on as a callback), across the modules."""
+def _closure(start: tuple[str, str], funcs: dict, imports: dict,
+             opaque: set[tuple[str, str]] = frozenset()) -> set[tuple[str, str]]:
+    """Every function ``start`` refers to (calls, or passes on as a callback), across the modules;
+    the functions in ``opaque`` are reached but not looked into."""
     todo, seen = [start], {start}
     while todo:
         mod, name = todo.pop()
+        if (mod, name) in opaque and (mod, name) != start:
+            continue
         for node in ast.walk(funcs[(mod, name)]):
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
                 target = _resolve(mod, node.id, funcs, imports)
@@ -292,7 +296,9 @@ def boundary_violations(sources: dict[str, str], judge_only_names: set[tuple[str
         for target in sorted(_closure((mod, probe), funcs, imports)):
             if target in judge_only_names:
                 found.append(f"{mod}: the probe {probe} reaches the judge_only {target[0]}.{target[1]}")
-        for target in sorted(_closure((mod, judge), funcs, imports)):
+        # a judge_only helper computes the reference (it may trace the reference's own model with the
+        # toolkit's hooks): what it runs is reference code, so the judge's walk does not look inside it
+        for target in sorted(_closure((mod, judge), funcs, imports, opaque=judge_only_names)):
             if target in RUNNERS:
                 found.append(f"{mod}: the judge {judge} reaches {target[0]}.{target[1]}, which runs student code")
             elif _calls_an_item_of_its_arguments(funcs[target]) and target[0].startswith("lesson"):

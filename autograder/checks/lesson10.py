@@ -192,6 +192,7 @@ def _layer_text(m: Layer) -> str:
     return m.type_name
 
 
+@judge_only
 def _ref_layers(ref: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module]]:
     """The reference's leaf modules in execution order (traced on a copy)."""
     twin = copy.deepcopy(ref)
