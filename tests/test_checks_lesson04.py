@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import check_fails
 
 from autograder.checks import lesson04
 from autograder.checks._core import CheckFailure
@@ -94,10 +95,8 @@ def test_other_correct_formulations_pass(capsys):
 
 
 def expect_failure(check, *fns, words, hidden=False):
-    with pytest.raises(CheckFailure) as err:
-        check(*fns, hidden=hidden)
-    for word in words:
-        assert word in str(err.value), str(err.value)
+    """The check fails, naming every one of ``words`` (conftest's one ``check_fails``)."""
+    check_fails(check, *fns, words=words, hidden=hidden)
 
 
 def test_relu_mistakes():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import check_fails
 from torch import nn
 from torchvision.utils import make_grid
 
@@ -14,8 +15,8 @@ from autograder.checks._core import CheckFailure
 
 
 def fails(check, *objects, match: str, hidden: bool = False) -> None:
-    with pytest.raises(CheckFailure, match=match):
-        check(*objects, hidden=hidden)
+    """The check fails with a message matching ``match`` (conftest's one ``check_fails``)."""
+    check_fails(check, *objects, match=match, hidden=hidden)
 
 
 # ============================================================================ KerasGenerator
