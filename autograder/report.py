@@ -238,20 +238,15 @@ def render(s: ClassSummary, images: dict[str, bytes]) -> str:
             parts.append(f"<tr><td class=n>{k}</td><td>{e(msg)}</td><td>{e(s.examples[(ex, msg)][:300])}</td></tr>")
         parts.append("</table>")
 
-    parts.append("<h2>Flagged for review</h2>")
-    if s.flagged:
-        parts.append("<table><tr><th>student</th><th>cell</th><th>what it used</th></tr>")
-        parts += [f"<tr><td>{e(a)}</td><td>{e(b)}</td><td>{e(c)}</td></tr>" for a, b, c in s.flagged]
-        parts.append("</table>")
-    else:
-        parts.append("<p>None.</p>")
-    parts.append("<h2>Timeouts and crashes</h2>")
-    if s.incidents:
-        parts.append("<table><tr><th>student</th><th>what</th><th>where</th></tr>")
-        parts += [f"<tr><td>{e(a)}</td><td>{e(b)}</td><td>{e(c)}</td></tr>" for a, b, c in s.incidents]
-        parts.append("</table>")
-    else:
-        parts.append("<p>None.</p>")
+    for title, headers, rows in (("Flagged for review", ("student", "cell", "what it used"), s.flagged),
+                                 ("Timeouts and crashes", ("student", "what", "where"), s.incidents)):
+        parts.append(f"<h2>{title}</h2>")
+        if rows:
+            parts.append("<table><tr>" + "".join(f"<th>{h}</th>" for h in headers) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>" for row in rows]
+            parts.append("</table>")
+        else:
+            parts.append("<p>None.</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
