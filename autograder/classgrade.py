@@ -398,17 +398,27 @@ def _gradebook_students(root: Path, assignment: str) -> set[str]:
 
 
 class _Interrupts:
-    """Ctrl-C while the driver writes a grade waits until that grade is written."""
+    """Ctrl-C is noted and acted on at the driver's next safe point, never inside a Dask call or a grade's write.
+
+    Raising from the handler inside one of distributed's blocking calls races with its own cancellation (a
+    ``NameError`` traceback from ``distributed.utils.sync``), so the first Ctrl-C only sets a flag; a second one
+    stops at once, except while a grade is being written.
+    """
 
     def __init__(self) -> None:
         self.pending = False
         self.writing = False
 
     def handler(self, signum: int, frame: object) -> None:
-        if self.writing:
-            self.pending = True
-            return
-        raise KeyboardInterrupt
+        if self.pending and not self.writing:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def check(self) -> None:
+        """Stop here if Ctrl-C was pressed."""
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
 
     @contextlib.contextmanager
     def critical(self) -> Iterator[None]:
@@ -417,9 +427,7 @@ class _Interrupts:
             yield
         finally:
             self.writing = False
-            if self.pending:
-                self.pending = False
-                raise KeyboardInterrupt
+        self.check()
 
 
 def status_line(student: str, report: dict[str, Any] | None, seconds: float, error: str | None = None,
@@ -506,6 +514,7 @@ def grade_class(
             t0 = time.perf_counter()
             with _client(jobs, scheduler) as client:
                 result.phases["cluster start"] = time.perf_counter() - t0
+                interrupts.check()
                 _grade_on(client, assignment, todo, root_path, expected, secret, scheduler is None, timeout,
                           containment, result, interrupts, say, quiet)
         if feedback and (result.graded or not (root_path / course.GRADER_DIR / "grades.csv").exists()):
@@ -607,42 +616,48 @@ def _grade_on(client: Any, assignment: str, todo: dict[str, tuple[Path, str]], r
         futures[fut] = (student, digest)
     written: set[tuple[str, str]] = set()
     bar = tqdm(total=len(futures), unit="nb", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    pending = as_completed(futures)
     try:
-        for fut in as_completed(futures):
-            student, digest = futures[fut]
-            if (student, digest) in written:
+        while not pending.is_empty():
+            interrupts.check()
+            done = pending.next_batch(block=False)
+            if not done:
+                time.sleep(0.2)  # poll: Ctrl-C must not land inside distributed's own waiting (see _Interrupts)
                 continue
-            try:
-                res = validate_result(fut.result(), student)
-            except Exception as err:  # noqa: BLE001 - one submission's failure must not stop the class
-                msg = f"{type(err).__name__}: {str(err)[:300]}"
-                result.failed[student] = msg
-                say(status_line(student, None, 0, msg))
-                bar.update()
-                continue
-            with interrupts.critical():
-                if res["error"] is not None:
-                    result.failed[student] = res["error"]
-                    say(status_line(student, None, res["seconds"], res["error"]))
-                else:
-                    report = res["report"]
-                    report["notebook"] = str(todo[student][0])
-                    why = None if report.get("error") else write_to_gradebook(api, assignment, student, res)
-                    if report.get("error") or why:
-                        result.failed[student] = report.get("error") or why or ""
+            for fut in done:
+                student, digest = futures[fut]
+                if (student, digest) in written:
+                    continue
+                try:
+                    res = validate_result(fut.result(), student)
+                except Exception as err:  # noqa: BLE001 - one submission's failure must not stop the class
+                    msg = f"{type(err).__name__}: {str(err)[:300]}"
+                    result.failed[student] = msg
+                    say(status_line(student, None, 0, msg))
+                    bar.update()
+                    continue
+                with interrupts.critical():
+                    if res["error"] is not None:
+                        result.failed[student] = res["error"]
+                        say(status_line(student, None, res["seconds"], res["error"]))
                     else:
-                        _write_json(ledger_path(root, assignment, student),
-                                    {"student": student, "assignment": assignment, "file_sha256": digest,
-                                     "course": expected, "host": res.get("host", ""),
-                                     "seconds": res.get("seconds", 0.0), "report": report})
-                        result.graded.append(student)
-                    written.add((student, digest))
-                    say(status_line(student, report, float(res.get("seconds", 0.0)), why,
-                                    "" if local else str(res.get("host", ""))))
-            bar.update()
+                        report = res["report"]
+                        report["notebook"] = str(todo[student][0])
+                        why = None if report.get("error") else write_to_gradebook(api, assignment, student, res)
+                        if report.get("error") or why:
+                            result.failed[student] = report.get("error") or why or ""
+                        else:
+                            _write_json(ledger_path(root, assignment, student),
+                                        {"student": student, "assignment": assignment, "file_sha256": digest,
+                                         "course": expected, "host": res.get("host", ""),
+                                         "seconds": res.get("seconds", 0.0), "report": report})
+                            result.graded.append(student)
+                        written.add((student, digest))
+                        say(status_line(student, report, float(res.get("seconds", 0.0)), why,
+                                        "" if local else str(res.get("host", ""))))
+                bar.update()
     except KeyboardInterrupt:
-        for fut in futures:
-            fut.cancel()
+        client.cancel(list(futures))
         raise
     finally:
         bar.close()
