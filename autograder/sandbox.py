@@ -19,6 +19,7 @@ says which was in force.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import os
@@ -147,7 +148,18 @@ def package_copy() -> Path:
         shutil.copyfile(path, dest)
     for p in [root, *root.rglob("*")]:
         p.chmod(0o555 if p.is_dir() else 0o444)
+    atexit.register(_remove_read_only, root, os.getpid())
     return root
+
+
+def _remove_read_only(root: Path, owner: int) -> None:
+    """Remove the package copy when the process that made it exits (a forked child leaves it alone)."""
+    if os.getpid() != owner or not root.exists():
+        return
+    for p in [root, *root.rglob("*")]:
+        if p.is_dir():
+            p.chmod(0o755)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 # --- choosing the containment ---

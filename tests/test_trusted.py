@@ -446,3 +446,17 @@ def test_not_a_notebook_is_one_line(tmp_path, capsys, fixture_course):
     path.write_text("this is not json")
     status, report = check(path, fixture_course, capsys)
     assert status == cli.EXIT_CANNOT_GRADE and "not a readable notebook" in report["error"]
+
+
+def test_the_package_copy_is_removed_when_its_process_exits():
+    """Each grading process copies the package once (read-only); a class of thousands must not leave one per
+    process in /tmp."""
+    code = ("import os, sys\nfrom autograder import sandbox\nroot = sandbox.package_copy()\n"
+            "assert (root / 'autograder' / 'checks').is_dir() and not os.access(root, os.W_OK) or os.geteuid() == 0\n"
+            "if os.fork() == 0:\n    sys.exit(0)\nos.wait()\nassert root.exists(), 'a forked child removed it'\n"
+            "print(root)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(course.REPO_ROOT)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    root = Path(proc.stdout.strip())
+    assert root.name.startswith("autograder-pkg-") and not root.exists()
