@@ -213,13 +213,13 @@ def _bwrap_works() -> str | None:
 
 def _python_dirs() -> list[str]:
     """The folders of the Python installation the worker needs (prefixes, site-packages), real paths."""
-    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
-            *site.getsitepackages()}
-    # folders .pth files add (another environment's site-packages), never the course's own folder
-    # (the worker imports the verified package copy; the course holds solutions/)
+    sites = site.getsitepackages()  # no user site: the worker runs with PYTHONNOUSERSITE=1
+    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)), *sites}
+    # folders .pth files add (another environment's site-packages), never the course's own folder (the
+    # worker imports the verified package copy; the course holds solutions/). Not the rest of sys.path: the
+    # grading script's own folder (/tmp, the instructor's home) must never be seen from the sandbox.
     course = {str(p.parent) for p in package_dirs().values()}
-    dirs |= {p for p in sys.path if p and os.path.isabs(p) and p not in course and os.path.isdir(p)
-             and p != os.getcwd() and not p.endswith(".zip")}
+    dirs |= {p for p in _pth_dirs(sites) if p not in course}
     out: set[str] = set()
     for d in dirs:
         for p in (os.path.abspath(d), os.path.realpath(d)):
@@ -230,6 +230,25 @@ def _python_dirs() -> list[str]:
         if not any(d == k or d.startswith(k + os.sep) for k in kept):
             kept.append(d)
     return kept
+
+
+def _pth_dirs(sites: list[str]) -> set[str]:
+    """The folders the ``.pth`` files of ``sites`` put on the path (their lines that name folders)."""
+    out: set[str] = set()
+    for d in sites:
+        for pth in sorted(Path(d).glob("*.pth")) if os.path.isdir(d) else []:
+            try:
+                lines = pth.read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                line = line.strip()
+                if not line or line.startswith(("#", "import ", "import\t")):
+                    continue
+                path = os.path.join(d, line)
+                if os.path.isdir(path):
+                    out.add(os.path.abspath(path))
+    return out
 
 
 def _closed_ancestor(path: str) -> str | None:

@@ -419,7 +419,10 @@ def _serve_probe(wfd: int, worker: Worker, request: dict[str, Any]) -> None:
                  "message": f"your code changed the grader's own code ({changed[0]}) before this check could run: "
                             "an answer never needs that (flagged for the instructor)."}
     else:
+        t0 = time.perf_counter()
         reply = worker.probe(request["module"], request["function"], list(request["names"]), request["cases"])
+        if debug:
+            print(f"probe {request['function']} {time.perf_counter() - t0:.2f}s", file=sys.__stderr__)
     reply["nonce"] = request.get("nonce")
     reply["armed"] = armed
     # never let the student's objects reach the wire: only what to_plain made of them
@@ -445,6 +448,9 @@ def main(argv: list[str]) -> int:
 
     for module in argv[2:]:
         importlib.import_module(module)
+    from autograder.checks import _guard
+
+    _guard.warm()
     worker = Worker()
     drop_to = os.environ.pop("AUTOGRADER_DROP_UID", None)
     if drop_to:

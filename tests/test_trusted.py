@@ -460,3 +460,22 @@ def test_the_package_copy_is_removed_when_its_process_exits():
     assert proc.returncode == 0, proc.stderr[-2000:]
     root = Path(proc.stdout.strip())
     assert root.name.startswith("autograder-pkg-") and not root.exists()
+
+
+def test_the_sandbox_sees_the_installation_not_the_grading_scripts_folder(tmp_path, monkeypatch):
+    """Only the installation and what its ``.pth`` files add are bound into the sandbox: a grading script run
+    from /tmp or from the instructor's home (next to the course) puts that folder on ``sys.path``, and the
+    student's code must not read it (nor have it hide the sandbox's own /tmp)."""
+    script_dir = tmp_path / "home"
+    script_dir.mkdir()
+    extra = tmp_path / "other-env-site"
+    extra.mkdir()
+    site_dir = tmp_path / "site"
+    site_dir.mkdir()
+    (site_dir / "extra.pth").write_text(f"# a comment\nimport os\n{extra}\n{tmp_path / 'missing'}\n")
+    monkeypatch.setattr(sys, "path", [str(script_dir), *sys.path])
+    monkeypatch.setattr(sandbox.site, "getsitepackages", lambda: [str(site_dir)])
+    dirs = sandbox._python_dirs()
+    assert str(script_dir) not in dirs and not any(str(script_dir).startswith(d + os.sep) for d in dirs), dirs
+    assert str(extra) in dirs and str(tmp_path / "missing") not in dirs
+    assert os.path.realpath(sys.prefix) in dirs or sys.prefix in dirs

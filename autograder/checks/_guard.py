@@ -282,3 +282,13 @@ def judge_only(fn: _F) -> _F:
 def is_judge_only(fn: Any) -> bool:
     """Whether ``fn`` carries the ``judge_only`` marker."""
     return getattr(fn, "__judge_only__", False) is True
+
+
+def warm() -> None:
+    """Enter each guard once on a tiny tensor, before any student code: the first dispatch mode of a process
+    imports ``torch._dynamo`` (890 modules, ~2 s), and every probe child forked afterwards inherits them."""
+    x = torch.ones(2, requires_grad=True)
+    with RefuseOps([]), NoAutograd():
+        (x * 2).sum()
+    with ReferenceWatch():
+        x.detach().clone()
