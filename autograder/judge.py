@@ -1,8 +1,11 @@
 """The judge process: where an exercise's judge decides, away from the grader and the student.
 
-``autograder/trusted.py`` starts one per notebook it grades (``python -P -m autograder.judge``)
-and reuses it for every test cell: a fresh interpreter that never sees a student's object, only
-the plain data a probe returned (already validated by ``_plain``). It imports the check module,
+``autograder/trusted.py`` starts one per notebook it grades and reuses it for every test cell: a
+process that never sees a student's object, only the plain data a probe returned (already
+validated by ``_plain``). Each judge is forked from the grading process's *judge server* (``serve``,
+``python -P -m autograder.judge --server``), which imported torch once and never judges itself: a
+new judge costs milliseconds instead of a new interpreter's 1.5 CPU-seconds, and no state passes
+from one notebook's judge to the next. It imports the check module,
 runs ``exercise.judge(cases, data)`` and replies with the verdict. Its limits are its own: one
 torch thread (the worker's setting, ``sandbox.NUMERIC_ENV``), an address-space limit, and the
 grader's CPU/wall-clock limit per judgement; a judge that runs past them costs that exercise only
@@ -16,6 +19,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import signal
+import socket
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -81,6 +86,64 @@ def judge_one(request: dict[str, Any]) -> dict[str, Any]:
                                                 "the docstring asks for."}
 
 
+def serve(sock: socket.socket) -> int:
+    """The judge server: fork one judge per request (its two pipe ends arrive with it); reply with its pid.
+
+    A request is plain data ``{"preload": [...], "secret": str, "env": {...}, "debug": bool}``. The server
+    exits when the grader closes the socket; its judges exit when the grader closes their request pipe.
+    """
+    from autograder.checks._plain import PlainDataError, loads
+
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the judges; the grader watches their pipes
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the grader's to handle
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 2)
+        except OSError:
+            return 0
+        if not message:
+            return 0
+        try:
+            request = loads(message)
+            preload, secret, debug = list(request["preload"]), str(request["secret"]), bool(request["debug"])
+            env = {str(k): str(v) for k, v in dict(request["env"]).items()}
+        except (PlainDataError, KeyError, TypeError, ValueError):
+            request = None
+        if request is None or len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            sock.sendall((0).to_bytes(8, "big"))
+            continue
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                sock.close()
+                code = _forked_judge(fds, [str(m) for m in preload], secret, env, debug)
+            finally:
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        sock.sendall(pid.to_bytes(8, "big"))
+
+
+def _forked_judge(fds: list[int], preload: list[str], secret: str, env: dict[str, str], debug: bool) -> int:
+    """A judge fresh from the server: its own session, the grader's environment and secret, then ``main``."""
+    from autograder.checks import _secret
+
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.setsid()  # the grader kills the judge's group, never the server's
+    if not debug:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+    os.environ.clear()
+    os.environ.update(env, **{_secret.ENV: secret})
+    _secret.reset()
+    return main([str(fds[0]), str(fds[1]), *preload])
+
+
 def main(argv: list[str]) -> int:
     """``python -P -m autograder.judge REQUEST_FD REPLY_FD [MODULE ...]``: judge until the grader closes."""
     rfd, wfd = int(argv[0]), int(argv[1])
@@ -103,4 +166,12 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--server"]:
+        import torch  # the one import every judge needs, paid once per grading process
+
+        torch.set_num_threads(1)
+        from autograder.checks import _core, _plain  # noqa: F401
+        from autograder.worker import read_frame  # noqa: F401
+
+        raise SystemExit(serve(socket.socket(fileno=int(sys.argv[2]))))
     raise SystemExit(main(sys.argv[1:]))

@@ -27,9 +27,12 @@ import os
 import secrets
 import select
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -289,6 +292,106 @@ class WorkerHandle:
         sandbox.kill_all(self.containment, self.proc)
 
 
+class _JudgeServer:
+    """The grading process's judge server (``judge.serve``), started on first use and restarted if it died."""
+
+    _lock = threading.Lock()
+    _sock: socket.socket | None = None
+    _proc: subprocess.Popen | None = None
+
+    @classmethod
+    def fork(cls, fds: tuple[int, int], preload: list[str], secret: str) -> int:
+        """A new judge serving the pipe ends ``fds`` (request read end, reply write end): its pid."""
+        message = dumps({"preload": preload, "secret": secret, "env": _judge_env(),
+                         "debug": bool(os.environ.get("AUTOGRADER_DEBUG"))})
+        with cls._lock:
+            for _attempt in (1, 2):
+                if cls._sock is None or cls._proc is None or cls._proc.poll() is not None:
+                    cls._start()
+                assert cls._sock is not None
+                try:
+                    socket.send_fds(cls._sock, [message], list(fds))
+                    head = _recv_exact(cls._sock, 8)
+                except OSError:
+                    head = b""
+                pid = int.from_bytes(head, "big") if len(head) == 8 else 0
+                if pid > 0:
+                    return pid
+                cls._stop()
+        raise WorkerDied("the judge server did not start a judge")
+
+    @classmethod
+    def _start(cls) -> None:
+        cls._stop()
+        ours, theirs = socket.socketpair()
+        cls._proc = subprocess.Popen(
+            [sys.executable, "-P", "-m", "autograder.judge", "--server", str(theirs.fileno())], env=_judge_env(),
+            pass_fds=(theirs.fileno(),), start_new_session=True, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=None if os.environ.get("AUTOGRADER_DEBUG") else subprocess.DEVNULL)
+        theirs.close()
+        cls._sock = ours
+
+    @classmethod
+    def _stop(cls) -> None:
+        if cls._sock is not None:
+            cls._sock.close()
+        if cls._proc is not None:
+            sandbox.with_suppress(cls._proc.kill)
+            sandbox.with_suppress(lambda: cls._proc.wait(timeout=10))  # type: ignore[union-attr]
+        cls._sock = cls._proc = None
+
+
+def _judge_env() -> dict[str, str]:
+    """The judge's environment: the grader's, with one thread and the verified package first on the path (the
+    secret travels in the request, never in an environment another process could read)."""
+    pkg_parent = str(sandbox.package_dirs()["autograder"].parent)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OMP_", "MKL_", "OPENBLAS_")) and k != "AUTOGRADER_SECRET"}
+    env.update(sandbox.NUMERIC_ENV, PYTHONDONTWRITEBYTECODE="1",
+               PYTHONPATH=os.pathsep.join([pkg_parent, *[p for p in sys.path if p and p != pkg_parent]]))
+    return env
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class _Forked:
+    """A judge forked by the server (not this process's child), with the surface of ``subprocess.Popen`` that
+    ``WorkerHandle`` uses; a pidfd names it, so a recycled pid is never signalled."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self._pidfd = None
+            self.returncode = -signal.SIGKILL  # already gone
+
+    def poll(self) -> int | None:
+        if self.returncode is None and self._pidfd is not None and select.select([self._pidfd], [], [], 0)[0]:
+            self.returncode = -signal.SIGKILL  # exited (its status went to the server, which reaps it)
+            os.close(self._pidfd)
+            self._pidfd = None
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.poll() is None and self._pidfd is not None:
+            sandbox.with_suppress(lambda: signal.pidfd_send_signal(self._pidfd, signal.SIGKILL))
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if self._pidfd is not None:
+            select.select([self._pidfd], [], [], timeout)
+        return self.poll()
+
+
 class JudgeHandle(WorkerHandle):
     """The judge process (``autograder/judge.py``): started at once, waited for on first use."""
 
@@ -298,16 +401,16 @@ class JudgeHandle(WorkerHandle):
         self.containment = sandbox.Containment("process", "judge")
         req_r, self._req_w = os.pipe()
         self._rep_r, rep_w = os.pipe()
-        pkg_parent = str(sandbox.package_dirs()["autograder"].parent)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "MKL_", "OPENBLAS_"))}
-        env.update(sandbox.NUMERIC_ENV, AUTOGRADER_SECRET=_secret.secret_value(), PYTHONDONTWRITEBYTECODE="1",
-                   PYTHONPATH=os.pathsep.join([pkg_parent, *[p for p in sys.path if p and p != pkg_parent]]))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-P", "-m", "autograder.judge", str(req_r), str(rep_w), *preload], env=env,
-            pass_fds=(req_r, rep_w), start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=None if os.environ.get("AUTOGRADER_DEBUG") else subprocess.DEVNULL)
-        os.close(req_r)
-        os.close(rep_w)
+        try:
+            pid = _JudgeServer.fork((req_r, rep_w), preload, _secret.secret_value())
+        except WorkerDied:
+            for fd in (self._req_w, self._rep_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(req_r)
+            os.close(rep_w)
+        self.proc = _Forked(pid)  # type: ignore[assignment]
         self.ready = False
 
     def judge(self, call: CheckCall, search: list[Path], cases: Any, data: Any) -> dict[str, Any]:

@@ -153,24 +153,42 @@ def test_cpu_seconds_count_the_whole_tree_and_not_sleep():
     sleeper.wait()
 
 
-def test_random_secret_is_said_and_reaches_the_judge_process(monkeypatch):
+JUDGE_PROBE_MODULE = """
+import os, torch
+from autograder.checks import _secret
+from autograder.checks._core import exercise
+
+def _judge(cases, data):
+    return f"{_secret.hidden_seed('x', 1)} {os.environ.get('OMP_NUM_THREADS')} {torch.get_num_threads()} " \\
+           f"{os.environ.get('DCGAN_MARKER')}"
+
+check_env = exercise("env", lambda *a: None, _judge)
+"""
+
+
+def test_random_secret_is_said_and_reaches_the_judge_process(monkeypatch, tmp_path):
+    """A judge forked from the server derives the grader's hidden values, computes with one thread, and sees the
+    grader's environment as it is now (not as it was when the server started); the secret never sits in an
+    environment block another process can read."""
     monkeypatch.delenv("AUTOGRADER_SECRET", raising=False)
     monkeypatch.setenv("DCGAN_COURSE_ROOT", "/nonexistent-course")
+    (tmp_path / "envcheck.py").write_text(JUDGE_PROBE_MODULE)
+    call = trusted.CheckCall("envcheck", "check_env", (), False)
     _secret.reset()
     try:
         assert _secret.is_random() and _secret.secret_source().startswith("random")
-        judge = trusted.JudgeHandle([])
-        try:
-            assert judge._receive(trusted.START_TIMEOUT)["op"] == "ready"  # exec'd: its environment is final
-            env = open(f"/proc/{judge.proc.pid}/environ", "rb").read().split(b"\0")
-        finally:
-            judge.kill()
-        assert f"AUTOGRADER_SECRET={_secret.secret_value()}".encode() in env
-        assert b"OMP_NUM_THREADS=1" in env
         seed = _secret.hidden_seed("x", 1)
-        monkeypatch.setenv("AUTOGRADER_SECRET", _secret.secret_value())
-        _secret.reset()
-        assert _secret.hidden_seed("x", 1) == seed  # the judge derives the same hidden values
+        for marker in ("first", "second"):  # two judges of one server, the environment changed in between
+            monkeypatch.setenv("DCGAN_MARKER", marker)
+            judge = trusted.JudgeHandle([])
+            try:
+                verdict = judge.judge(call, [tmp_path], None, None)
+                env = open(f"/proc/{judge.proc.pid}/environ", "rb").read()
+            finally:
+                judge.kill()
+            assert verdict["status"] == "ok", verdict
+            assert verdict["message"] == f"{seed} 1 1 {marker}"
+            assert _secret.secret_value().encode() not in env
     finally:
         _secret.reset()
 
