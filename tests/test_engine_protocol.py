@@ -226,3 +226,34 @@ def test_package_files_skip_nbgrader_working_folders(tmp_path):
     rels = [rel for rel, _ in sandbox._package_files({"autograder": pkg})]
     assert rels == ["autograder/__init__.py", "autograder/checks/__init__.py", "autograder/checks/lesson01.py",
                     "autograder/cli.py"]
+
+
+def test_the_guards_do_not_import_dynamo():
+    """Every probe child enters a dispatch mode; torch wraps a mode's ``__torch_dispatch__`` so that its first
+    call imports torch._dynamo (as long as importing torch itself) unless the mode opts out. Each of the
+    checks' dispatch modes opts out, and still refuses what it refuses."""
+    code = """
+import sys, torch, torch.nn.functional as F
+from autograder.checks import _guard, lesson02
+x, w = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
+modes = [m for m in (*vars(_guard).values(), *vars(lesson02).values())
+         if isinstance(m, type) and issubclass(m, torch.utils._python_dispatch.TorchDispatchMode)
+         and m.__module__.startswith("autograder")]
+assert {m.__name__ for m in modes} >= {"EagerDispatchMode", "RefuseOps", "RefuseTransposed", "Recorder"}, modes
+with lesson02.Recorder(x.shape, (1, 3, 3, 3)):
+    F.conv2d(x, w)
+refused = False
+try:
+    with _guard.RefuseOps([_guard.CONVOLUTION]):
+        F.conv2d(x, w)
+except _guard.DelegationError:
+    refused = True
+with lesson02.RefuseTransposed("") as mode:
+    F.conv2d(x, w)
+assert refused and not mode.hits
+assert "torch._dynamo" not in sys.modules, "a dispatch mode imported torch._dynamo"
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "AUTOGRADER_UNVERIFIED": "1"})
+    assert proc.stdout.strip() == "ok", proc.stderr[-3000:]

@@ -88,7 +88,16 @@ BCE = OpFamily(
 ANY_TENSOR_OP = OpFamily("a tensor operation (this exercise is integer arithmetic only)", lambda n: True)
 
 
-class RefuseOps(TorchDispatchMode):
+class EagerDispatchMode(TorchDispatchMode):
+    """A dispatch mode whose ``__torch_dispatch__`` torch leaves unwrapped (its documented opt-out): the
+    wrapper would import ``torch._dynamo`` (890 modules, as long as importing torch) in every probe."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
+
+
+class RefuseOps(EagerDispatchMode):
     """Refuse the operators of ``families`` while active; ``hits`` lists what was attempted."""
 
     def __init__(self, families: Iterable[OpFamily], instead: str = "") -> None:
@@ -285,8 +294,8 @@ def is_judge_only(fn: Any) -> bool:
 
 
 def warm() -> None:
-    """Enter each guard once on a tiny tensor, before any student code: the first dispatch mode of a process
-    imports ``torch._dynamo`` (890 modules, ~2 s), and every probe child forked afterwards inherits them."""
+    """Enter each guard once on a tiny tensor, before any student code: what their first use loads lazily, every
+    probe child forked afterwards inherits."""
     x = torch.ones(2, requires_grad=True)
     with RefuseOps([]), NoAutograd():
         (x * 2).sum()

@@ -22,7 +22,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from ._compare import POOLING, UPSAMPLING, close, close_number, judge_only, nearest_mistake
@@ -54,7 +53,7 @@ from ._core import (
     seeded,
     unwrap,
 )
-from ._guard import CONVOLUTION, DelegationError, OpFamily
+from ._guard import CONVOLUTION, DelegationError, EagerDispatchMode, OpFamily
 from ._plain import type_name
 
 #: every operator run by the autograd engine (``.backward()``, ``torch.autograd.grad``, ``torch.func``'s
@@ -170,7 +169,7 @@ def is_transposed_convolution(name: str, args: tuple, kwargs: dict) -> bool:
     return False
 
 
-class RefuseTransposed(TorchDispatchMode):
+class RefuseTransposed(EagerDispatchMode):
     """Refuse every transposed convolution while active, let forward convolutions through; ``hits``
     records the attempts, so a student who catches the error is still caught."""
 
@@ -459,7 +458,7 @@ check_up_block = exercise("up_block", _probe_up_block, _judge_up_block, _up_case
 # adjoint_sides
 
 
-class Recorder(TorchDispatchMode):
+class Recorder(EagerDispatchMode):
     """Keep copies of the intermediate tensors of the student's computation that could be one side's
     operand: shaped like ``conv2d(x)`` (y's shape, or its number of elements) or like
     ``conv_transpose2d(y)`` (x's shape, or its number of elements). Only the last ``keep`` of each
