@@ -23,6 +23,7 @@ nbgrader's own scoring (``SaveAutoGrades``) and ``python -m autograder check`` r
 from __future__ import annotations
 
 import ast
+import atexit
 import os
 import secrets
 import select
@@ -298,6 +299,7 @@ class _JudgeServer:
     _lock = threading.Lock()
     _sock: socket.socket | None = None
     _proc: subprocess.Popen | None = None
+    _registered = False
 
     @classmethod
     def fork(cls, fds: tuple[int, int], preload: list[str], secret: str) -> int:
@@ -330,14 +332,22 @@ class _JudgeServer:
             stdout=subprocess.DEVNULL, stderr=None if os.environ.get("AUTOGRADER_DEBUG") else subprocess.DEVNULL)
         theirs.close()
         cls._sock = ours
+        if not cls._registered:
+            atexit.register(cls._stop)
+            cls._registered = True
 
     @classmethod
     def _stop(cls) -> None:
+        """Close the socket (the server exits on it), reap the server; kill it if it lingers."""
         if cls._sock is not None:
             cls._sock.close()
-        if cls._proc is not None:
-            sandbox.with_suppress(cls._proc.kill)
-            sandbox.with_suppress(lambda: cls._proc.wait(timeout=10))  # type: ignore[union-attr]
+        proc = cls._proc
+        if proc is not None:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                sandbox.with_suppress(proc.kill)
+                sandbox.with_suppress(lambda: proc.wait(timeout=10))
         cls._sock = cls._proc = None
 
 
