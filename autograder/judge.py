@@ -89,8 +89,9 @@ def judge_one(request: dict[str, Any]) -> dict[str, Any]:
 def serve(sock: socket.socket) -> int:
     """The judge server: fork one judge per request (its two pipe ends arrive with it); reply with its pid.
 
-    A request is plain data ``{"preload": [...], "secret": str, "env": {...}, "debug": bool}``. The server
-    exits when the grader closes the socket; its judges exit when the grader closes their request pipe.
+    A request is plain data ``{"preload": [...], "secret": str, "env": {...} | None, "debug": bool}`` (no
+    ``env``: the server's own is the grader's). The server exits when the grader closes the socket; its
+    judges exit when the grader closes their request pipe.
     """
     from autograder.checks._plain import PlainDataError, loads
 
@@ -98,7 +99,7 @@ def serve(sock: socket.socket) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the grader's to handle
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 2)
+            message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
         except OSError:
             return 0
         if not message:
@@ -106,7 +107,7 @@ def serve(sock: socket.socket) -> int:
         try:
             request = loads(message)
             preload, secret, debug = list(request["preload"]), str(request["secret"]), bool(request["debug"])
-            env = {str(k): str(v) for k, v in dict(request["env"]).items()}
+            env = None if request["env"] is None else {str(k): str(v) for k, v in dict(request["env"]).items()}
         except (PlainDataError, KeyError, TypeError, ValueError):
             request = None
         if request is None or len(fds) != 2:
@@ -127,7 +128,7 @@ def serve(sock: socket.socket) -> int:
         sock.sendall(pid.to_bytes(8, "big"))
 
 
-def _forked_judge(fds: list[int], preload: list[str], secret: str, env: dict[str, str], debug: bool) -> int:
+def _forked_judge(fds: list[int], preload: list[str], secret: str, env: dict[str, str] | None, debug: bool) -> int:
     """A judge fresh from the server: its own session, the grader's environment and secret, then ``main``."""
     from autograder.checks import _secret
 
@@ -138,8 +139,10 @@ def _forked_judge(fds: list[int], preload: list[str], secret: str, env: dict[str
         null = os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, 1)
         os.dup2(null, 2)
-    os.environ.clear()
-    os.environ.update(env, **{_secret.ENV: secret})
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    os.environ[_secret.ENV] = secret
     _secret.reset()
     return main([str(fds[0]), str(fds[1]), *preload])
 

@@ -299,18 +299,22 @@ class _JudgeServer:
     _lock = threading.Lock()
     _sock: socket.socket | None = None
     _proc: subprocess.Popen | None = None
+    _owner = 0  # the pid that started the server (a forked grader starts its own)
+    _env: dict[str, str] = {}  # the environment it started with
     _registered = False
 
     @classmethod
     def fork(cls, fds: tuple[int, int], preload: list[str], secret: str) -> int:
         """A new judge serving the pipe ends ``fds`` (request read end, reply write end): its pid."""
-        message = dumps({"preload": preload, "secret": secret, "env": _judge_env(),
-                         "debug": bool(os.environ.get("AUTOGRADER_DEBUG"))})
+        env = _judge_env()
         with cls._lock:
             for _attempt in (1, 2):
-                if cls._sock is None or cls._proc is None or cls._proc.poll() is not None:
-                    cls._start()
+                if cls._owner != os.getpid() or cls._proc is None or cls._proc.poll() is not None:
+                    cls._start(env)  # first use, a dead server, or a forked copy of the grader: its own server
                 assert cls._sock is not None
+                # the environment only when it changed since the server started (a request stays small)
+                message = dumps({"preload": preload, "secret": secret, "env": None if env == cls._env else env,
+                                 "debug": bool(os.environ.get("AUTOGRADER_DEBUG"))})
                 try:
                     socket.send_fds(cls._sock, [message], list(fds))
                     head = _recv_exact(cls._sock, 8)
@@ -323,15 +327,21 @@ class _JudgeServer:
         raise WorkerDied("the judge server did not start a judge")
 
     @classmethod
-    def _start(cls) -> None:
-        cls._stop()
-        ours, theirs = socket.socketpair()
+    def _start(cls, env: dict[str, str]) -> None:
+        if cls._owner == os.getpid():
+            cls._stop()
+        elif cls._sock is not None:  # a forked copy: let go of the parent's socket, leave its server alone
+            cls._sock.close()
+            cls._sock = cls._proc = None
+        cls._owner = os.getpid()
+        # SEQPACKET: each request arrives whole, with its descriptors
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         cls._proc = subprocess.Popen(
-            [sys.executable, "-P", "-m", "autograder.judge", "--server", str(theirs.fileno())], env=_judge_env(),
+            [sys.executable, "-P", "-m", "autograder.judge", "--server", str(theirs.fileno())], env=env,
             pass_fds=(theirs.fileno(),), start_new_session=True, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=None if os.environ.get("AUTOGRADER_DEBUG") else subprocess.DEVNULL)
         theirs.close()
-        cls._sock = ours
+        cls._sock, cls._env = ours, env
         if not cls._registered:
             atexit.register(cls._stop)
             cls._registered = True
@@ -339,6 +349,8 @@ class _JudgeServer:
     @classmethod
     def _stop(cls) -> None:
         """Close the socket (the server exits on it), reap the server; kill it if it lingers."""
+        if cls._owner != os.getpid():
+            return
         if cls._sock is not None:
             cls._sock.close()
         proc = cls._proc

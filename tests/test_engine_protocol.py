@@ -257,3 +257,41 @@ print("ok")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "AUTOGRADER_UNVERIFIED": "1"})
     assert proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+def test_one_judge_server_per_grading_process_and_a_big_environment_arrives_whole(monkeypatch, tmp_path):
+    """Judges of one process come from one server; a request larger than a stream socket delivers at once
+    (a long environment) still starts a judge; a forked copy of the grader starts its own server."""
+    (tmp_path / "envcheck.py").write_text(JUDGE_PROBE_MODULE)
+    call = trusted.CheckCall("envcheck", "check_env", (), False)
+    for i in range(4):  # 200 kB of environment (one variable may hold at most 128 kB)
+        monkeypatch.setenv(f"DCGAN_FILLER_{i}", "x" * 50_000)
+    servers = []
+    for _ in range(2):
+        judge = trusted.JudgeHandle([])
+        try:
+            assert judge.judge(call, [tmp_path], None, None)["status"] == "ok"
+            servers.append(trusted._JudgeServer._proc.pid)
+        finally:
+            judge.kill()
+    assert servers[0] == servers[1]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the forked copy must not use (or stop) the parent's server
+        code = 1
+        try:
+            judge = trusted.JudgeHandle([])
+            ok = judge.judge(call, [tmp_path], None, None)["status"] == "ok"
+            mine = trusted._JudgeServer._proc.pid
+            judge.kill()
+            trusted._JudgeServer._stop()
+            os.write(w, f"{int(ok)} {mine}".encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    _, status = os.waitpid(pid, 0)
+    got = os.read(r, 100).decode().split()
+    os.close(r)
+    assert os.waitstatus_to_exitcode(status) == 0 and got[0] == "1" and int(got[1]) != servers[0]
+    assert trusted._JudgeServer._proc.poll() is None  # the parent's server still serves
