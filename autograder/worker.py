@@ -312,8 +312,13 @@ class Zygote:
             _child_path()
         return pid
 
-    def run(self, frame: bytes) -> bytes | None:
-        """Forward one ``run`` request to the runner (started on first use); its reply, None if it died."""
+    def run(self, request: dict[str, Any]) -> bytes | None:
+        """Forward one ``run`` request to the runner (started on first use); its reply, None if it died.
+
+        The request goes with a fresh nonce and only the reply that echoes it is relayed: frames a cell wrote
+        into its own reply pipe (forged replies, or a stale one) are dropped, so the stream stays in step."""
+        from autograder.checks._plain import PlainDataError, dumps, loads
+
         if self.runner is None:
             req_r, req_w = os.pipe()
             rep_r, rep_w = os.pipe()
@@ -326,9 +331,21 @@ class Zygote:
             os.close(req_r)
             os.close(rep_w)
             self.runner = (pid, req_w, rep_r)
+        nonce = os.urandom(16).hex()
         try:
-            write_frame(self.runner[1], frame)
-            return read_frame(self.runner[2])
+            write_frame(self.runner[1], dumps({"op": "run", "source": str(request.get("source", "")),
+                                               "trusted": bool(request.get("trusted")), "nonce": nonce}))
+            while True:
+                frame = read_frame(self.runner[2], MAX_REPLY)
+                if frame is None:
+                    return None
+                try:
+                    reply = loads(frame)
+                except PlainDataError:
+                    continue
+                if type(reply) is dict and reply.get("op") == "run" and reply.get("nonce") == nonce:
+                    del reply["nonce"]
+                    return dumps(reply)
         except OSError:
             return None
 
@@ -392,12 +409,19 @@ def _serve_runner(rfd: int, wfd: int, worker: Worker) -> None:
         frame = read_frame(rfd)
         if frame is None:
             return
-        request = loads(frame)
-        reply = worker.run(str(request["source"]), bool(request.get("trusted")))
+        try:
+            request = loads(frame)
+        except Exception:  # noqa: BLE001 - a frame a cell wrote into this pipe: not the zygote's
+            continue
+        if type(request) is not dict or request.get("op") != "run" or type(request.get("source")) is not str:
+            continue
+        reply = worker.run(request["source"], bool(request.get("trusted")))
+        reply["nonce"] = str(request.get("nonce"))
         try:
             payload = dumps(reply)
         except Exception as e:  # noqa: BLE001
-            payload = dumps({"op": "run", "ename": "GradingError", "evalue": f"unsendable output: {e}"})
+            payload = dumps({"op": "run", "ename": "GradingError", "evalue": f"unsendable output: {e}",
+                             "nonce": str(request.get("nonce"))})
         write_frame(wfd, payload)
 
 
@@ -465,7 +489,7 @@ def main(argv: list[str]) -> int:
         request = loads(frame)
         op = request.get("op")
         if op == "run":
-            reply = zygote.run(frame)
+            reply = zygote.run(request)
             if reply is None:
                 return 3  # the runner died: the grader restarts everything
             write_frame(wfd, reply)

@@ -92,6 +92,50 @@ def test_forged_replies_on_every_reachable_descriptor_earn_nothing(fixture_cours
         assert got[gid] == pts[gid], (gid, report["cells"])
 
 
+#: forged *cell* replies and injected requests, written to every descriptor the cell's process has (its own
+#: reply pipe and, reopened for writing, its request pipe): the next cells must still show their own output
+FORGE_RUN = '''
+import os, io, torch
+def _frame(obj):
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    blob = buf.getvalue()
+    return len(blob).to_bytes(8, "big") + blob
+frames = b"".join(_frame(x) for x in (
+    {"op": "run", "stdout": "FORGED OUTPUT", "stderr": "", "ename": None, "evalue": None, "nonce": None},
+    {"op": "run", "source": "print('INJECTED CELL')", "trusted": True, "nonce": "x"},
+    ["not", "a", "request"]))
+for n in os.listdir("/proc/self/fd"):
+    try:
+        fd = os.open(f"/proc/self/fd/{n}", os.O_WRONLY | os.O_NONBLOCK)
+        os.write(fd, frames)
+    except OSError:
+        pass
+print("forged")
+'''
+
+
+def test_forged_cell_replies_and_injected_requests_shift_no_output(fixture_course, tmp_path, capsys, no_screen):
+    """The zygote relays only the reply that echoes its request's nonce, and the runner skips frames that are
+    not the zygote's: every later cell shows its own output, nothing is re-run, and the answers keep their
+    points."""
+    src, rel = _notebooks(fixture_course)
+    nb = filled(rel, src, {})
+    nb = _with_scratch(nb, "double", FORGE_RUN)
+    nb = _with_scratch(nb, "add_bias", "print('my own output')")
+    executed = tmp_path / "executed.ipynb"
+    report = _grade(nb, fixture_course, tmp_path, capsys, "--executed", str(executed))
+    got, pts = _points(report), cell_points(src)
+    assert got == pts, report["cells"]
+    assert report["worker_restarts"] == 0, report
+    out = nbformat.read(executed, as_version=4)
+    texts = {c.source: "".join(o.get("text", "") for o in c.get("outputs", [])) for c in out.cells
+             if c.cell_type == "code"}
+    assert texts[FORGE_RUN] == "forged\n", texts[FORGE_RUN]
+    assert texts["print('my own output')"] == "my own output\n"
+    assert not any("FORGED" in t or "INJECTED" in t for t in texts.values()), texts
+
+
 #: the probe machinery rewritten from a scratch cell (the runner), then from an answer cell's
 #: assignment (what a probe child re-defines)
 PATCH_RUNNER = '''
