@@ -341,6 +341,7 @@ class _JudgeServer:
             pass_fds=(theirs.fileno(),), start_new_session=True, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=None if os.environ.get("AUTOGRADER_DEBUG") else subprocess.DEVNULL)
         theirs.close()
+        ours.settimeout(START_TIMEOUT)  # a server that hangs is replaced, never waited for
         cls._sock, cls._env = ours, env
         if not cls._registered:
             atexit.register(cls._stop)
