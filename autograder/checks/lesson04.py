@@ -495,7 +495,7 @@ def _tanh_cases(hidden: bool) -> dict[str, Any]:
 
 def _probe_tanh(tanh: Any, tanh_grad: Any, cases: dict[str, Any]) -> CascadeRuns:
     """tanh and tanh_grad with the reference sigmoid in place of the student's (the cascade rule), and as
-    written when they use a sigmoid of the student's: each run a ``PairRuns``."""
+    written when they use a sigmoid of the student's."""
     return dict(cascade_runs((tanh, tanh_grad), [SIGMOID],
                              lambda: _probe_pair(tanh, tanh_grad, "tanh", cases, SIGMOID_FAMILIES)))
 

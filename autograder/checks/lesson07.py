@@ -523,7 +523,7 @@ class LossRuns(TypedDict):
 
 def _probe_discriminator_loss(discriminator_loss: Any, cases: list) -> CascadeRuns:
     """discriminator_loss on every case, and once with gradients; with and without the reference
-    bce / real_targets in place of the student's (each run a ``LossRuns``)."""
+    bce / real_targets in place of the student's."""
 
     def run() -> LossRuns:
         values = [attempt(discriminator_loss, r.clone(), f.clone(), s,
@@ -575,7 +575,7 @@ def _g_loss_cases(hidden: bool) -> dict[str, Any]:
 
 def _probe_generator_loss(generator_loss: Any, cases: dict[str, Any]) -> CascadeRuns:
     """generator_loss on every case, and its gradient where D rejects the fakes; with and without the
-    reference bce in place of the student's (each run a ``LossRuns``)."""
+    reference bce in place of the student's."""
 
     def run() -> LossRuns:
         return {"values": [attempt(generator_loss, d.clone(), what="generator_loss(d_fake)") for d in cases["values"]],
@@ -1046,8 +1046,7 @@ def _run_student_steps(train_step: Any, case: dict[str, Any]) -> TrainRun:
 
 
 def _probe_train_step(train_step: Any, cases: list) -> list[CascadeRuns]:
-    """Per seed: the watched steps, with and without the reference losses in place of the student's (each run a
-    ``TrainRun``)."""
+    """Per seed: the watched steps, with and without the reference losses in place of the student's."""
     return [cascade_runs(_with_callees(train_step, EARLIER), EARLIER,
                          lambda c=c: _run_student_steps(train_step, c)) for c in cases]
 
