@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ import torch
 from ._compare import close, judge_only, nearest_mistake
 from ._core import (
     CheckFailure,
+    Outcome,
     attempt,
     call,
     exercise,
@@ -110,12 +111,19 @@ def _gan_cases(hidden: bool) -> list[dict[str, Any]]:
             for name, batch in real_batches(hidden)]
 
 
-def _probe_to_gan_range(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+class GanRangeRun(TypedDict):
+    """One call of the student's to_gan_range: its outcome and the input as the call left it."""
+
+    out: Outcome
+    input_after: torch.Tensor  #: the tensor handed over (or the tensor behind the NumPy view handed over)
+
+
+def _probe_to_gan_range(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[list[GanRangeRun]]:
     """Each batch handed over four ways (one image or the batch, NumPy or torch); the outcome and
     the input as the call left it."""
     results = []
     for case in cases:
-        row = []
+        row: list[GanRangeRun] = []
         for kind in KINDS:
             t = case["batch"][0].clone() if "one image" in kind else case["batch"].clone()
             value = t.numpy() if "numpy" in kind else t
@@ -125,7 +133,7 @@ def _probe_to_gan_range(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> 
     return results
 
 
-def _judge_to_gan_range(cases: list[dict[str, Any]], data: list[list[dict[str, Any]]]) -> str:
+def _judge_to_gan_range(cases: list[dict[str, Any]], data: list[list[GanRangeRun]]) -> str:
     """float32, channels first, p / 127.5 - 1, equal to dcgan_ref.data.to_gan_range; input untouched."""
     from dcgan_ref.data import to_gan_range as ref
 
@@ -190,9 +198,16 @@ def _display_cases(hidden: bool) -> list[dict[str, Any]]:
     return [{"name": name, "x": x} for name, x in inputs]
 
 
-def _probe_from_gan_range(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+class FromGanRangeRun(TypedDict):
+    """One call of the student's from_gan_range: its outcome and the input copy as the call left it."""
+
+    out: Outcome
+    input_after: torch.Tensor
+
+
+def _probe_from_gan_range(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[FromGanRangeRun]:
     """The student's function on a copy of each input; the outcome and the copy afterwards."""
-    out = []
+    out: list[FromGanRangeRun] = []
     for case in cases:
         x = case["x"].clone()
         out.append({"out": attempt(fn, x, what="from_gan_range"), "input_after": x})
@@ -215,7 +230,7 @@ def _display_hint(out: torch.Tensor, x: torch.Tensor) -> str:
     ], rtol=0, atol=1e-6) or "the inverse of x = 2p - 1 is p = (x + 1) / 2, then clamp to [0, 1]"
 
 
-def _judge_from_gan_range(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -> str:
+def _judge_from_gan_range(cases: list[dict[str, Any]], data: list[FromGanRangeRun]) -> str:
     """[-1, 1] -> [0, 1], clamped, same shape, input untouched: equal to dcgan_ref.data.from_gan_range."""
     from dcgan_ref.data import from_gan_range as ref
 
@@ -266,11 +281,18 @@ def _transform_cases(hidden: bool) -> dict[str, Any]:
     return {"sizes": sizes, "images": [torch.from_numpy(np.ascontiguousarray(img)) for b in batches for img in b[:4]]}
 
 
-def _probe_make_transform(fn: Callable[..., Any], cases: dict[str, Any]) -> list[dict[str, Any]]:
+class TransformRun(TypedDict, total=False):
+    """make_transform at one size: whether it built a transform, and its outcome on every image."""
+
+    built: Outcome  #: always: ``{"value": "transform"}``, the type name of what came back, or the error
+    outputs: list[Outcome]  #: only when a transform was built: one per image, in the cases' order
+
+
+def _probe_make_transform(fn: Callable[..., Any], cases: dict[str, Any]) -> list[TransformRun]:
     """Build the student's transform for each size and apply it to every image as a PIL image."""
     from PIL import Image
 
-    results: list[dict[str, Any]] = []
+    results: list[TransformRun] = []
     for args in cases["sizes"]:
         what_tf = f"make_transform({args[0] if args else ''})"
         try:
@@ -289,7 +311,7 @@ def _probe_make_transform(fn: Callable[..., Any], cases: dict[str, Any]) -> list
     return results
 
 
-def _judge_make_transform(cases: dict[str, Any], data: list[dict[str, Any]]) -> str:
+def _judge_make_transform(cases: dict[str, Any], data: list[TransformRun]) -> str:
     """Every output equals dcgan_ref.data.make_transform(size) applied to the same PIL image."""
     from PIL import Image
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,7 @@ from ._conv import (
 from ._core import (
     CheckFailure,
     Layer,
+    Outcome,
     exercise,
     expect,
     expect_close,
@@ -118,12 +119,19 @@ def _size_cases(hidden: bool) -> dict[str, Any]:
     return {"configs": _size_configs(hidden), "default": (64, 4, 2, 1)}
 
 
-def _probe_conv_output_size(fn: Callable[..., Any], cases: dict[str, Any]) -> dict[str, Any]:
+class SizeRuns(TypedDict):
+    """conv_output_size on every configuration, and called without d (is d=1 the default?)."""
+
+    results: list[Outcome]  #: one per configuration, in the cases' order
+    default: Outcome  #: ``conv_output_size(64, 4, 2, 1)``
+
+
+def _probe_conv_output_size(fn: Callable[..., Any], cases: dict[str, Any]) -> SizeRuns:
     return {"results": probe_sizes(fn, "conv_output_size", cases["configs"]),
             "default": probe_sizes(fn, "conv_output_size", [cases["default"]])[0]}
 
 
-def _judge_conv_output_size(cases: dict[str, Any], data: dict[str, Any]) -> str:
+def _judge_conv_output_size(cases: dict[str, Any], data: SizeRuns) -> str:
     """``fn(h, k, s, p, d=1)`` must equal nn.Conv2d's output size on every configuration."""
     configs = [tuple(c) for c in cases["configs"]]
     judge_size_formula(data["results"], "conv_output_size", ("h", "k", "s", "p", "d"), configs, _reference_size,
@@ -176,7 +184,14 @@ def _conv_cases(hidden: bool) -> list[dict[str, Any]]:
     return cases
 
 
-def _probe_conv2d_scratch(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+class ConvRun(TypedDict):
+    """One call of the student's conv2d_scratch (``_conv.probe_tensor_fn``): outcome and inputs afterwards."""
+
+    out: Outcome
+    inputs_after: list[torch.Tensor | None]  #: the copies of x, w, b handed over, as the call left them
+
+
+def _probe_conv2d_scratch(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[ConvRun]:
     """Run the student's convolution on every case with every built-in convolution refused
     (F.unfold / F.fold stay allowed: im2col is the construction the lesson teaches)."""
     return probe_tensor_fn(fn, "conv2d_scratch", cases, ("x", "w", "b"), refuse=[CONVOLUTION],
@@ -234,7 +249,7 @@ def _conv_value_hint(out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b: tor
         "order, matching w.reshape(C_out, -1)")
 
 
-def _judge_conv2d_scratch(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -> str:
+def _judge_conv2d_scratch(cases: list[dict[str, Any]], data: list[ConvRun]) -> str:
     """``fn(x, w, b, stride, padding)`` must equal F.conv2d, computed here, on every case."""
     for case, result in zip(cases, data, strict=True):
         x, w, b, stride, padding = case["x"], case["w"], case["b"], case["stride"], case["padding"]
@@ -294,12 +309,22 @@ def _block_values(lesson: int, name: str, i: int, xs: tuple[int, ...], x_seed: i
     return {"x": torch.randn(xs, generator=g), "seed": int(torch.randint(0, 2**62, (1,), generator=g))}
 
 
-def _probe_down_block(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+class BlockRun(TypedDict, total=False):
+    """One configuration of the student's block (``_conv.probe_blocks``): built, described, run."""
+
+    built: Outcome  #: always: ``{"value": {"returned": "module" or a type name}}`` or the error
+    loaded: Outcome  #: the rest only for a module: setting its parameters to the seeded values
+    layers: list[dict[str, Any]]  #: ``_core.describe_module`` of the block
+    outputs: dict[str, Outcome]  #: the forward pass on x, by mode ("train", "eval")
+    ran: list[str]  #: the leaf layers the train-mode forward pass ran, in order
+
+
+def _probe_down_block(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[BlockRun]:
     """Build, describe and run the student's block for every configuration."""
     return probe_blocks(fn, "down_block", cases)
 
 
-def _judge_down_block(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -> str:
+def _judge_down_block(cases: list[dict[str, Any]], data: list[BlockRun]) -> str:
     """Conv 4x4/2/1 without bias, BatchNorm2d (if batchnorm), LeakyReLU(0.2); outputs equal
     dcgan_ref.models.down_block's with the same parameters."""
     from dcgan_ref.models import down_block as ref_block

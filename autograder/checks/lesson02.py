@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,7 @@ from ._conv import (
 )
 from ._core import (
     Layer,
+    Outcome,
     attempt,
     exercise,
     expect,
@@ -123,13 +124,20 @@ def _size_cases(hidden: bool) -> dict[str, Any]:
     return {"configs": _size_configs(hidden), "default": (4, 4, 2, 1)}
 
 
-def _probe_conv_transpose_output_size(fn: Callable[..., Any], cases: dict[str, Any]) -> dict[str, Any]:
+class SizeRuns(TypedDict):
+    """conv_transpose_output_size on every configuration, and called without output_padding (the default)."""
+
+    results: list[Outcome]  #: one per configuration, in the cases' order
+    default: Outcome  #: ``conv_transpose_output_size(4, 4, 2, 1)``
+
+
+def _probe_conv_transpose_output_size(fn: Callable[..., Any], cases: dict[str, Any]) -> SizeRuns:
     """The student's formula on every configuration, with every tensor operation refused."""
     name = "conv_transpose_output_size"
     return {"results": probe_sizes(fn, name, cases["configs"]), "default": probe_sizes(fn, name, [cases["default"]])[0]}
 
 
-def _judge_conv_transpose_output_size(cases: dict[str, Any], data: dict[str, Any]) -> str:
+def _judge_conv_transpose_output_size(cases: dict[str, Any], data: SizeRuns) -> str:
     """``fn(h, k, s, p, output_padding=0)`` must equal nn.ConvTranspose2d's output size."""
     configs = [tuple(c) for c in cases["configs"]]
     judge_size_formula(data["results"], "conv_transpose_output_size", ("h", "k", "s", "p", "output_padding"),
@@ -188,7 +196,7 @@ class RefuseTransposed(EagerDispatchMode):
 
 
 def attempt_without_transposed(fn: Callable[..., Any], *args: Any, what: str, instead: str,
-                               **call_kwargs: Any) -> dict[str, Any]:
+                               **call_kwargs: Any) -> Outcome:
     """``attempt`` with every transposed convolution refused (forward convolutions allowed)."""
     mode = RefuseTransposed(instead)
     with mode:
@@ -231,10 +239,17 @@ def _transpose_cases(hidden: bool) -> list[dict[str, Any]]:
     return cases
 
 
-def _probe_conv_transpose2d_scratch(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+class TransposeRun(TypedDict):
+    """One call of the student's conv_transpose2d_scratch: its outcome and its inputs afterwards."""
+
+    out: Outcome
+    inputs_after: list[torch.Tensor | None]  #: the copies of x, w, b handed over, as the call left them
+
+
+def _probe_conv_transpose2d_scratch(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[TransposeRun]:
     """The student's transposed convolution on every case: transposed convolutions (and autograd,
     whose gradient of a convolution is one) refused, F.conv2d and F.fold allowed."""
-    out = []
+    out: list[TransposeRun] = []
     for case in cases:
         args = [None if case[n] is None else case[n].clone() for n in ("x", "w", "b")]
         outcome = attempt_without_transposed(fn, *args, case["stride"], case["padding"],
@@ -342,7 +357,7 @@ def _transpose_error_hint(message: str) -> str:
     return ""
 
 
-def _judge_conv_transpose2d_scratch(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -> str:
+def _judge_conv_transpose2d_scratch(cases: list[dict[str, Any]], data: list[TransposeRun]) -> str:
     """``fn(x, w, b, stride, padding)`` must equal F.conv_transpose2d, computed here, on every case."""
     runs = []
     for case, result in zip(cases, data, strict=True):
@@ -402,12 +417,22 @@ def _up_cases(hidden: bool) -> list[dict[str, Any]]:
     return out
 
 
-def _probe_up_block(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+class BlockRun(TypedDict, total=False):
+    """One configuration of the student's block (``_conv.probe_blocks``): built, described, run."""
+
+    built: Outcome  #: always: ``{"value": {"returned": "module" or a type name}}`` or the error
+    loaded: Outcome  #: the rest only for a module: setting its parameters to the seeded values
+    layers: list[dict[str, Any]]  #: ``_core.describe_module`` of the block
+    outputs: dict[str, Outcome]  #: the forward pass on x, by mode ("train", "eval")
+    ran: list[str]  #: the leaf layers the train-mode forward pass ran, in order
+
+
+def _probe_up_block(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[BlockRun]:
     """Build, describe and run the student's block for every configuration."""
     return probe_blocks(fn, "up_block", cases)
 
 
-def _judge_up_block(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -> str:
+def _judge_up_block(cases: list[dict[str, Any]], data: list[BlockRun]) -> str:
     """ConvTranspose 4x4 (the block's stride and padding) without bias, BatchNorm2d, ReLU; outputs
     equal dcgan_ref.models.up_block's with the same parameters."""
     from dcgan_ref.models import up_block as ref_block
@@ -506,9 +531,17 @@ def _adjoint_cases(hidden: bool) -> list[dict[str, Any]]:
     return cases
 
 
-def _probe_adjoint_sides(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+class AdjointRun(TypedDict):
+    """One call of the student's adjoint_sides: its outcome and the tensors its computation went through."""
+
+    out: Outcome
+    forward: list[torch.Tensor]  #: the last intermediates with as many elements as conv2d(x) (``Recorder``)
+    transposed: list[torch.Tensor]  #: the last intermediates with as many elements as conv_transpose2d(y)
+
+
+def _probe_adjoint_sides(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[AdjointRun]:
     """The student's pair on every case, and the tensors their computation went through."""
-    out = []
+    out: list[AdjointRun] = []
     for case in cases:
         rec = Recorder(tuple(case["x"].shape), tuple(case["y"].shape))
         with rec:
@@ -536,7 +569,7 @@ def _found(candidates: list[Any], expected: torch.Tensor, tol: float) -> bool:
                for t in candidates)
 
 
-def _judge_adjoint_sides(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -> str:
+def _judge_adjoint_sides(cases: list[dict[str, Any]], data: list[AdjointRun]) -> str:
     """Both numbers against their own reference, and each side computed from its own operator: a
     conv2d(x) and a conv_transpose2d(y) must appear in the student's computation."""
     for case, result in zip(cases, data, strict=True):
@@ -629,7 +662,14 @@ def _backward_cases(hidden: bool) -> list[dict[str, Any]]:
     return cases
 
 
-def _probe_conv2d_backward(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+class BackwardRun(TypedDict):
+    """One call of the student's conv2d_backward (``_conv.probe_tensor_fn``): outcome and inputs afterwards."""
+
+    out: Outcome
+    inputs_after: list[torch.Tensor | None]  #: the copies of x, w, grad_out handed over, as the call left them
+
+
+def _probe_conv2d_backward(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[BackwardRun]:
     """The student's gradients on every case, every built-in convolution and autograd refused."""
     return probe_tensor_fn(fn, "conv2d_backward", cases, ("x", "w", "grad_out"),
                            refuse=[CONVOLUTION, AUTOGRAD], instead=BACKWARD_INSTEAD)
@@ -734,7 +774,7 @@ def _backward_error_hint(message: str) -> str:
     return ""
 
 
-def _judge_conv2d_backward(cases: list[dict[str, Any]], data: list[dict[str, Any]]) -> str:
+def _judge_conv2d_backward(cases: list[dict[str, Any]], data: list[BackwardRun]) -> str:
     """(grad_x, grad_w) must equal autograd's gradients of F.conv2d, computed here, on every case."""
     for case, result in zip(cases, data, strict=True):
         what = f"conv2d_backward({inputs_text(case, ('x', 'w', 'grad_out'))})"

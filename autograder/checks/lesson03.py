@@ -19,14 +19,16 @@ too (``_compare.judge_gradients``). Hidden cases' values come from the instructo
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._compare import (
+    CascadeRuns,
     Earlier,
+    GradientRun,
     cascade_runs,
     close,
     judge_cascade,
@@ -37,6 +39,7 @@ from ._compare import (
 )
 from ._core import (
     CheckFailure,
+    Outcome,
     attempt,
     call,
     exercise,
@@ -301,7 +304,14 @@ def _forward_cases(hidden: bool) -> dict[str, Any]:
     return out
 
 
-def _forward_once(fn: Any, case: dict[str, Any], training: bool) -> dict[str, Any]:
+class ForwardCall(TypedDict):
+    """One call of the student's batchnorm2d_forward on copies of a case."""
+
+    result: Outcome  #: the (out, new_running_mean, new_running_var) returned, or the error
+    after: dict[str, torch.Tensor]  #: the copies of x, gamma, beta, running_mean, running_var, after the call
+
+
+def _forward_once(fn: Any, case: dict[str, Any], training: bool) -> ForwardCall:
     """Probe side: one call on copies of the case; the outcome and the arguments after the call."""
     args = {k: case[k].clone() for k in ARGS}
     outcome = attempt(fn, *(args[k] for k in ARGS), training, case["momentum"], case["eps"],
@@ -313,7 +323,35 @@ def _forward_once(fn: Any, case: dict[str, Any], training: bool) -> dict[str, An
 GRAD_OF = ("gamma", "beta", "x")
 
 
-def _with_grad(fn: Any, case: dict[str, Any], upstream: torch.Tensor) -> dict[str, Any]:
+class ForwardGradRun(TypedDict, total=False):
+    """The training-mode forward and backward pass (``GradientRun``'s keys and requires-grad flags)."""
+
+    out: Any
+    connected: bool
+    grads: dict[str, torch.Tensor | None]
+    param_grads: dict[str, torch.Tensor | None]
+    out_requires_grad: bool
+    rm_requires_grad: bool
+    rv_requires_grad: bool
+    shape_of_result: str  #: the type name of what came back instead of a 3-tuple (no other key then)
+
+
+class ForwardModes(TypedDict):
+    """One case of batchnorm2d_forward, called in training mode and in eval mode."""
+
+    train: ForwardCall
+    eval: ForwardCall
+
+
+class ForwardRuns(TypedDict, total=False):
+    """Every case in both modes, the gradient run on the first case, and a float64 input (hidden cases)."""
+
+    runs: list[ForwardModes]
+    grad: Outcome  #: ``{"value": ForwardGradRun}`` or the error
+    double: ForwardCall  #: only when the cases have a float64 input
+
+
+def _with_grad(fn: Any, case: dict[str, Any], upstream: torch.Tensor) -> ForwardGradRun:
     """Forward in training mode with x, gamma, beta requiring grad, then out.backward(upstream)
     (``_compare.run_backward``); and whether the new running statistics require grad."""
     seen: dict[str, Any] = {}
@@ -334,9 +372,10 @@ def _with_grad(fn: Any, case: dict[str, Any], upstream: torch.Tensor) -> dict[st
             "rv_requires_grad": isinstance(rv, torch.Tensor) and rv.requires_grad}
 
 
-def _probe_forward(fn: Any, cases: dict[str, Any]) -> dict[str, Any]:
-    runs = [{"train": _forward_once(fn, c, True), "eval": _forward_once(fn, c, False)} for c in cases["cases"]]
-    data: dict[str, Any] = {
+def _probe_forward(fn: Any, cases: dict[str, Any]) -> ForwardRuns:
+    runs: list[ForwardModes] = [{"train": _forward_once(fn, c, True), "eval": _forward_once(fn, c, False)}
+                                for c in cases["cases"]]
+    data: ForwardRuns = {
         "runs": runs,
         "grad": attempt(_with_grad, fn, cases["cases"][0], cases["upstream"], what="batchnorm2d_forward",
                         refuse=REFUSE, instead=INSTEAD),
@@ -346,7 +385,7 @@ def _probe_forward(fn: Any, cases: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _unpack(record: dict[str, Any], case: dict[str, Any], mode: str) -> tuple[Any, Any, Any]:
+def _unpack(record: ForwardCall, case: dict[str, Any], mode: str) -> tuple[Any, Any, Any]:
     """The student's (out, new_running_mean, new_running_var), after the checks on the call itself."""
     result = unwrap(record["result"])
     if type(result) not in (tuple, list) or len(result) != 3:
@@ -366,7 +405,7 @@ def _unpack(record: dict[str, Any], case: dict[str, Any], mode: str) -> tuple[An
     return tuple(result)  # type: ignore[return-value]
 
 
-def _judge_train(record: dict[str, Any], case: dict[str, Any]) -> None:
+def _judge_train(record: ForwardCall, case: dict[str, Any]) -> None:
     ref_out, ref_rm, ref_rv = _reference(case, training=True)
     out, rm, rv = _unpack(record, case, "training")
     c = case["x"].shape[1]
@@ -384,7 +423,7 @@ def _judge_train(record: dict[str, Any], case: dict[str, Any]) -> None:
     expect_close(rv, ref_rv, "new_running_var (training mode)", rtol=RTOL, atol=ATOL, hint=run_hint)
 
 
-def _judge_eval(record: dict[str, Any], case: dict[str, Any]) -> None:
+def _judge_eval(record: ForwardCall, case: dict[str, Any]) -> None:
     ref_out, _, _ = _reference(case, training=False)
     out, rm, rv = _unpack(record, case, "eval")
     expect_shape(out, ref_out.shape, "out (eval mode)", "out must have the shape of x, (N, C, H, W).")
@@ -413,7 +452,7 @@ def _bn_train(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, running_
     return F.batch_norm(x, running_mean.clone(), running_var.clone(), gamma, beta, training, momentum, eps)
 
 
-def _judge_grad(info: dict[str, Any], case: dict[str, Any], upstream: torch.Tensor) -> None:
+def _judge_grad(info: ForwardGradRun, case: dict[str, Any], upstream: torch.Tensor) -> None:
     """Gradients must flow through the batch statistics, exactly as in nn.BatchNorm2d."""
     if "shape_of_result" in info:
         fail("batchnorm2d_forward should return a tuple (out, new_running_mean, new_running_var).")
@@ -441,7 +480,7 @@ def _judge_grad(info: dict[str, Any], case: dict[str, Any], upstream: torch.Tens
     )
 
 
-def _judge_forward(cases: dict[str, Any], data: dict[str, Any]) -> str:
+def _judge_forward(cases: dict[str, Any], data: ForwardRuns) -> str:
     """batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps)."""
     for case, run in zip(cases["cases"], data["runs"], strict=True):
         _judge_train(run["train"], case)
@@ -507,24 +546,65 @@ def _forward_module(module: nn.Module, x: torch.Tensor) -> Any:
     return call(module, x, what="BatchNorm2dScratch.forward", refuse=REFUSE, instead=INSTEAD)
 
 
-def _grad_run(module: nn.Module, x: torch.Tensor, upstream: torch.Tensor) -> dict[str, Any]:
+def _grad_run(module: nn.Module, x: torch.Tensor, upstream: torch.Tensor) -> GradientRun:
     """The module's forward and backward pass: gradients of x and of its parameters (``run_backward``)."""
     return dict(run_backward(module, {"x": x}, ["x"], upstream, module=module))
 
 
-def _module_probe_once(cls: Any, cases: dict[str, Any]) -> dict[str, Any]:
+class FreshModule(TypedDict):
+    """A freshly built ``BatchNorm2dScratch(3)``: its parameters, buffers and state_dict keys."""
+
+    params: dict[str, torch.Tensor]
+    param_types: dict[str, str]  #: the qualified class name of each parameter
+    buffers: dict[str, torch.Tensor]
+    state_keys: list[str]
+
+
+class ModuleStep(TypedDict):
+    """One forward pass of the loaded module: its output and its buffers afterwards."""
+
+    out: Any
+    buffers: dict[str, torch.Tensor]
+
+
+class ModuleRecord(TypedDict, total=False):
+    """A trained nn.BatchNorm2d's state loaded into the student's module, then its steps run."""
+
+    steps: list[ModuleStep]  #: always (so far as they ran)
+    state: dict[str, Any]  #: the module's state_dict after the last step
+
+
+class ModuleRun(TypedDict, total=False):
+    """One run of the module probe (``_module_probe_once``): every part up to the first error."""
+
+    fresh: FreshModule
+    runs: list[ModuleRecord]
+    grad: GradientRun  #: the forward and backward pass of ``BatchNorm2dScratch(3)``
+    double: ModuleStep  #: after ``.double()``, on a float64 input (hidden cases)
+    error: str  #: the first error, where the run stopped
+
+
+class ModuleProbe(TypedDict, total=False):
+    """The student's class: its MRO and its runs under the cascade rule, or what came instead of a class."""
+
+    not_a_class: str  #: the type name of what the notebook defines (no other key then)
+    mro: list[str]  #: qualified class names
+    runs: CascadeRuns  #: each run a ``ModuleRun``
+
+
+def _module_probe_once(cls: Any, cases: dict[str, Any]) -> ModuleRun:
     """Probe side: build, load, run and describe the student's module; stops at the first error."""
-    data: dict[str, Any] = {}
+    data: ModuleRun = {}
     try:
         fresh = _make(cls, 3)
         data["fresh"] = {"params": {k: v for k, v in fresh.named_parameters()},
                          "param_types": {k: qualname(type(v)) for k, v in fresh.named_parameters()},
                          "buffers": {k: v for k, v in fresh.named_buffers()},
                          "state_keys": sorted(_state_dict(fresh))}
-        runs = []
+        runs: list[ModuleRecord] = []
         for run in cases["runs"]:
             module = _make(cls, run["c"], eps=run["eps"], momentum=run["momentum"])
-            record: dict[str, Any] = {"steps": []}
+            record: ModuleRecord = {"steps": []}
             runs.append(record)
             call(module.load_state_dict, {k: v.clone() for k, v in run["state"].items()},
                  what="BatchNorm2dScratch.load_state_dict (nn.BatchNorm2d's state_dict)")
@@ -548,7 +628,7 @@ def _module_probe_once(cls: Any, cases: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _probe_module(cls: Any, cases: dict[str, Any]) -> dict[str, Any]:
+def _probe_module(cls: Any, cases: dict[str, Any]) -> ModuleProbe:
     """The student's class with a reference batchnorm2d_forward in place of theirs (the cascade rule), and
     as written when it uses theirs."""
     if not inspect.isclass(cls):
@@ -557,7 +637,7 @@ def _probe_module(cls: Any, cases: dict[str, Any]) -> dict[str, Any]:
             "runs": dict(cascade_runs((cls,), [BATCHNORM2D_FORWARD], lambda: _module_probe_once(cls, cases)))}
 
 
-def _judge_module_run(cases: dict[str, Any], data: dict[str, Any]) -> None:
+def _judge_module_run(cases: dict[str, Any], data: ModuleRun) -> None:
     if "error" in data and "fresh" not in data:
         fail(data["error"])
     # 1. a fresh module: parameters, buffers, initial values, state_dict keys
@@ -681,7 +761,7 @@ def _compare_buffers(got: dict[str, Any], ref: nn.BatchNorm2d, when: str, moment
     )
 
 
-def _judge_module(cases: dict[str, Any], data: dict[str, Any]) -> str:
+def _judge_module(cases: dict[str, Any], data: ModuleProbe) -> str:
     """BatchNorm2dScratch(num_features, eps=1e-5, momentum=0.1): an nn.Module like nn.BatchNorm2d."""
     if "not_a_class" in data:
         fail(f"BatchNorm2dScratch should be a class derived from nn.Module, got {data['not_a_class']}.")
@@ -735,8 +815,21 @@ def _backward_cases(hidden: bool) -> dict[str, Any]:
     return {"hidden": hidden, "cases": cases}
 
 
-def _probe_backward(fn: Any, cases: dict[str, Any]) -> dict[str, Any]:
-    runs = []
+class BackwardCall(TypedDict):
+    """One call of the student's batchnorm2d_backward on copies of a case."""
+
+    result: Outcome  #: the (dx, dgamma, dbeta) returned, or the error (autograd's use included)
+    after: dict[str, torch.Tensor]  #: the copies of dout, x, gamma, after the call
+
+
+class BackwardRuns(TypedDict):
+    """batchnorm2d_backward on every case."""
+
+    runs: list[BackwardCall]
+
+
+def _probe_backward(fn: Any, cases: dict[str, Any]) -> BackwardRuns:
+    runs: list[BackwardCall] = []
     for case in cases["cases"]:
         args = {k: case[k].clone() for k in ("dout", "x", "gamma")}
         watch = NoAutograd()
@@ -816,7 +909,7 @@ def _backward_mistakes(case: dict[str, Any]) -> dict[str, list[tuple[torch.Tenso
     return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}
 
 
-def _judge_backward(cases: dict[str, Any], data: dict[str, Any]) -> str:
+def _judge_backward(cases: dict[str, Any], data: BackwardRuns) -> str:
     """batchnorm2d_backward(dout, x, gamma, eps) -> (dx, dgamma, dbeta), against autograd through nn.BatchNorm2d."""
     for case, record in zip(cases["cases"], data["runs"], strict=True):
         result = unwrap(record["result"])

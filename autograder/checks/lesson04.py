@@ -16,14 +16,23 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from ._compare import Earlier, cascade_runs, judge_cascade, judge_gradients, judge_only, nearest_mistake, run_backward
-from ._core import attempt, exercise, expect, expect_close, fail, hidden_generator, unwrap
+from ._compare import (
+    CascadeRuns,
+    Earlier,
+    cascade_runs,
+    judge_cascade,
+    judge_gradients,
+    judge_only,
+    nearest_mistake,
+    run_backward,
+)
+from ._core import Outcome, attempt, exercise, expect, expect_close, fail, hidden_generator, unwrap
 from ._guard import RELU, SIGMOID_TANH, NoAutograd, OpFamily
 from ._plain import type_name
 
@@ -88,8 +97,30 @@ def reference_sigmoid(x: torch.Tensor) -> torch.Tensor:
 SIGMOID = Earlier("sigmoid", 3, reference_sigmoid)
 
 
+class ActivationCall(TypedDict):
+    """One call of the student's activation (or its derivative) on a copy of one input."""
+
+    out: Outcome
+    arg_after: torch.Tensor  #: the copy handed over, as the call left it
+    overflow: str | None  #: the first operation that turned finite values into inf or NaN (``_OverflowWatch``)
+
+
+class SettingRuns(TypedDict):
+    """The forward function and its derivative on every input, for one setting of the keyword arguments."""
+
+    fwd: list[ActivationCall]  #: one per ``cases["inputs"]``
+    grad: list[ActivationCall]  #: one per ``cases["grad_inputs"]``
+
+
+class PairRuns(TypedDict):
+    """What ``_probe_pair`` sends for an activation and its derivative (relu, leaky_relu, sigmoid, tanh)."""
+
+    runs: list[SettingRuns]  #: one per ``cases["kwargs"]``
+    through: list[list[Outcome]]  #: per kwargs, per ``cases["through_inputs"]``: ``{"value": GradientRun}``
+
+
 def _probe_one(fn: Any, x: torch.Tensor, what: str, families: list[OpFamily], kwargs: dict[str, Any],
-               derivative: bool) -> dict[str, Any]:
+               derivative: bool) -> ActivationCall:
     """One call of the student's function on a copy of ``x``: outcome, argument after the call, watches."""
     arg = x.clone()
     overflow = _OverflowWatch()
@@ -107,9 +138,9 @@ def _kwargs_label(name: str, kwargs: dict[str, Any]) -> str:
     return name + (f"(x, {', '.join(f'{k}={v}' for k, v in kwargs.items())})" if kwargs else "(x)")
 
 
-def _probe_pair(fn: Any, grad_fn: Any, name: str, cases: dict[str, Any], families: list[OpFamily]) -> dict[str, Any]:
+def _probe_pair(fn: Any, grad_fn: Any, name: str, cases: dict[str, Any], families: list[OpFamily]) -> PairRuns:
     """Probe side: fn and grad_fn on every input and every kwargs setting of the cases."""
-    runs = []
+    runs: list[SettingRuns] = []
     for kwargs in cases["kwargs"]:
         label = _kwargs_label(name, kwargs)
         grad_label = name + "_grad" + label[len(name):]
@@ -182,7 +213,7 @@ def _autograd(builtin: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) 
     return xr.grad
 
 
-def _judge_tensor(record: dict[str, Any], x: torch.Tensor, what: str) -> torch.Tensor:
+def _judge_tensor(record: ActivationCall, x: torch.Tensor, what: str) -> torch.Tensor:
     """The output of one probed call, after the checks every activation shares (type, input, shape, dtype)."""
     out = unwrap(record["out"])
     if type(out) is not torch.Tensor:
@@ -212,7 +243,7 @@ def _judge_tensor(record: dict[str, Any], x: torch.Tensor, what: str) -> torch.T
 
 def _judge_pair(
     cases: dict[str, Any],
-    data: dict[str, Any],
+    data: PairRuns,
     name: str,
     builtin: Callable[..., torch.Tensor],
     forward_candidates: Callable[[torch.Tensor, dict[str, Any]], list[tuple[torch.Tensor, str | None]]],
@@ -273,7 +304,7 @@ def _judge_pair(
             expect_close(ggot, gwant, grad_label, rtol=RTOL, atol=ATOL, hint=hint)
 
 
-def _judge_through(cases: dict[str, Any], data: dict[str, Any], name: str,
+def _judge_through(cases: dict[str, Any], data: PairRuns, name: str,
                    builtin: Callable[..., torch.Tensor]) -> None:
     """The activation feeds a backward pass: autograd through the student's forward function must give
     the built-in's finite gradients (``_compare.judge_gradients``)."""
@@ -311,11 +342,11 @@ def _relu_cases(hidden: bool) -> dict[str, Any]:
     return _cases(hidden, kink=True, kwargs=[{}], exercise="relu")
 
 
-def _probe_relu(relu: Any, relu_grad: Any, cases: dict[str, Any]) -> dict[str, Any]:
+def _probe_relu(relu: Any, relu_grad: Any, cases: dict[str, Any]) -> PairRuns:
     return _probe_pair(relu, relu_grad, "relu", cases, RELU_FAMILIES)
 
 
-def _judge_relu(cases: dict[str, Any], data: dict[str, Any]) -> str:
+def _judge_relu(cases: dict[str, Any], data: PairRuns) -> str:
     """relu(x) = max(x, 0) and its derivative (1 where x > 0, else 0), elementwise on any shape."""
     _judge_pair(
         cases, data, "relu", lambda x: torch.relu(x),
@@ -350,7 +381,7 @@ def _leaky_cases(hidden: bool) -> dict[str, Any]:
     return _cases(hidden, kink=True, kwargs=[{}] + [{"negative_slope": s} for s in slopes], exercise="leaky_relu")
 
 
-def _probe_leaky_relu(leaky_relu: Any, leaky_relu_grad: Any, cases: dict[str, Any]) -> dict[str, Any]:
+def _probe_leaky_relu(leaky_relu: Any, leaky_relu_grad: Any, cases: dict[str, Any]) -> PairRuns:
     return _probe_pair(leaky_relu, leaky_relu_grad, "leaky_relu", cases, RELU_FAMILIES)
 
 
@@ -391,7 +422,7 @@ def _leaky_grad_cands(x: torch.Tensor, kw: dict[str, Any]) -> list[tuple[torch.T
     ]
 
 
-def _judge_leaky_relu(cases: dict[str, Any], data: dict[str, Any]) -> str:
+def _judge_leaky_relu(cases: dict[str, Any], data: PairRuns) -> str:
     """leaky_relu(x, negative_slope=0.2) and its derivative (1 for x > 0, negative_slope for x < 0)."""
     _judge_pair(
         cases, data, "leaky_relu", lambda x, negative_slope=0.2: F.leaky_relu(x, negative_slope),
@@ -417,11 +448,11 @@ def _sigmoid_cases(hidden: bool) -> dict[str, Any]:
     return _cases(hidden, kink=False, kwargs=[{}], exercise="sigmoid")
 
 
-def _probe_sigmoid(sigmoid: Any, sigmoid_grad: Any, cases: dict[str, Any]) -> dict[str, Any]:
+def _probe_sigmoid(sigmoid: Any, sigmoid_grad: Any, cases: dict[str, Any]) -> PairRuns:
     return _probe_pair(sigmoid, sigmoid_grad, "sigmoid", cases, SIGMOID_FAMILIES)
 
 
-def _judge_sigmoid(cases: dict[str, Any], data: dict[str, Any]) -> str:
+def _judge_sigmoid(cases: dict[str, Any], data: PairRuns) -> str:
     """A numerically stable sigmoid(x) = 1 / (1 + exp(-x)) and its derivative s * (1 - s)."""
     _judge_pair(
         cases, data, "sigmoid", lambda x: torch.sigmoid(x),
@@ -462,14 +493,14 @@ def _tanh_cases(hidden: bool) -> dict[str, Any]:
     return _cases(hidden, kink=False, kwargs=[{}], exercise="tanh")
 
 
-def _probe_tanh(tanh: Any, tanh_grad: Any, cases: dict[str, Any]) -> dict[str, Any]:
+def _probe_tanh(tanh: Any, tanh_grad: Any, cases: dict[str, Any]) -> CascadeRuns:
     """tanh and tanh_grad with the reference sigmoid in place of the student's (the cascade rule), and as
     written when they use a sigmoid of the student's."""
     return dict(cascade_runs((tanh, tanh_grad), [SIGMOID],
                              lambda: _probe_pair(tanh, tanh_grad, "tanh", cases, SIGMOID_FAMILIES)))
 
 
-def _judge_tanh_run(cases: dict[str, Any], data: dict[str, Any]) -> None:
+def _judge_tanh_run(cases: dict[str, Any], data: PairRuns) -> None:
     _judge_pair(
         cases, data, "tanh", lambda x: torch.tanh(x),
         forward_candidates=lambda x, kw: [
@@ -503,7 +534,7 @@ def _tanh_note(message: str, this: str, culprits: list[Earlier], replaced: list[
             f"({own}): fix exercise 3 first.")
 
 
-def _judge_tanh(cases: dict[str, Any], data: dict[str, Any]) -> str:
+def _judge_tanh(cases: dict[str, Any], data: CascadeRuns) -> str:
     """A numerically stable tanh(x) and its derivative 1 - tanh(x)**2 (graded with a reference sigmoid too)."""
 
     def grade(run: Any) -> str:

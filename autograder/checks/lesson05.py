@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import nn
@@ -103,14 +103,29 @@ def _state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _probe(fn: Any, cases: dict[str, Any]) -> dict[str, Any]:
+class InitRecord(TypedDict):
+    """One test model's state_dict before and after ``model.apply(dcgan_weights_init)``."""
+
+    before: dict[str, torch.Tensor]
+    after: dict[str, torch.Tensor]
+
+
+class InitRuns(TypedDict, total=False):
+    """Every test model's record, by group (``error`` alone when a call failed or fn is the reference)."""
+
+    statistics: list[InitRecord]  #: the big model, judged on the statistics of its weights
+    exact: list[InitRecord]  #: the models compared with dcgan_ref's weights_init under the same seed
+    error: str
+
+
+def _probe(fn: Any, cases: dict[str, Any]) -> InitRuns:
     """Each test model's state_dict before and after ``model.apply(fn)`` under a fixed seed."""
     origin = reference_origin(fn)
     if origin is not None:
         return {"error": f"dcgan_weights_init is {origin}, the reference it is compared with: write your own."}
-    out: dict[str, Any] = {}
+    out: InitRuns = {}
     for group in ("statistics", "exact"):
-        results = []
+        results: list[InitRecord] = []
         for key, seed in cases[group]:
             model = _build(key, seed)
             before = _state(model)
@@ -147,7 +162,7 @@ def _std_hint(std: float, kind: str) -> str:
     return f"{kind} std is {std:.4g}, expected 0.02: use nn.init.normal_(m.weight, mean, 0.02)."
 
 
-def _same_keys(record: dict[str, Any], label: str) -> None:
+def _same_keys(record: InitRecord, label: str) -> None:
     before, after = record["before"], record["after"]
     if type(after) is not dict or set(after) != set(before):
         fail(f"the state_dict of {label} changed its entries: initialise the existing weights in place "
@@ -159,7 +174,7 @@ def _same_keys(record: dict[str, Any], label: str) -> None:
 
 
 @judge_only
-def _judge_statistics(record: dict[str, Any]) -> None:
+def _judge_statistics(record: InitRecord) -> None:
     label = MODELS["big"][0]
     _same_keys(record, label)
     model = _build("big", 0)  # the structure: which module each entry belongs to
@@ -234,7 +249,7 @@ def _judge_statistics(record: dict[str, Any]) -> None:
 
 
 @judge_only
-def _judge_exact(key: str, seed: int, record: dict[str, Any]) -> None:
+def _judge_exact(key: str, seed: int, record: InitRecord) -> None:
     from dcgan_ref.models import weights_init
 
     label = MODELS[key][0]
@@ -260,7 +275,7 @@ def _judge_exact(key: str, seed: int, record: dict[str, Any]) -> None:
             )
 
 
-def _judge(cases: dict[str, Any], data: dict[str, Any]) -> str:
+def _judge(cases: dict[str, Any], data: InitRuns) -> str:
     """Statistics on the big model, then exact agreement with dcgan_ref under the same seed."""
     if "error" in data:
         fail(str(data["error"]))

@@ -14,7 +14,7 @@ in execution order, every output and running statistic.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import nn
@@ -23,6 +23,7 @@ from ._compare import POOLING, traced_forward
 from ._core import (
     CheckFailure,
     Layer,
+    Outcome,
     attempt,
     call,
     describe_module,
@@ -99,7 +100,20 @@ def _seed_norm_layers(model: nn.Module, seed: int) -> None:
                 p.copy_((1 + 0.1 * noise) if name.endswith("weight") else 0.1 * noise)
 
 
-def _probe_config(cls: Any, config: dict[str, Any], kind: str, name: str, first: bool) -> dict[str, Any]:
+class NetworkRun(TypedDict, total=False):
+    """One configuration of the student's network: built, described, traced and run (up to the first error)."""
+
+    build: Outcome  #: always: ``{"value": None}`` once the constructor returned, or its error
+    not_module: str  #: the type name of what the constructor returned, when not an nn.Module (nothing else then)
+    description: list[dict[str, Any]]  #: ``_core.describe_module`` of the network
+    train: Outcome  #: ``{"value": (output, [[leaf name, output shape], ...])}``: the train-mode pass (``_trace``)
+    after_train: dict[str, dict[str, torch.Tensor | None]]  #: each module's buffers after it, by module name
+    eval: Outcome  #: the eval-mode pass on x
+    one: Outcome  #: the eval-mode pass on a batch of one
+    flat: Outcome  #: G only: the eval-mode pass on z flattened to (N, nz)
+
+
+def _probe_config(cls: Any, config: dict[str, Any], kind: str, name: str, first: bool) -> NetworkRun:
     args = tuple(config["args"])
     call_str = f"{name}{args}"
     what = f"{name}{ARGS_G if kind == 'G' else ARGS_D}" if first else call_str
@@ -117,7 +131,7 @@ def _probe_config(cls: Any, config: dict[str, Any], kind: str, name: str, first:
     model.train()
     with torch.no_grad():
         traced = attempt(_trace, model, x.clone(), what=f"{call_str}'s forward pass")
-    out: dict[str, Any] = {"build": {"value": None}, "description": description, "train": traced}
+    out: NetworkRun = {"build": {"value": None}, "description": description, "train": traced}
     if "error" in traced:
         return out
     out["after_train"] = {n: dict(m._buffers) for n, m in model.named_modules() if m._buffers}
@@ -131,7 +145,7 @@ def _probe_config(cls: Any, config: dict[str, Any], kind: str, name: str, first:
 
 
 def _probe(kind: str) -> Any:
-    def probe(cls: Any, cases: dict[str, Any]) -> list[dict[str, Any]]:
+    def probe(cls: Any, cases: dict[str, Any]) -> list[NetworkRun]:
         """Build, trace and run the student's network on the grader's inputs (plain data back)."""
         return [_probe_config(cls, c, kind, cases["name"], i == 0) for i, c in enumerate(cases["configs"])]
 
@@ -318,7 +332,7 @@ def _expect_output(outcome: Any, want: torch.Tensor, what: str, hint: str) -> to
     return got
 
 
-def _judge_config(cases: dict[str, Any], config: dict[str, Any], data: dict[str, Any]) -> None:
+def _judge_config(cases: dict[str, Any], config: dict[str, Any], data: NetworkRun) -> None:
     kind, image_size, name = cases["kind"], cases["image_size"], cases["name"]
     args = tuple(config["args"])
     call_str = f"{name}{args}"
@@ -478,7 +492,7 @@ def _reference_shapes(ref: nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]:
     return shapes
 
 
-def _judge(cases: dict[str, Any], data: Any) -> str:
+def _judge(cases: dict[str, Any], data: list[NetworkRun]) -> str:
     """Every configuration: shapes, layer pattern, parameter count, convolutions, then the outputs."""
     configs = cases["configs"]
     if type(data) is not list or len(data) != len(configs):

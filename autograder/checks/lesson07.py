@@ -23,15 +23,25 @@ parameters it leaves. Hidden cases' values come from the instructor's secret (``
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._compare import Earlier, cascade_runs, close, judge_cascade, judge_gradients, judge_only, referenced_names
+from ._compare import (
+    CascadeRuns,
+    Earlier,
+    cascade_runs,
+    close,
+    judge_cascade,
+    judge_gradients,
+    judge_only,
+    referenced_names,
+)
 from ._core import (
     CheckFailure,
+    Outcome,
     attempt,
     call,
     exercise,
@@ -172,7 +182,17 @@ def _loss_value(outcome: Any, what: str) -> torch.Tensor:
     return got
 
 
-def _probe_loss_grad(fn: Any, inputs: list[torch.Tensor], extra: tuple, what: str, **kw: Any) -> dict[str, Any]:
+class LossGrad(TypedDict, total=False):
+    """A loss on inputs that require grad (``_probe_loss_grad``): its value, and its gradients when in the graph."""
+
+    value: Any  #: the loss (plain copy)
+    requires_grad: bool  #: the loss is a tensor in the autograd graph
+    grads: list[torch.Tensor | None]  #: the gradient of each input, after backward (a 0-d loss in the graph only)
+    grads_error: str  #: the backward pass failed
+    error: str  #: the call failed (no other key then)
+
+
+def _probe_loss_grad(fn: Any, inputs: list[torch.Tensor], extra: tuple, what: str, **kw: Any) -> LossGrad:
     """Probe side: the loss on inputs that require gradients, whether it is in the graph, and the gradients."""
     leaves = [t.clone().requires_grad_() for t in inputs]
     try:
@@ -180,7 +200,7 @@ def _probe_loss_grad(fn: Any, inputs: list[torch.Tensor], extra: tuple, what: st
     except CheckFailure as err:
         return {"error": str(err)}
     in_graph = isinstance(loss, torch.Tensor) and loss.requires_grad
-    out: dict[str, Any] = {"value": to_plain(loss), "requires_grad": in_graph}
+    out: LossGrad = {"value": to_plain(loss), "requires_grad": in_graph}
     if out["requires_grad"] and loss.dim() == 0:
         try:
             call(loss.backward, what=f"backward through {what}", **kw)
@@ -199,7 +219,7 @@ GRAD_ROLE = {
 }
 
 
-def judge_loss_gradients(g: dict[str, Any], names: list[str], inputs: list[torch.Tensor], extra: tuple,
+def judge_loss_gradients(g: LossGrad, names: list[str], inputs: list[torch.Tensor], extra: tuple,
                          reference: Callable[..., torch.Tensor], what: str) -> None:
     """Judge side: the gradients of a loss w.r.t. each input equal the reference's (``_compare``'s gradient
     judge); a loss with the right value that detaches an input (``d_real.detach()``, ``.item()``,
@@ -259,10 +279,17 @@ def _bce_cases(hidden: bool) -> dict[str, Any]:
     return {"cases": cases, "grad": grad}
 
 
-def _probe_bce(bce: Any, cases: dict[str, Any]) -> dict[str, Any]:
+class BceRuns(TypedDict, total=False):
+    """bce(p, y) on every case, and its gradients on the hidden gradient case."""
+
+    values: list[Outcome]  #: one per case
+    grad: LossGrad  #: only when the cases have a gradient case (hidden)
+
+
+def _probe_bce(bce: Any, cases: dict[str, Any]) -> BceRuns:
     """bce(p, y) on every case, with the built-in cross-entropies refused at the dispatcher."""
     kw = {"refuse": [BCE], "instead": BCE_INSTEAD}
-    out: dict[str, Any] = {"values": [attempt(bce, p.clone(), y.clone(), what="bce(p, y)", **kw)
+    out: BceRuns = {"values": [attempt(bce, p.clone(), y.clone(), what="bce(p, y)", **kw)
                                       for _, p, y in cases["cases"]]}
     if cases["grad"] is not None:
         p, y = cases["grad"]
@@ -323,7 +350,7 @@ def _bce_mistake(got: torch.Tensor, p: torch.Tensor, y: torch.Tensor) -> str:
     return _match(got, candidates) or "check the formula: mean of -(y log p + (1 - y) log(1 - p)), logs clamped at -100"
 
 
-def _judge_bce(cases: dict[str, Any], data: dict[str, Any]) -> str:
+def _judge_bce(cases: dict[str, Any], data: BceRuns) -> str:
     """bce(p, y) == nn.BCELoss()(p, y): the mean of -(y log p + (1-y) log(1-p)), logs clamped at -100."""
     for (desc, p, y), outcome in zip(cases["cases"], data["values"], strict=True):
         expected = F.binary_cross_entropy(p, y)
@@ -369,9 +396,16 @@ def _targets_cases(hidden: bool) -> list[tuple[torch.Tensor, float]]:
     return cases
 
 
-def _probe_real_targets(real_targets: Any, cases: list) -> list[dict[str, Any]]:
+class TargetsRun(TypedDict):
+    """One call of the student's real_targets: its outcome and ``like`` as the call left it."""
+
+    out: Outcome
+    like_after: torch.Tensor
+
+
+def _probe_real_targets(real_targets: Any, cases: list) -> list[TargetsRun]:
     """real_targets(like, s) on every case, and ``like`` as the call left it."""
-    out = []
+    out: list[TargetsRun] = []
     for like, s in cases:
         arg = like.clone()
         out.append({"out": attempt(real_targets, arg, s, what=f"real_targets(like, label_smoothing={s})"),
@@ -379,7 +413,7 @@ def _probe_real_targets(real_targets: Any, cases: list) -> list[dict[str, Any]]:
     return out
 
 
-def _judge_real_targets(cases: list, data: list) -> str:
+def _judge_real_targets(cases: list, data: list[TargetsRun]) -> str:
     """real_targets(like, s): a float tensor shaped like ``like``, full of 1 - s (one-sided smoothing)."""
     for (like, s), result in zip(cases, data, strict=True):
         what = f"real_targets(like, {s})"
@@ -480,11 +514,18 @@ def _d_loss_cases(hidden: bool) -> list[tuple[torch.Tensor, torch.Tensor, float]
     return [(_probabilities(n, seed), _probabilities(n, seed_fake), s) for n, s, seed, seed_fake in cases]
 
 
-def _probe_discriminator_loss(discriminator_loss: Any, cases: list) -> dict[str, Any]:
+class LossRuns(TypedDict):
+    """One run of a loss exercise (discriminator_loss, generator_loss): every case's value, and the gradients."""
+
+    values: list[Outcome]  #: one per case
+    grad: LossGrad
+
+
+def _probe_discriminator_loss(discriminator_loss: Any, cases: list) -> CascadeRuns:
     """discriminator_loss on every case, and once with gradients; with and without the reference
     bce / real_targets in place of the student's."""
 
-    def run() -> dict[str, Any]:
+    def run() -> LossRuns:
         values = [attempt(discriminator_loss, r.clone(), f.clone(), s,
                           what=f"discriminator_loss(d_real, d_fake, label_smoothing={s})") for r, f, s in cases]
         r, f, _ = cases[0]
@@ -494,10 +535,10 @@ def _probe_discriminator_loss(discriminator_loss: Any, cases: list) -> dict[str,
     return cascade_runs(_with_callees(discriminator_loss, EARLIER[:2]), EARLIER[:2], run)
 
 
-def _judge_discriminator_loss(cases: list, data: dict[str, Any]) -> str:
+def _judge_discriminator_loss(cases: list, data: CascadeRuns) -> str:
     """discriminator_loss(d_real, d_fake, s) == BCE(d_real, 1 - s) + BCE(d_fake, 0)."""
 
-    def grade(run: dict[str, Any]) -> str:
+    def grade(run: LossRuns) -> str:
         for (d_real, d_fake, s), outcome in zip(cases, run["values"], strict=True):
             what = f"discriminator_loss(d_real, d_fake, label_smoothing={s})"
             got = _loss_value(outcome, what)
@@ -532,11 +573,11 @@ def _g_loss_cases(hidden: bool) -> dict[str, Any]:
             "rejected": torch.tensor([1e-4, 1e-3, 1e-2])}  # D rejects the fakes: G still needs a gradient
 
 
-def _probe_generator_loss(generator_loss: Any, cases: dict[str, Any]) -> dict[str, Any]:
+def _probe_generator_loss(generator_loss: Any, cases: dict[str, Any]) -> CascadeRuns:
     """generator_loss on every case, and its gradient where D rejects the fakes; with and without the
     reference bce in place of the student's."""
 
-    def run() -> dict[str, Any]:
+    def run() -> LossRuns:
         return {"values": [attempt(generator_loss, d.clone(), what="generator_loss(d_fake)") for d in cases["values"]],
                 "grad": _probe_loss_grad(generator_loss, [cases["rejected"]], (), "generator_loss(d_fake)")}
 
@@ -570,10 +611,10 @@ def _g_loss_mistake(got: torch.Tensor, d_fake: torch.Tensor) -> str:
     return _match(got, candidates) or "expected BCE(D(G(z)), 1) = mean of -log D(G(z)), the non-saturating loss"
 
 
-def _judge_generator_loss(cases: dict[str, Any], data: dict[str, Any]) -> str:
+def _judge_generator_loss(cases: dict[str, Any], data: CascadeRuns) -> str:
     """generator_loss(d_fake) == BCE(d_fake, 1) = mean(-log D(G(z))): the non-saturating loss."""
 
-    def grade(run: dict[str, Any]) -> str:
+    def grade(run: LossRuns) -> str:
         for d_fake, outcome in zip(cases["values"], run["values"], strict=True):
             got = _loss_value(outcome, "generator_loss(d_fake)")
             expected = _ref_generator_loss(d_fake)
@@ -619,9 +660,16 @@ def _noise_cases(hidden: bool) -> list[dict[str, Any]]:
             for shape, sigma, seed, noise_seed in cases]
 
 
-def _probe_add_instance_noise(add_instance_noise: Any, cases: list) -> list[dict[str, Any]]:
+class NoiseRun(TypedDict):
+    """One call of the student's add_instance_noise: its outcome and x as the call left it."""
+
+    out: Outcome
+    x_after: torch.Tensor
+
+
+def _probe_add_instance_noise(add_instance_noise: Any, cases: list) -> list[NoiseRun]:
     """add_instance_noise(x, sigma, generator) with a generator seeded as the case says; x as left after."""
-    out = []
+    out: list[NoiseRun] = []
     for c in cases:
         x = c["x"].clone()
         what = f"add_instance_noise(x, sigma={c['sigma']}, generator)"
@@ -629,7 +677,7 @@ def _probe_add_instance_noise(add_instance_noise: Any, cases: list) -> list[dict
     return out
 
 
-def _judge_add_instance_noise(cases: list, data: list) -> str:
+def _judge_add_instance_noise(cases: list, data: list[NoiseRun]) -> str:
     """add_instance_noise(x, sigma, generator) == x + sigma * N(0, 1) drawn from ``generator``; x if sigma <= 0."""
     for c, result in zip(cases, data, strict=True):
         x, sigma = c["x"], c["sigma"]
@@ -748,12 +796,30 @@ def _seeded_steps(opt: Any, step: Callable[[], Any], G: nn.Module, D: nn.Module,
     return snaps
 
 
-def describe_optimizer(opt: Any, G: nn.Module, D: nn.Module) -> dict[str, Any]:
+class OptimizerDescription(TypedDict, total=False):
+    """An optimizer as plain data (``describe_optimizer``)."""
+
+    type: str  #: qualified class name
+    mro: list[str]  #: qualified class names
+    groups: list[dict[str, Any]]  #: per param group: its ``OPT_KEYS`` settings and "params" ("G.<i>", "D.<i>", "other")
+
+
+class OptimizersRun(TypedDict, total=False):
+    """One call of make_optimizers: its pair described and stepped, or the error, or what came instead of a pair."""
+
+    error: str  #: the call failed (no other key then)
+    not_pair: str  #: what came back instead of a pair (no other key then)
+    pair: list[OptimizerDescription]  #: opt_G's, opt_D's
+    n: list[int]  #: the number of parameter tensors of G, of D
+    effects: list[list[list[torch.Tensor]] | dict[str, str]]  #: per optimizer: parameters after each step, or its error
+
+
+def describe_optimizer(opt: Any, G: nn.Module, D: nn.Module) -> OptimizerDescription:
     """Probe side: an optimizer as plain data: its classes, and per group the settings and which
     parameters it holds ("G.<i>", "D.<i>", or "other")."""
     ids = {id(p): f"G.{i}" for i, p in enumerate(G.parameters())}
     ids.update({id(p): f"D.{i}" for i, p in enumerate(D.parameters())})
-    out: dict[str, Any] = {"type": qualname(type(opt)), "mro": [qualname(k) for k in type(opt).__mro__]}
+    out: OptimizerDescription = {"type": qualname(type(opt)), "mro": [qualname(k) for k in type(opt).__mro__]}
     groups = getattr(opt, "param_groups", None)
     if isinstance(opt, torch.optim.Optimizer) and isinstance(groups, list):
         out["groups"] = [
@@ -764,9 +830,9 @@ def describe_optimizer(opt: Any, G: nn.Module, D: nn.Module) -> dict[str, Any]:
     return out
 
 
-def _probe_make_optimizers(make_optimizers: Any, cases: list) -> list[dict[str, Any]]:
+def _probe_make_optimizers(make_optimizers: Any, cases: list) -> list[OptimizersRun]:
     """make_optimizers(G, D, ...) on tiny networks; what it returns, described as plain data."""
-    out = []
+    out: list[OptimizersRun] = []
     for case in cases:
         args, kwargs = tuple(case["args"]), dict(case["kwargs"])
         G, D = tiny_models(60)
@@ -776,7 +842,7 @@ def _probe_make_optimizers(make_optimizers: Any, cases: list) -> list[dict[str, 
             out.append({"error": str(err)})
             continue
         if isinstance(result, tuple | list) and len(result) == 2:
-            reply: dict[str, Any] = {"pair": [describe_optimizer(o, G, D) for o in result],
+            reply: OptimizersRun = {"pair": [describe_optimizer(o, G, D) for o in result],
                                      "n": [len(list(G.parameters())), len(list(D.parameters()))]}
             # judged by what the steps do, not by the class: opt_G's steps, then opt_D's, on seeded gradients
             gen = seeded(case["seed"])
@@ -801,7 +867,7 @@ def _opt_call(args: tuple, kwargs: dict[str, Any]) -> str:
             + "".join(f", {k}={v}" for k, v in kwargs.items()) + ")")
 
 
-def _judge_make_optimizers(cases: list, data: list) -> str:
+def _judge_make_optimizers(cases: list, data: list[OptimizersRun]) -> str:
     """(opt_G, opt_D): torch.optim.Adam over each network's own parameters, lr 2e-4, betas (0.5, 0.999)."""
     for case, result in zip(cases, data, strict=True):
         args, kwargs = tuple(case["args"]), dict(case["kwargs"])
@@ -920,7 +986,22 @@ def _param_names(G: nn.Module, D: nn.Module) -> list[str]:
     return [f"D.{n}" for n, _ in D.named_parameters()] + [f"G.{n}" for n, _ in G.named_parameters()]
 
 
-def _run_student_steps(train_step: Any, case: dict[str, Any]) -> dict[str, Any]:
+class TrainStepRecord(TypedDict):
+    """One watched call of the student's train_step."""
+
+    logs: Outcome  #: what train_step returned (its logs), or the error
+    events: list[str]  #: which optimizer stepped, in order ("D", "G")
+    leak: str | None  #: which of G's parameters already had new gradients when opt_D stepped
+    params: list[torch.Tensor]  #: D's parameters, then G's, after the step
+
+
+class TrainRun(TypedDict):
+    """One run of train_step from the tiny start: every step up to the first error."""
+
+    steps: list[TrainStepRecord]
+
+
+def _run_student_steps(train_step: Any, case: dict[str, Any]) -> TrainRun:
     """Probe side: the student's step, N_STEPS times from the tiny start, watched: which optimizer stepped
     when, whether G had gradients when D stepped, the parameters and the logs after each step."""
     G, D = tiny_models(case["seed"])
@@ -944,7 +1025,7 @@ def _run_student_steps(train_step: Any, case: dict[str, Any]) -> dict[str, Any]:
         events.append("G")
 
     hooks = [opt_D.register_step_pre_hook(on_d_step), opt_G.register_step_pre_hook(on_g_step)]
-    steps = []
+    steps: list[TrainStepRecord] = []
     try:
         for real, z in case["batches"]:
             events.clear()
@@ -964,7 +1045,7 @@ def _run_student_steps(train_step: Any, case: dict[str, Any]) -> dict[str, Any]:
     return {"steps": steps}
 
 
-def _probe_train_step(train_step: Any, cases: list) -> list[dict[str, Any]]:
+def _probe_train_step(train_step: Any, cases: list) -> list[CascadeRuns]:
     """Per seed: the watched steps, with and without the reference losses in place of the student's."""
     return [cascade_runs(_with_callees(train_step, EARLIER), EARLIER,
                          lambda c=c: _run_student_steps(train_step, c)) for c in cases]
@@ -1108,7 +1189,7 @@ def _step_error(text: str, what: str) -> str:
     return text
 
 
-def _grade_train_run(case: dict[str, Any], run: dict[str, Any]) -> None:
+def _grade_train_run(case: dict[str, Any], run: TrainRun) -> None:
     G, D = tiny_models(case["seed"])
     names = _param_names(G, D)
     want_states, want_logs = replay(case, None, N_STEPS)
@@ -1161,12 +1242,12 @@ def _grade_train_run(case: dict[str, Any], run: dict[str, Any]) -> None:
             expect_close(value, want, f"{what}: logs['{key}']", rtol=LOSS_RTOL, atol=1e-5, hint=hint + ".")
 
 
-def _judge_train_step(cases: list, data: list) -> str:
+def _judge_train_step(cases: list, data: list[CascadeRuns]) -> str:
     """Two steps of the student's train_step equal two canonical DCGAN steps, parameter by parameter."""
     messages = []
     for case, runs in zip(cases, data, strict=True):
 
-        def grade(run: dict[str, Any], case: dict[str, Any] = case) -> str:
+        def grade(run: TrainRun, case: dict[str, Any] = case) -> str:
             _grade_train_run(case, run)
             return "train_step: two steps equal dcgan_ref's, parameter by parameter; the D step leaves G alone."
 

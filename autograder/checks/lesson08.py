@@ -33,7 +33,7 @@ import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import nn
@@ -41,7 +41,7 @@ from torch import nn
 import dcgan_ref.train as ref_train
 from dcgan_ref.models import Discriminator, Generator, weights_init
 
-from ._core import attempt, exercise, expect, fail, seeded, unwrap
+from ._core import Outcome, attempt, exercise, expect, fail, seeded, unwrap
 from ._plain import marker, type_name
 from ._secret import hidden_seed
 
@@ -132,7 +132,7 @@ def _environment(value: str | None) -> Iterator[None]:
             os.environ["CUDA_VISIBLE_DEVICES"] = saved
 
 
-def _attempt_pick_device(fn: Any) -> dict[str, Any]:
+def _attempt_pick_device(fn: Any) -> Outcome:
     if not callable(fn):
         return attempt(fn, what="pick_device")
     run, hits = _course_helper_watch(fn)
@@ -143,11 +143,19 @@ def _attempt_pick_device(fn: Any) -> dict[str, Any]:
     return outcome
 
 
-def _probe_pick_device(fn: Any, cases: dict[str, Any]) -> dict[str, Any]:
+class PickDeviceRuns(TypedDict):
+    """The student's pick_device in each pretended situation, and on this machine as it is."""
+
+    situations: list[Outcome]  #: one per ``cases["situations"]``, in their order
+    real: Outcome  #: on this machine, nothing pretended
+    real_flags: list[bool]  #: this machine's [CUDA available, MPS available]
+
+
+def _probe_pick_device(fn: Any, cases: dict[str, Any]) -> PickDeviceRuns:
     """The student's pick_device in each pretended situation, in the grader's order and environments, and
     once (at the grader's place in that order) on this machine as it is."""
-    outcomes = []
-    real: dict[str, Any] = {}
+    outcomes: list[Outcome] = []
+    real: Outcome = {}
     envs = cases.get("env") or [None] * len(cases["situations"])
     for k, ((cuda, mps), env) in enumerate(zip(cases["situations"], envs, strict=True)):
         if k == cases.get("real_at"):
@@ -176,7 +184,7 @@ def _device_type(value: Any, situation: str) -> str:
     return str(value["__device__"]).split(":")[0]
 
 
-def _judge_pick_device(cases: dict[str, Any], data: dict[str, Any]) -> str:
+def _judge_pick_device(cases: dict[str, Any], data: PickDeviceRuns) -> str:
     """Every situation's device must be the one dcgan_ref.train.pick_device picks there."""
     pairs = list(zip(cases["situations"], data["situations"], strict=True))
     rank = [*_SITUATIONS, (True, False)]
@@ -358,7 +366,25 @@ def _epoch_cases(hidden: bool) -> dict[str, Any]:
             "cuda": hidden}  # fmt: skip
 
 
-def _instrumented_epoch(fn: Any, run: dict[str, Any], device: torch.device) -> dict[str, Any]:
+class EpochRun(TypedDict):
+    """One call of the student's train_epoch on recording objects: what they saw, and the state afterwards."""
+
+    outcome: Outcome  #: what train_epoch returned (the mean losses), or the error
+    events: list[tuple[Any, ...]]  #: in order: ("batch", i), forward passes, steps, the scaler's calls
+    G: dict[str, torch.Tensor]  #: G's state_dict after the epoch
+    D: dict[str, torch.Tensor]  #: D's state_dict after the epoch
+    scaler: dict[str, Any] | None  #: the GradScaler's state_dict after the epoch (None: no scaler)
+    device: str  #: the device type the epoch ran on
+
+
+class EpochRuns(TypedDict):
+    """train_epoch on each CPU run, and once on the GPU where the hidden cases ask for it and CUDA is here."""
+
+    runs: list[EpochRun]
+    cuda: EpochRun | None
+
+
+def _instrumented_epoch(fn: Any, run: dict[str, Any], device: torch.device) -> EpochRun:
     """Probe side: one call of the student's train_epoch on recording objects; what they saw."""
     events: list = []
     G, D = (m.to(device) for m in _models(run["seed"]))
@@ -394,10 +420,10 @@ def _instrumented_epoch(fn: Any, run: dict[str, Any], device: torch.device) -> d
             "scaler": None if scaler is None else dict(scaler.state_dict()), "device": device.type}  # fmt: skip
 
 
-def _probe_train_epoch(fn: Any, cases: dict[str, Any]) -> dict[str, Any]:
+def _probe_train_epoch(fn: Any, cases: dict[str, Any]) -> EpochRuns:
     """The student's epoch on each CPU run; on a CUDA machine (hidden run) once more on the GPU."""
     cpu = torch.device("cpu")
-    data: dict[str, Any] = {"runs": [_instrumented_epoch(fn, run, cpu) for run in cases["runs"]], "cuda": None}
+    data: EpochRuns = {"runs": [_instrumented_epoch(fn, run, cpu) for run in cases["runs"]], "cuda": None}
     if cases["cuda"] and torch.cuda.is_available():
         data["cuda"] = _instrumented_epoch(fn, {**cases["runs"][1], "seed": 30}, torch.device("cuda"))
     return data
@@ -533,7 +559,7 @@ def _judge_losses(value: Any, ref: dict[str, float], where: str, rtol: float) ->
                  f"batches {ref[k]:.6g}: {n_hint}.")
 
 
-def _judge_train_epoch(cases: dict[str, Any], data: dict[str, Any]) -> str:
+def _judge_train_epoch(cases: dict[str, Any], data: EpochRuns) -> str:
     """Recipe from the recording objects, then parameters, scaler and losses against train_step."""
     for run, got in zip(cases["runs"], data["runs"], strict=True):
         n = len(run["batches"])
@@ -624,7 +650,18 @@ def _trained(run: dict[str, Any], seed: int | None = None) -> tuple[Any, ...]:
     return G, D, opt_G, opt_D, scaler
 
 
-def _snapshot(G: nn.Module, D: nn.Module, opt_G: Any, opt_D: Any, scaler: Any) -> dict[str, Any]:
+class Snapshot(TypedDict):
+    """The whole training state of a run (``_snapshot``)."""
+
+    G: dict[str, torch.Tensor]  #: G's state_dict
+    D: dict[str, torch.Tensor]  #: D's state_dict
+    opt_G: dict[str, Any]  #: opt_G's state_dict as plain data (``_optimizer_state``)
+    opt_D: dict[str, Any]  #: opt_D's state_dict as plain data
+    scaler: dict[str, Any] | None  #: the GradScaler's state_dict (None: no scaler)
+    rng: torch.Tensor  #: the CPU generator's state
+
+
+def _snapshot(G: nn.Module, D: nn.Module, opt_G: Any, opt_D: Any, scaler: Any) -> Snapshot:
     return {"G": _module_state(G), "D": _module_state(D), "opt_G": _optimizer_state(opt_G),
             "opt_D": _optimizer_state(opt_D), "scaler": None if scaler is None else dict(scaler.state_dict()),
             "rng": torch.get_rng_state()}  # fmt: skip
@@ -668,8 +705,18 @@ def _swap_state(obj: Any, table: dict[Any, torch.Tensor], found: set, depth: int
     return obj
 
 
-def _load_other_run(load_fn: Any, path: Path, run: dict[str, Any], saved: dict[str, Any],
-                    allow: list[Any]) -> dict[str, Any]:
+class OtherRun(TypedDict):
+    """A checkpoint file holding another run's state, loaded by the student's load_checkpoint."""
+
+    load: Outcome  #: what load_checkpoint returned, or the error
+    saved: Snapshot  #: the other run's state
+    expected: dict[str, torch.Tensor]  #: per ``_entries`` path: what the restored tensor should be
+    in_file: dict[str, bool]  #: per path: whether the file held that tensor (so it could be swapped)
+    restored: dict[str, torch.Tensor | None]  #: per path: what was restored
+
+
+def _load_other_run(load_fn: Any, path: Path, run: dict[str, Any], saved: Snapshot,
+                    allow: list[Any]) -> OtherRun:
     """A checkpoint this process never saved: the saved file with every state tensor replaced by the
     matching one of another run (never passed to save_checkpoint), loaded into fresh objects.
 
@@ -710,14 +757,28 @@ def _load_other_run(load_fn: Any, path: Path, run: dict[str, Any], saved: dict[s
             "restored": {name: restored.get(name) for name, _ in mine}}
 
 
-def _probe_checkpoint(save_fn: Any, load_fn: Any, cases: dict[str, Any]) -> list[dict[str, Any]]:
+class CheckpointRun(TypedDict, total=False):
+    """One checkpoint run: saved, wrecked, loaded into fresh objects, one more step; then another run's file."""
+
+    saved: Snapshot  #: the state at the save
+    save: Outcome  #: what save_checkpoint returned, or the error
+    written: bool  #: a non-empty file is at the path
+    continued: dict[str, dict[str, torch.Tensor]]  #: G's and D's state_dicts after the run that never stopped
+    load: Outcome  #: the rest only once the file was written and the save succeeded: load_checkpoint's outcome
+    restored: Snapshot  #: the fresh objects' state after the load
+    cuda_rng: list[torch.Tensor]  #: the CUDA generator's state at the save and after the load (CUDA only)
+    after_step: dict[str, dict[str, torch.Tensor]] | str  #: G's and D's state after one more step, or its error
+    other: OtherRun | str  #: another run's file loaded, or why torch.load could not read the file back
+
+
+def _probe_checkpoint(save_fn: Any, load_fn: Any, cases: dict[str, Any]) -> list[CheckpointRun]:
     """Save a trained run, wreck everything, load it into fresh objects, take one more step; then load a
     file holding another run's state. Everything compared is computed here, in one process: what was
     saved, what was restored, the uninterrupted run's next step."""
-    results = []
+    results: list[CheckpointRun] = []
     allow = [Generator, Discriminator]
     for run in cases["runs"]:
-        res: dict[str, Any] = {}
+        res: CheckpointRun = {}
         with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory() as tmp:
             G, D, opt_G, opt_D, scaler = _trained(run)
             res["saved"] = _snapshot(G, D, opt_G, opt_D, scaler)
@@ -860,7 +921,7 @@ def _judge_other(other: Any, with_scaler: str) -> None:
                  "else survives (no dict, no global).")
 
 
-def _judge_checkpoint(cases: dict[str, Any], data: Any) -> str:
+def _judge_checkpoint(cases: dict[str, Any], data: list[CheckpointRun]) -> str:
     """Every restored part equals what was saved; the run saved is the one rebuilt here from its seeds; one
     more step agrees with the run that never stopped; a file holding another run's state restores that."""
     if type(data) is not list or len(data) != len(cases["runs"]):

@@ -14,7 +14,7 @@ and NaN for parallel vectors. Calling ``dcgan_ref`` from the answer is refused b
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -22,7 +22,18 @@ from dcgan_ref.evaluate import frechet_distance as ref_frechet_distance
 from dcgan_ref.evaluate import slerp as ref_slerp
 
 from ._compare import close_number
-from ._core import attempt, exercise, expect, expect_close, expect_shape, fail, hidden_generator, seeded, unwrap
+from ._core import (
+    Outcome,
+    attempt,
+    exercise,
+    expect,
+    expect_close,
+    expect_shape,
+    fail,
+    hidden_generator,
+    seeded,
+    unwrap,
+)
 from ._plain import marker, type_name
 
 # --------------------------------------------------------------------------- Fréchet distance
@@ -148,9 +159,23 @@ def _fd_case_list(hidden: bool) -> list[dict[str, Any]]:
     return [{"desc": desc, "args": list(args)} for desc, args in _fd_cases(hidden)]
 
 
-def _probe_frechet_distance(fn: Any, cases: list[dict[str, Any]]) -> dict[str, Any]:
+class FdCall(TypedDict):
+    """One call of the student's frechet_distance on copies of a case's arguments."""
+
+    outcome: Outcome
+    changed: bool  #: some argument was changed in place
+
+
+class FdRuns(TypedDict):
+    """frechet_distance on every case, and on the first case with the two distributions swapped."""
+
+    results: list[FdCall]
+    swapped: Outcome  #: d(b, a) for the first case
+
+
+def _probe_frechet_distance(fn: Any, cases: list[dict[str, Any]]) -> FdRuns:
     """The student's distance on each case (on copies: in-place changes are recorded), and d(b, a)."""
-    results = []
+    results: list[FdCall] = []
     for case in cases:
         args = [t.clone() for t in case["args"]]
         outcome = attempt(fn, *args, what="frechet_distance")
@@ -161,7 +186,7 @@ def _probe_frechet_distance(fn: Any, cases: list[dict[str, Any]]) -> dict[str, A
     return {"results": results, "swapped": swapped}
 
 
-def _judge_frechet_distance(cases: list[dict[str, Any]], data: dict[str, Any]) -> str:
+def _judge_frechet_distance(cases: list[dict[str, Any]], data: FdRuns) -> str:
     """Each value against dcgan_ref.evaluate.frechet_distance; a wrong one is matched to a named mistake."""
     for case, res in zip(cases, data["results"], strict=True):
         desc, (mu1, s1, mu2, s2) = case["desc"], case["args"]
@@ -234,9 +259,24 @@ def _slerp_case_list(hidden: bool) -> dict[str, Any]:
             "equal_norm": [z0, z1 * z0.norm() / z1.norm()], "parallel": _parallel_cases()}  # fmt: skip
 
 
-def _probe_slerp(fn: Any, cases: dict[str, Any]) -> dict[str, Any]:
+class SlerpCall(TypedDict):
+    """One call of the student's slerp on copies of a case's z0 and z1."""
+
+    outcome: Outcome
+    changed: bool  #: z0 or z1 was changed in place
+
+
+class SlerpRuns(TypedDict):
+    """slerp on every case, between two vectors of equal norm, and for the parallel pairs."""
+
+    results: list[SlerpCall]
+    equal_norm: Outcome  #: slerp(z0, z1, 0.5) with |z0| = |z1|
+    parallel: list[Outcome]  #: slerp(z0, 3 * z0, 0.5) for each parallel case
+
+
+def _probe_slerp(fn: Any, cases: dict[str, Any]) -> SlerpRuns:
     """slerp on every case (on copies), between two vectors of equal norm, and for parallel pairs."""
-    results = []
+    results: list[SlerpCall] = []
     for case in cases["cases"]:
         a, b = case["z0"].clone(), case["z1"].clone()
         outcome = attempt(fn, a, b, case["t"], what="slerp")
@@ -246,7 +286,7 @@ def _probe_slerp(fn: Any, cases: dict[str, Any]) -> dict[str, Any]:
             "parallel": [attempt(fn, z.clone(), 3 * z, 0.5, what="slerp") for z in cases["parallel"]]}  # fmt: skip
 
 
-def _judge_slerp(cases: dict[str, Any], data: dict[str, Any]) -> str:
+def _judge_slerp(cases: dict[str, Any], data: SlerpRuns) -> str:
     """Against dcgan_ref.evaluate.slerp: the straight line, t reversed, NaN and the norm are named."""
     hidden = len(cases["cases"]) > 4
     for case, res in zip(cases["cases"], data["results"], strict=True):

@@ -26,7 +26,7 @@ import copy
 import math
 from collections.abc import Callable, Iterator
 from types import CodeType, FunctionType, ModuleType
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,7 @@ from ._compare import close, close_number, judge_only, traced_forward
 from ._core import (
     CheckFailure,
     Layer,
+    Outcome,
     attempt,
     call,
     describe_module,
@@ -96,7 +97,15 @@ def _traced_forward(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, li
     return out, [r["name"] for r in records]
 
 
-def _run(model: nn.Module, x: torch.Tensor, what: str, seed: int | None = None) -> dict[str, Any]:
+class ForwardRun(TypedDict, total=False):
+    """One traced forward pass of the student's network (``_run``): its output and layer order, or the error."""
+
+    value: Any  #: the output
+    order: list[str]  #: the names of the leaf modules that ran, in execution order
+    error: str  #: the pass failed (no other key then)
+
+
+def _run(model: nn.Module, x: torch.Tensor, what: str, seed: int | None = None) -> ForwardRun:
     """Probe side: one traced forward pass of the student's model, as an outcome with its layer order."""
     with _seeded_global_rng(seed if seed is not None else 0), torch.no_grad():
         value, error = _outcome(_traced_forward, model, x.clone(), what=what)
@@ -128,7 +137,32 @@ def _build_watched(cls: Any, args: tuple, seed: int, what: str) -> tuple[Any, st
     return model, error, copied
 
 
-def _fresh_and_independent(model: nn.Module, cls: Any, args: tuple, seed: int, what: str) -> dict[str, Any]:
+class Independence(TypedDict):
+    """Whether a second instance of the class has parameters of its own (None: it could not be built)."""
+
+    fresh: bool | None  #: its parameters differ from the first instance's (drawn anew)
+    shared: bool | None  #: some parameter tensor is the first instance's
+
+
+class NetworkReply(TypedDict, total=False):
+    """One configuration of the student's Keras-style network: built, described, run in both modes."""
+
+    build: Outcome  #: always: ``{"value": None}`` once the constructor returned, or its error (nothing else then)
+    module: bool  #: the constructor returned an nn.Module
+    type: str  #: the class name of what it returned, when not a module (nothing else then)
+    desc: list[dict[str, Any]]  #: ``_core.describe_module`` before any forward pass
+    copied: list[str]  #: parameter-holding layers that registered no parameter while built (``_build_watched``)
+    fresh: bool | None  #: ``Independence``
+    shared: bool | None  #: ``Independence``
+    train: ForwardRun  #: in train mode (dropout seeded)
+    after: list[dict[str, Any]]  #: ``_core.describe_module`` after the train-mode pass (running statistics)
+    eval: ForwardRun  #: in eval mode
+    eval_again: ForwardRun  #: in eval mode again, under another seed (dropout must be off)
+    eval_flat: ForwardRun  #: G only: on z of shape (N, nz)
+    one: ForwardRun  #: on a batch of one
+
+
+def _fresh_and_independent(model: nn.Module, cls: Any, args: tuple, seed: int, what: str) -> Independence:
     """A second instance built under another seed: are its parameters drawn anew (fresh), and is none of
     them shared with the first instance (independent)?"""
     twin, error, _ = _build_watched(cls, args, seed + 7919, what)
@@ -142,13 +176,13 @@ def _fresh_and_independent(model: nn.Module, cls: Any, args: tuple, seed: int, w
     return {"fresh": bool(fresh), "shared": bool(shared)}
 
 
-def _probe_network(cls: Any, cases: dict[str, Any]) -> list[dict[str, Any]]:
+def _probe_network(cls: Any, cases: dict[str, Any]) -> list[NetworkReply]:
     """Probe side: for each configuration build the student's class, describe it (weights before any
     forward pass), run it in train mode (dropout seeded), describe it again (running statistics),
     then run it in eval mode on every input the judge looks at."""
     kind = cases["kind"]
     name = getattr(cls, "__name__", "your class")
-    replies: list[dict[str, Any]] = []
+    replies: list[NetworkReply] = []
     for case in cases["configs"]:
         args = tuple(case["args"])
         what = f"{name}{args}"
@@ -159,7 +193,7 @@ def _probe_network(cls: Any, cases: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(model, nn.Module):
             replies.append({"build": {"value": None}, "module": False, "type": type(model).__name__})
             continue
-        reply: dict[str, Any] = {"build": {"value": None}, "module": True, "desc": describe_module(model),
+        reply: NetworkReply = {"build": {"value": None}, "module": True, "desc": describe_module(model),
                                  "copied": copied, **_fresh_and_independent(model, cls, args, case["seed"], what)}
         x = case["x"]
         x_in = x[:, :, None, None] if kind == "G" else x  # the lessons' noise is (N, nz, 1, 1)
@@ -202,7 +236,7 @@ def _ref_layers(ref: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module]]:
     return [(n, modules[n]) for n in dict.fromkeys(order)]
 
 
-def _expect_sizes(reply: dict[str, Any], call_text: str) -> None:
+def _expect_sizes(reply: NetworkReply, call_text: str) -> None:
     """Fail at once on a reply that describes more layers than any answer has (it could stall the judge)."""
     desc, order = reply.get("desc"), reply["train"].get("order") if type(reply.get("train")) is dict else None
     if type(desc) is not list or type(order) is not list:
@@ -214,7 +248,7 @@ def _expect_sizes(reply: dict[str, Any], call_text: str) -> None:
         fail(f"{call_text} has more than {MAX_LAYERS:,} modules after a forward pass.")
 
 
-def _student_layers(reply: dict[str, Any]) -> tuple[list[Layer], list[Layer]]:
+def _student_layers(reply: NetworkReply) -> tuple[list[Layer], list[Layer]]:
     """(leaf layers in the order the train-mode forward ran them, leaf layers that hold parameters
     but never ran)."""
     by_name = {e["name"]: Layer(e) for e in reply["desc"] if e["children"] == 0}
@@ -385,14 +419,14 @@ def _d_variant(ref: nn.Module, x: torch.Tensor, slope: float = 0.2, sigmoid: boo
     return torch.sigmoid(out) if sigmoid else out
 
 
-def _value(outcome: dict[str, Any], what: str) -> torch.Tensor:
+def _value(outcome: ForwardRun, what: str) -> torch.Tensor:
     value = unwrap(outcome)
     if type(value) is not torch.Tensor:
         fail(f"{what} returned a {type_name(value)}, expected a torch.Tensor.")
     return value
 
 
-def _judge_network(cases: dict[str, Any], data: Any) -> str:
+def _judge_network(cases: dict[str, Any], data: list[NetworkReply]) -> str:
     """Build, structure, parameter count, then outputs with the student's weights in the reference."""
     kind, name = cases["kind"], cases["name"]
     expect(type(data) is list and len(data) == len(cases["configs"]),
@@ -449,7 +483,7 @@ def _judge_network(cases: dict[str, Any], data: Any) -> str:
             f"{what} ({n} configuration{'s' if n > 1 else ''}).")
 
 
-def _judge_provenance(reply: dict[str, Any], call_text: str) -> None:
+def _judge_provenance(reply: NetworkReply, call_text: str) -> None:
     """The network's layers are built by its class, each instance with its own freshly drawn parameters."""
     copied = reply.get("copied")
     if type(copied) is not list or any(type(n) is not str for n in copied):
@@ -467,7 +501,7 @@ def _judge_provenance(reply: dict[str, Any], call_text: str) -> None:
              "every layer in __init__ and keep PyTorch's default initialisation.")
 
 
-def _judge_g_outputs(reply: dict[str, Any], ref: nn.Module, z: torch.Tensor, call_text: str,
+def _judge_g_outputs(reply: NetworkReply, ref: nn.Module, z: torch.Tensor, call_text: str,
                      got_p: list[Layer], want_p: list[nn.Module], ran: list[Layer]) -> None:
     z4 = z[:, :, None, None]
     shape = (z.shape[0], ref.nc, 32, 32)
@@ -527,7 +561,7 @@ def _judge_g_outputs(reply: dict[str, Any], ref: nn.Module, z: torch.Tensor, cal
            f"{call_text} on one noise vector returns shape {tuple(one.shape)}, expected {(1, *shape[1:])}.")
 
 
-def _judge_d_outputs(reply: dict[str, Any], ref: nn.Module, x: torch.Tensor, call_text: str, seed: int,
+def _judge_d_outputs(reply: NetworkReply, ref: nn.Module, x: torch.Tensor, call_text: str, seed: int,
                      ran: list[Layer]) -> None:
     n = x.shape[0]
     ref.eval()
@@ -626,12 +660,18 @@ def _accuracy_cases(hidden: bool) -> list[dict[str, Any]]:
     return cases
 
 
-def _probe_accuracy(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+class AccuracyRun(Outcome, total=False):
+    """One call of the student's d_accuracy: its outcome, and whether the input tensors were left unchanged."""
+
+    unchanged: bool
+
+
+def _probe_accuracy(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[AccuracyRun]:
     """Probe side: ``fn(real_logits, fake_logits)`` on each batch (on copies: inputs must stay unchanged)."""
-    out = []
+    out: list[AccuracyRun] = []
     for case in cases:
         real, fake = case["real"].clone(), case["fake"].clone()
-        res = attempt(fn, real, fake, what="d_accuracy")
+        res: AccuracyRun = attempt(fn, real, fake, what="d_accuracy")
         res["unchanged"] = bool(torch.equal(real, case["real"]) and torch.equal(fake, case["fake"]))
         out.append(res)
     return out
@@ -647,7 +687,7 @@ def reference_accuracy(real: torch.Tensor, fake: torch.Tensor) -> tuple[float, f
     return float((p_real > 0.5).double().mean()), float((p_fake < 0.5).double().mean())
 
 
-def _judge_accuracy(cases: list[dict[str, Any]], data: Any) -> str:
+def _judge_accuracy(cases: list[dict[str, Any]], data: list[AccuracyRun]) -> str:
     """Two Python floats in [0, 1], equal to the reference; mistakes named by the formula they match."""
     expect(type(data) is list and len(data) == len(cases), "the probe sent no result for every batch.")
     for case, outcome in zip(cases, data, strict=True):
@@ -873,13 +913,21 @@ def _ablation_cases(hidden: bool) -> list[dict[str, Any]]:
     return cases
 
 
-def _probe_ablation(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+class AblationRuns(TypedDict):
+    """One case of run_ablation, run three times: the outcome of each run."""
+
+    run: Outcome  #: with the case's seed, from one global RNG state
+    again: Outcome  #: with the same seed, from another global RNG state
+    other: Outcome  #: with another seed
+
+
+def _probe_ablation(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[AblationRuns]:
     """Probe side: each case run three times: twice with the same seed (from different global RNG
     states: a run must not depend on them), once with another seed. The kit is the reference's tools,
     which the student's run may call (``allow_reference``); anything else of dcgan_ref is refused."""
     kit = make_kit(grading_build)
     allowed = [*kit.values(), *kit_allowance()]
-    replies = []
+    replies: list[AblationRuns] = []
     for case in cases:
         reply = {}
         for key, seed, ambient in (("run", case["seed"], 111), ("again", case["seed"], 222),
@@ -960,7 +1008,7 @@ _ABLATION_MISTAKES: list[tuple[dict[str, Any], str]] = [
 ]
 
 
-def _judge_ablation(cases: list[dict[str, Any]], data: Any) -> str:
+def _judge_ablation(cases: list[dict[str, Any]], data: list[AblationRuns]) -> str:
     """Structure, determinism, the seed, then the reference protocol on the same seed."""
     expect(type(data) is list and len(data) == len(cases), "the probe sent no result for every run.")
     kit = make_kit(grading_build)
