@@ -13,13 +13,23 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import secrets
 import subprocess
 import sys
 
+import pytest
+
 from autograder import course
 
 SECRET = secrets.token_hex(16)
+
+#: every containment grading may use, each with other thread variables than the Makefile's export (an
+#: instructor's machine has none set): every solution must score full marks under each. The first is
+#: graded in tests/test_solution_notebooks.py (with the lesson 08 and 09 comparisons that reuse it),
+#: the second in tests/test_solution_notebooks_user.py: two files, so that two test processes share
+#: the gradings (pytest-xdist's --dist loadfile keeps a file in one process).
+SETTINGS = {"bwrap, threads unset": ("bwrap", None), "user, OMP_NUM_THREADS=2": ("user", "2")}
 
 
 def grade_of(report: dict) -> list:
@@ -39,3 +49,16 @@ def graded(lesson: str, containment: str, threads: str | None) -> tuple[dict, in
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert proc.stdout.strip(), proc.stderr[-3000:]
     return json.loads(proc.stdout), proc.returncode
+
+
+def assert_full_marks(lesson: str, containment: str, threads: str | None) -> None:
+    """``lesson``'s solution scores full marks under the setting, graded with source tests, exit status 0."""
+    if containment == "user" and os.geteuid() != 0:
+        pytest.skip("the user containment needs a root grader")
+    report, status = graded(lesson, containment, threads)
+    failed = [f"{c['grade_id']}: {c['status']}: {c['message']}" for c in report["cells"]
+              if c["points"] != c["max_points"]]
+    assert not failed, failed
+    assert report["full_marks"] and report["max_score"] > 0 and report["used_source_tests"]
+    assert report["containment"] == containment
+    assert status == 0
