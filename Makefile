@@ -92,7 +92,7 @@ test-oldest:  ## the check tests and lesson notebooks on the lowest supported to
 	$(OLDEST)/bin/python -c "import torch, torchvision; print('oldest: torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	PATH=$(OLDEST)/bin:$$PATH OMP_NUM_THREADS=1 $(OLDEST)/bin/python -m pytest -n 2 --dist loadfile -q -p no:cacheprovider \
 		tests/test_checks_lesson*.py tests/test_notebooks_execute.py tests/test_notebooks_gpu_profile.py \
-		tests/test_solution_notebooks.py tests/test_fid.py
+		tests/test_solution_notebooks.py tests/test_solution_notebooks_user.py tests/test_fid.py
 
 bench: setup  ## training throughput, dcgan_ref vs the pytorch/examples loop (about a minute on a CPU)
 	$(BIN)/python benchmarks/bench_train.py $(BENCH_ARGS)

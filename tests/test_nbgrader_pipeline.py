@@ -9,7 +9,7 @@ triggering a torch UserWarning), (d) the same notebooks as Colab saves them, (e)
 generate_feedback``. The tests below check the result. (a)-(e) use lesson 01 (or the fixture
 lesson until lesson 01 exists) and the fixture lesson; every lesson is generated and recorded.
 (a) and (b) for every other lesson are graded by the same trusted grading in
-test_solution_notebooks.py (``python -m autograder check``, nbgrader's scoring rules): grading them
+test_solution_notebooks*.py (``python -m autograder check``, nbgrader's scoring rules): grading them
 through nbgrader a second time would test nothing more.
 """
 
@@ -105,7 +105,7 @@ def run(generated_course):
         nbformat.write(nb, path)
         expected[(lesson, student)] = score
 
-    for a in sorted({MIXED_LESSON, FIXTURE}):  # the other lessons: tests/test_solution_notebooks.py
+    for a in sorted({MIXED_LESSON, FIXTURE}):  # the other lessons: tests/test_solution_notebooks*.py
         submit("solution", a, src[a], sum(cell_points(src[a]).values()))  # (a)
         submit("untouched", a, rel[a], 0.0)  # (b)
 

@@ -4,7 +4,7 @@ temporary copy so that nothing lands in the repo; the training lessons' CPU runs
 profile (``autograder.notebook.lesson_profile``) is tested here too; lessons 07-10 in the gpu
 profile: tests/test_notebooks_gpu_profile.py.
 
-What grading checks (full marks, zero for the untouched lesson) is tests/test_solution_notebooks.py;
+What grading checks (full marks, zero for the untouched lesson) is tests/test_solution_notebooks*.py;
 these runs are for what only a run shows: the cells grading skips, and the training that learns.
 """
 

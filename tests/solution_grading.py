@@ -1,0 +1,64 @@
+"""Grading the real lessons' solution notebooks with ``python -m autograder check``, once per setting.
+
+A setting is a containment (``AUTOGRADER_SANDBOX``) and the thread variables (``OMP_NUM_THREADS`` =
+``MKL_NUM_THREADS``, or None: both unset, as on an instructor's machine), always made explicit in the
+child's environment, never inherited from the Makefile's export. ``graded`` keeps each report for the
+test process: a test that needs the grade of a setting another test already graded (full marks under
+bwrap with the threads unset, compared with other thread settings) reads it instead of grading the
+lesson again. Every run of a process uses one secret (random, as when none is configured), so that
+the hidden cases are the same in the reports compared and still change from one CI run to the next.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
+
+from autograder import course
+
+SECRET = secrets.token_hex(16)
+
+#: every containment grading may use, each with other thread variables than the Makefile's export (an
+#: instructor's machine has none set): every solution must score full marks under each. The first is
+#: graded in tests/test_solution_notebooks.py (with the lesson 08 and 09 comparisons that reuse it),
+#: the second in tests/test_solution_notebooks_user.py: two files, so that two test processes share
+#: the gradings (pytest-xdist's --dist loadfile keeps a file in one process).
+SETTINGS = {"bwrap, threads unset": ("bwrap", None), "user, OMP_NUM_THREADS=2": ("user", "2")}
+
+
+def grade_of(report: dict) -> list:
+    """What a grade is: every cell's points, status and message (not timings or the containment)."""
+    return [(c["grade_id"], c["points"], c["status"], c["message"]) for c in report["cells"]] + [report["error"]]
+
+
+@functools.cache
+def graded(lesson: str, containment: str, threads: str | None) -> tuple[dict, int]:
+    """(the ``--json`` report, the exit status) of ``autograder check`` on ``lesson``'s solution notebook."""
+    env = {k: v for k, v in course.tool_env().items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = threads
+    env["AUTOGRADER_SANDBOX"] = containment
+    env["AUTOGRADER_SECRET"] = SECRET
+    cmd = [sys.executable, "-m", "autograder", "check", str(course.source_notebook(lesson)), "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.stdout.strip(), proc.stderr[-3000:]
+    return json.loads(proc.stdout), proc.returncode
+
+
+def assert_full_marks(lesson: str, containment: str, threads: str | None) -> None:
+    """``lesson``'s solution scores full marks under the setting, graded with source tests, exit status 0."""
+    if containment == "user" and os.geteuid() != 0:
+        pytest.skip("the user containment needs a root grader")
+    report, status = graded(lesson, containment, threads)
+    failed = [f"{c['grade_id']}: {c['status']}: {c['message']}" for c in report["cells"]
+              if c["points"] != c["max_points"]]
+    assert not failed, failed
+    assert report["full_marks"] and report["max_score"] > 0 and report["used_source_tests"]
+    assert report["containment"] == containment
+    assert status == 0
