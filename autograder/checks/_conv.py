@@ -9,7 +9,7 @@ Probe side: ``probe_sizes``, ``probe_tensor_fn``, ``probe_blocks``. Judge side: 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import nn
@@ -18,6 +18,7 @@ from ._compare import tracing
 from ._core import (
     CheckFailure,
     Layer,
+    Outcome,
     attempt,
     call,
     describe_module,
@@ -87,11 +88,18 @@ def inputs_text(case: dict[str, Any], names: tuple[str, ...] = ("x", "w", "b")) 
     return ", ".join(parts + [f"stride={case['stride']}", f"padding={case['padding']}"])
 
 
+class TensorFnRun(TypedDict):
+    """One call of a student's tensor function (``probe_tensor_fn``): its outcome and its inputs afterwards."""
+
+    out: Outcome
+    inputs_after: list[torch.Tensor | None]  #: the copies of the tensor arguments, as the call left them
+
+
 def probe_tensor_fn(fn: Callable[..., Any], name: str, cases: list[dict[str, Any]], arg_names: tuple[str, ...],
-                    **call_kwargs: Any) -> list[dict[str, Any]]:
+                    **call_kwargs: Any) -> list[TensorFnRun]:
     """Probe side: ``fn(*case[arg_names], stride, padding)`` on fresh copies; the outcome and the
     inputs as the call left them (so the judge can see an in-place change)."""
-    out = []
+    out: list[TensorFnRun] = []
     for case in cases:
         args = [None if case[n] is None else case[n].clone() for n in arg_names]
         outcome = attempt(fn, *args, case["stride"], case["padding"], what=name, **call_kwargs)
@@ -143,10 +151,20 @@ def _load_parameters(block: nn.Module, seed: int) -> None:
             p.copy_(v)
 
 
-def probe_blocks(fn: Callable[..., Any], name: str, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+class BlockRun(TypedDict, total=False):
+    """One configuration of the student's block (``probe_blocks``): built, described, run."""
+
+    built: Outcome  #: always: ``{"value": {"returned": "module" or a type name}}`` or the error
+    loaded: Outcome  #: the rest only for a module: setting its parameters to the seeded values
+    layers: list[dict[str, Any]]  #: ``_core.describe_module`` of the block
+    outputs: dict[str, Outcome]  #: the forward pass on x, by mode ("train", "eval")
+    ran: list[str]  #: the leaf layers the train-mode forward pass ran, in order
+
+
+def probe_blocks(fn: Callable[..., Any], name: str, configs: list[dict[str, Any]]) -> list[BlockRun]:
     """Probe side, for each config: build the block, describe it (after setting its parameters to
     the seeded values) and run it on x in train mode, then in eval mode."""
-    results: list[dict[str, Any]] = []
+    results: list[BlockRun] = []
     for config in configs:
         what = block_call_text(name, config)
         try:

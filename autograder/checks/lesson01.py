@@ -21,6 +21,8 @@ from torch import nn
 
 from ._compare import POOLING, close, judge_only, nearest_mistake
 from ._conv import (
+    BlockRun,
+    TensorFnRun,
     block_call_text,
     check_norm_and_order,
     compare_with_reference,
@@ -184,14 +186,7 @@ def _conv_cases(hidden: bool) -> list[dict[str, Any]]:
     return cases
 
 
-class ConvRun(TypedDict):
-    """One call of the student's conv2d_scratch (``_conv.probe_tensor_fn``): outcome and inputs afterwards."""
-
-    out: Outcome
-    inputs_after: list[torch.Tensor | None]  #: the copies of x, w, b handed over, as the call left them
-
-
-def _probe_conv2d_scratch(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[ConvRun]:
+def _probe_conv2d_scratch(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[TensorFnRun]:
     """Run the student's convolution on every case with every built-in convolution refused
     (F.unfold / F.fold stay allowed: im2col is the construction the lesson teaches)."""
     return probe_tensor_fn(fn, "conv2d_scratch", cases, ("x", "w", "b"), refuse=[CONVOLUTION],
@@ -249,7 +244,7 @@ def _conv_value_hint(out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b: tor
         "order, matching w.reshape(C_out, -1)")
 
 
-def _judge_conv2d_scratch(cases: list[dict[str, Any]], data: list[ConvRun]) -> str:
+def _judge_conv2d_scratch(cases: list[dict[str, Any]], data: list[TensorFnRun]) -> str:
     """``fn(x, w, b, stride, padding)`` must equal F.conv2d, computed here, on every case."""
     for case, result in zip(cases, data, strict=True):
         x, w, b, stride, padding = case["x"], case["w"], case["b"], case["stride"], case["padding"]
@@ -307,16 +302,6 @@ def _block_values(lesson: int, name: str, i: int, xs: tuple[int, ...], x_seed: i
         return {"x": randn(*xs, seed=x_seed + i), "seed": p_seed + i}
     g = hidden_generator(lesson, name, i)
     return {"x": torch.randn(xs, generator=g), "seed": int(torch.randint(0, 2**62, (1,), generator=g))}
-
-
-class BlockRun(TypedDict, total=False):
-    """One configuration of the student's block (``_conv.probe_blocks``): built, described, run."""
-
-    built: Outcome  #: always: ``{"value": {"returned": "module" or a type name}}`` or the error
-    loaded: Outcome  #: the rest only for a module: setting its parameters to the seeded values
-    layers: list[dict[str, Any]]  #: ``_core.describe_module`` of the block
-    outputs: dict[str, Outcome]  #: the forward pass on x, by mode ("train", "eval")
-    ran: list[str]  #: the leaf layers the train-mode forward pass ran, in order
 
 
 def _probe_down_block(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[BlockRun]:

@@ -26,6 +26,8 @@ from torch.utils._pytree import tree_leaves
 
 from ._compare import POOLING, UPSAMPLING, close, close_number, judge_only, nearest_mistake
 from ._conv import (
+    BlockRun,
+    TensorFnRun,
     block_call_text,
     check_norm_and_order,
     compare_with_reference,
@@ -239,17 +241,10 @@ def _transpose_cases(hidden: bool) -> list[dict[str, Any]]:
     return cases
 
 
-class TransposeRun(TypedDict):
-    """One call of the student's conv_transpose2d_scratch: its outcome and its inputs afterwards."""
-
-    out: Outcome
-    inputs_after: list[torch.Tensor | None]  #: the copies of x, w, b handed over, as the call left them
-
-
-def _probe_conv_transpose2d_scratch(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[TransposeRun]:
+def _probe_conv_transpose2d_scratch(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[TensorFnRun]:
     """The student's transposed convolution on every case: transposed convolutions (and autograd,
     whose gradient of a convolution is one) refused, F.conv2d and F.fold allowed."""
-    out: list[TransposeRun] = []
+    out: list[TensorFnRun] = []
     for case in cases:
         args = [None if case[n] is None else case[n].clone() for n in ("x", "w", "b")]
         outcome = attempt_without_transposed(fn, *args, case["stride"], case["padding"],
@@ -357,7 +352,7 @@ def _transpose_error_hint(message: str) -> str:
     return ""
 
 
-def _judge_conv_transpose2d_scratch(cases: list[dict[str, Any]], data: list[TransposeRun]) -> str:
+def _judge_conv_transpose2d_scratch(cases: list[dict[str, Any]], data: list[TensorFnRun]) -> str:
     """``fn(x, w, b, stride, padding)`` must equal F.conv_transpose2d, computed here, on every case."""
     runs = []
     for case, result in zip(cases, data, strict=True):
@@ -415,16 +410,6 @@ def _up_cases(hidden: bool) -> list[dict[str, Any]]:
             values = {"x": torch.randn(xs, generator=g), "seed": int(torch.randint(0, 2**62, (1,), generator=g))}
         out.append({"args": list(args), "kwargs": kwargs, **values})
     return out
-
-
-class BlockRun(TypedDict, total=False):
-    """One configuration of the student's block (``_conv.probe_blocks``): built, described, run."""
-
-    built: Outcome  #: always: ``{"value": {"returned": "module" or a type name}}`` or the error
-    loaded: Outcome  #: the rest only for a module: setting its parameters to the seeded values
-    layers: list[dict[str, Any]]  #: ``_core.describe_module`` of the block
-    outputs: dict[str, Outcome]  #: the forward pass on x, by mode ("train", "eval")
-    ran: list[str]  #: the leaf layers the train-mode forward pass ran, in order
 
 
 def _probe_up_block(fn: Callable[..., Any], cases: list[dict[str, Any]]) -> list[BlockRun]:
