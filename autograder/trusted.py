@@ -317,7 +317,7 @@ class _JudgeServer:
                                  "debug": bool(os.environ.get("AUTOGRADER_DEBUG"))})
                 try:
                     socket.send_fds(cls._sock, [message], list(fds))
-                    head = _recv_exact(cls._sock, 8)
+                    head = cls._sock.recv(8)  # one packet: the pid, or 0
                 except OSError:
                     head = b""
                 pid = int.from_bytes(head, "big") if len(head) == 8 else 0
@@ -373,16 +373,6 @@ def _judge_env() -> dict[str, str]:
     env.update(sandbox.NUMERIC_ENV, PYTHONDONTWRITEBYTECODE="1",
                PYTHONPATH=os.pathsep.join([pkg_parent, *[p for p in sys.path if p and p != pkg_parent]]))
     return env
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 class _Forked:
