@@ -86,22 +86,6 @@ def judge_one(request: dict[str, Any]) -> dict[str, Any]:
                                                 "the docstring asks for."}
 
 
-def preload_lesson_checks() -> None:
-    """The server imports the package's check modules once (a lesson's costs a judge 0.3 s otherwise). They hold
-    no hidden value at import: those are drawn when a check runs, from the secret each judge is given (and
-    ``_secret.reset`` in every judge drops anything cached)."""
-    import pkgutil
-
-    from autograder import checks
-
-    for info in pkgutil.iter_modules(checks.__path__):
-        if info.name.startswith("lesson"):
-            try:
-                importlib.import_module(f"autograder.checks.{info.name}")
-            except Exception:  # noqa: BLE001 - the judge that needs it imports it again and says why
-                pass
-
-
 def serve(sock: socket.socket) -> int:
     """The judge server: fork one judge per request (its two pipe ends arrive with it); reply with its pid.
 
@@ -189,8 +173,9 @@ if __name__ == "__main__":
         import torch  # what every judge needs, imported once per grading process
 
         torch.set_num_threads(1)
+        from autograder import checks
         from autograder.worker import read_frame  # noqa: F401
 
-        preload_lesson_checks()
+        checks.import_lessons()
         raise SystemExit(serve(socket.socket(fileno=int(sys.argv[2]))))
     raise SystemExit(main(sys.argv[1:]))

@@ -20,24 +20,32 @@ says which was in force.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import hashlib
 import os
+import select
 import shutil
 import signal
 import site
+import socket
+import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from autograder.template import WORK_MOUNT, WORKS_MOUNT
+
+#: how long a template may take to start (importing torch and the notebooks' modules on a loaded machine)
+START_TIMEOUT = 180.0
 #: the uid the worker runs as without bwrap (no passwd entry: nothing else on the machine uses it)
 SANDBOX_UID = 61999
 #: where the package copy appears inside the bwrap sandbox
 PKG_MOUNT = "/opt/dcgan-course"
-WORK_MOUNT = "/home/student/work"
 PACKAGES = ("autograder", "dcgan_ref")
 #: the numeric settings of every process that computes a number a grade depends on (worker and
 #: judge), whatever the grader's environment says: one thread, so that a reduction sums in one
@@ -152,6 +160,12 @@ def package_copy() -> Path:
     return root
 
 
+def _remove_tree(root: Path, owner: int) -> None:
+    """Remove ``root`` when the process that made it exits (a forked child leaves it alone)."""
+    if os.getpid() == owner:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def _remove_read_only(root: Path, owner: int) -> None:
     """Remove the package copy when the process that made it exits (a forked child leaves it alone)."""
     if os.getpid() != owner or not root.exists():
@@ -183,15 +197,18 @@ def _ro_binds() -> list[str]:
     return args
 
 
-def bwrap_argv(workdir: Path, pkg: Path) -> list[str]:
-    """The bwrap command line around the worker (the worker's own argv is appended)."""
+def bwrap_argv(workdir: Path, pkg: Path, works: Path | None = None) -> list[str]:
+    """The bwrap command line around the worker (the worker's own argv is appended); with ``works``, around
+    the template (``autograder.template``): the works folder bound instead of one submission's."""
+    place = ["--bind", str(workdir), WORK_MOUNT] if works is None else \
+        ["--dir", WORK_MOUNT, "--bind", str(works), WORKS_MOUNT]
     return [
         _bwrap() or "bwrap", "--die-with-parent", "--new-session", "--unshare-all", "--unshare-user",
         "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL", "--hostname", "sandbox",
         # the empty /tmp first: a Python installation (a venv, a clone) under /tmp is bound after it
         "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
         *_ro_binds(), "--dir", "/home/student",
-        "--ro-bind", str(pkg), PKG_MOUNT, "--bind", str(workdir), WORK_MOUNT, "--chdir", WORK_MOUNT,
+        "--ro-bind", str(pkg), PKG_MOUNT, *place, "--chdir", WORK_MOUNT,
     ]
 
 
@@ -375,9 +392,8 @@ class Launch:
     preexec: Callable[[], None] | None
 
 
-def launch(containment: Containment, workdir: Path, worker_args: list[str]) -> Launch:
-    """The worker's command line under ``containment``, working in ``workdir``."""
-    pkg = package_copy()
+def _worker_env(kind: str) -> dict[str, str]:
+    """The environment every worker of the ``bwrap`` or another containment starts with."""
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "MPLBACKEND": "Agg",
         "NBGRADER_EXECUTION": "autograde", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
@@ -385,9 +401,21 @@ def launch(containment: Containment, workdir: Path, worker_args: list[str]) -> L
     }
     if os.environ.get("AUTOGRADER_DEBUG"):
         env["AUTOGRADER_DEBUG"] = "1"  # the worker's timings on stderr
-    python = [sys.executable, "-P", "-m", "autograder.worker", *worker_args]  # -P: no cwd on sys.path
-    if containment.kind == "bwrap":
+    if kind == "bwrap":
         env.update(HOME="/tmp", PYTHONPATH=PKG_MOUNT, MPLCONFIGDIR="/tmp/mpl")
+    return env
+
+
+def _python() -> list[str]:
+    return [sys.executable, "-P", "-m", "autograder.worker"]  # -P: no cwd on sys.path
+
+
+def launch(containment: Containment, workdir: Path, worker_args: list[str]) -> Launch:
+    """The worker's command line under ``containment``, working in ``workdir``."""
+    pkg = package_copy()
+    env = _worker_env(containment.kind)
+    python = [*_python(), *worker_args]
+    if containment.kind == "bwrap":
         return Launch(bwrap_argv(workdir, pkg) + python, env, str(workdir), None)
     env.update(HOME=str(workdir), PYTHONPATH=str(pkg), MPLCONFIGDIR=str(workdir / ".mpl"),
                TORCHINDUCTOR_CACHE_DIR=str(workdir / ".inductor"))
@@ -401,8 +429,12 @@ def launch(containment: Containment, workdir: Path, worker_args: list[str]) -> L
     return Launch(python, env, str(workdir), os.setsid)
 
 
-def kill_all(containment: Containment, proc: subprocess.Popen) -> None:
-    """Kill the worker and everything it started (its session; with ``user``, every process of the uid)."""
+def kill_all(containment: Containment, proc: subprocess.Popen | Keeper) -> None:
+    """Kill the worker and everything it started (its session or PID namespace; with ``user``, every process of
+    the uid)."""
+    if isinstance(proc, Keeper):
+        proc.stop()
+        return
     with_suppress(lambda: os.killpg(proc.pid, signal.SIGKILL))
     with_suppress(proc.kill)
     if containment.kind == "user":
@@ -422,3 +454,215 @@ def with_suppress(fn: Callable[[], object]) -> None:
         fn()
     except (OSError, subprocess.TimeoutExpired, ProcessLookupError):
         pass
+
+
+# --- the template: one sandbox per grading process, a fresh set of namespaces per submission ---
+
+
+class Template:
+    """This grading process's sandbox template (``autograder/template.py``), started on first use.
+
+    A ``bwrap`` worker costs a fresh interpreter and ``import torch`` (1.5 of a submission's 3.3 CPU seconds)
+    when started on its own. The template imports once; each worker is a fork of it in new namespaces, in
+    the submission's own copy of its working folder (``workspace``). A template that fails or misbehaves is
+    replaced; where a keeper cannot isolate itself (no nested user namespaces), workers start on their own.
+    """
+
+    _lock = threading.RLock()
+    _proc: subprocess.Popen | None = None
+    _sock: socket.socket | None = None
+    _owner = 0
+    _root: Path | None = None
+    _root_owner = 0
+    _why = ""  # why keepers cannot isolate themselves here (then no template is used)
+    _registered = False
+
+    @classmethod
+    def usable(cls) -> bool:
+        """True when submissions' workers are forked from the template (starting it if needed)."""
+        if os.environ.get("AUTOGRADER_TEMPLATE") == "0":
+            return False
+        with cls._lock:
+            if cls._why:
+                return False
+            try:
+                cls._ensure()
+            except (OSError, ValueError, KeyError) as err:
+                cls._why = f"the template did not start: {err}"
+                cls._stop()
+            return not cls._why
+
+    @classmethod
+    def holds(cls, workdir: Path) -> bool:
+        """True when ``workdir`` is a folder of this process's works folder (made by ``workspace``)."""
+        return cls._root is not None and cls._root_owner == os.getpid() and workdir.parent == cls._root
+
+    @classmethod
+    def root(cls) -> Path:
+        """The works folder (made once per grading process, removed when it exits)."""
+        with cls._lock:
+            if cls._root is None or cls._root_owner != os.getpid():
+                cls._root = Path(tempfile.mkdtemp(prefix="autograder-works-"))
+                cls._root_owner = os.getpid()
+                atexit.register(_remove_tree, cls._root, os.getpid())
+            return cls._root
+
+    @classmethod
+    def _ensure(cls) -> None:
+        if cls._owner == os.getpid() and cls._proc is not None and cls._proc.poll() is None:
+            return
+        from autograder.checks._plain import loads
+
+        if cls._owner == os.getpid():
+            cls._stop()
+        elif cls._sock is not None:  # a forked copy of the grader: leave the parent's template alone
+            cls._sock.close()
+            cls._sock = cls._proc = None
+        root = cls.root()
+        cls._owner = os.getpid()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = bwrap_argv(root, package_copy(), works=root) + [*_python(), "--template", str(theirs.fileno())]
+        cls._proc = subprocess.Popen(
+            argv, env=_worker_env("bwrap"), cwd=str(root), pass_fds=(theirs.fileno(),), start_new_session=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=None if os.environ.get("AUTOGRADER_DEBUG") else subprocess.DEVNULL)
+        theirs.close()
+        cls._sock = ours
+        if not cls._registered:
+            atexit.register(cls._stop)
+            cls._registered = True
+        ours.settimeout(START_TIMEOUT)
+        try:
+            ready = loads(ours.recv(1 << 16))
+        except (OSError, ValueError) as err:
+            raise OSError(f"no answer ({err})") from None
+        if type(ready) is not dict or ready.get("op") != "ready" or type(ready.get("why")) is not str:
+            raise ValueError("it broke the protocol")
+        cls._why = ready["why"][:500] and f"a worker cannot isolate itself in it ({ready['why'][:500]})"
+        if cls._why:
+            cls._stop()
+
+    @classmethod
+    def spawn(cls, workdir: Path, modules: list[str], fds: tuple[int, int]) -> Keeper:
+        """A worker for ``workdir`` (a folder of ``root()``) serving the pipe ends ``fds`` (request read end,
+        reply write end), forked from the template."""
+        status_r, status_w = os.pipe()
+        try:
+            with cls._lock:
+                for _attempt in (1, 2):
+                    cls._ensure()
+                    assert cls._sock is not None
+                    from autograder.checks._plain import dumps
+
+                    try:
+                        socket.send_fds(cls._sock, [dumps({"work": workdir.name, "modules": modules})],
+                                        [*fds, status_w])
+                        head, got, _, _ = socket.recv_fds(cls._sock, 64, 1)
+                    except (OSError, ValueError):
+                        head, got = b"", []
+                    if len(head) == 8 and len(got) == 1:
+                        os.set_blocking(status_r, False)
+                        keeper = Keeper(got[0], status_r)
+                        status_r = -1
+                        return keeper
+                    for fd in got:
+                        os.close(fd)
+                    cls._stop()  # refused or broken: a fresh template for the next try
+            raise OSError("the sandbox template did not start a worker")
+        finally:
+            os.close(status_w)
+            if status_r >= 0:
+                os.close(status_r)
+
+    @classmethod
+    def discard(cls) -> None:
+        """Replace the template before the next worker (one of its keepers did not end cleanly)."""
+        with cls._lock:
+            cls._stop()
+
+    @classmethod
+    def _stop(cls) -> None:
+        if cls._owner != os.getpid():
+            return
+        if cls._sock is not None:
+            cls._sock.close()
+        proc = cls._proc
+        if proc is not None:
+            with_suppress(lambda: os.killpg(proc.pid, signal.SIGKILL))
+            with_suppress(proc.kill)
+            with_suppress(lambda: proc.wait(timeout=10))
+        cls._sock = cls._proc = None
+
+
+class Keeper:
+    """A worker forked by the template (``autograder/template.py``), with the surface of ``subprocess.Popen``
+    the grader uses. A pidfd names its keeper (never a recycled pid); ``pid`` is the keeper's pid here, whose
+    process tree holds every process of the submission."""
+
+    def __init__(self, pidfd: int, status_fd: int) -> None:
+        self._pidfd, self._status = pidfd, status_fd
+        self.returncode: int | None = None
+        self.clean = False
+        self.pid = -1
+        with contextlib.suppress(OSError, ValueError), open(f"/proc/self/fdinfo/{pidfd}", encoding="ascii") as f:
+            self.pid = int(next(ln.split()[1] for ln in f if ln.startswith("Pid:")))
+
+    def poll(self) -> int | None:
+        if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
+            try:
+                status = os.read(self._status, 1)
+            except OSError:
+                status = b""
+            # the keeper writes the zygote's status just before it exits: none means it did not end cleanly
+            self.returncode, self.clean = (status[0], True) if status else (-signal.SIGKILL, False)
+            for fd in (self._pidfd, self._status):
+                os.close(fd)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if self.returncode is None:
+            select.select([self._pidfd], [], [], timeout)
+        return self.poll()
+
+    def kill(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Kill the zygote and its whole PID namespace (SIGTERM to the keeper, which reaps it), then wait."""
+        if self.poll() is None:
+            with_suppress(lambda: signal.pidfd_send_signal(self._pidfd, signal.SIGTERM))
+            if self.wait(10) is None:
+                with_suppress(lambda: signal.pidfd_send_signal(self._pidfd, signal.SIGKILL))
+                self.wait(10)
+        if not self.clean:
+            Template.discard()  # it may have left processes behind in the template's sandbox
+
+
+def _copy_plain(src: Path, dest: Path) -> None:
+    """Copy folders, files and symbolic links (as links) of ``src`` into ``dest``; nothing else (no FIFO)."""
+    for entry in os.scandir(src):
+        target = dest / entry.name
+        st = entry.stat(follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(entry.path), target)
+        elif stat.S_ISDIR(st.st_mode):
+            target.mkdir()
+            _copy_plain(Path(entry.path), target)
+        elif stat.S_ISREG(st.st_mode):
+            shutil.copyfile(entry.path, target, follow_symlinks=False)
+            target.chmod(stat.S_IMODE(st.st_mode) | 0o600)
+
+
+@contextlib.contextmanager
+def workspace(containment: Containment, workdir: Path) -> Iterator[Path]:
+    """The folder the worker of a submission works in: with the template, a copy of ``workdir`` in the works
+    folder (removed afterwards; what the student's code writes stays there), else ``workdir`` itself."""
+    if containment.kind != "bwrap" or not Template.usable():
+        yield workdir
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="w", dir=Template.root()))
+    try:
+        _copy_plain(workdir, scratch)
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import atexit
+import contextlib
 import os
 import secrets
 import select
@@ -214,17 +215,27 @@ class WorkerHandle:
         self.containment = containment
         req_r, self._req_w = os.pipe()
         self._rep_r, rep_w = os.pipe()
-        launch = sandbox.launch(containment, workdir, [str(req_r), str(rep_w), *preload])
-        if containment.kind == "user":
-            for fd in (req_r, rep_w):
-                os.set_inheritable(fd, True)
-        self.proc = subprocess.Popen(
-            launch.argv, env=launch.env, cwd=launch.cwd, pass_fds=(req_r, rep_w), preexec_fn=launch.preexec,
-            start_new_session=launch.preexec is None, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=None if os.environ.get("AUTOGRADER_DEBUG") else subprocess.DEVNULL,
-        )
-        os.close(req_r)
-        os.close(rep_w)
+        self.proc: subprocess.Popen | sandbox.Keeper
+        try:
+            if containment.kind == "bwrap" and sandbox.Template.holds(workdir):
+                self.proc = sandbox.Template.spawn(workdir, preload, (req_r, rep_w))  # a fork of the template
+            else:
+                launch = sandbox.launch(containment, workdir, [str(req_r), str(rep_w), *preload])
+                if containment.kind == "user":
+                    for fd in (req_r, rep_w):
+                        os.set_inheritable(fd, True)
+                self.proc = subprocess.Popen(
+                    launch.argv, env=launch.env, cwd=launch.cwd, pass_fds=(req_r, rep_w), preexec_fn=launch.preexec,
+                    start_new_session=launch.preexec is None, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=None if os.environ.get("AUTOGRADER_DEBUG") else subprocess.DEVNULL,
+                )
+        except BaseException:
+            for fd in (self._req_w, self._rep_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(req_r)
+            os.close(rep_w)
         ready = self._receive(START_TIMEOUT)
         if ready.get("op") != "ready":
             self.kill()
@@ -605,12 +616,14 @@ def grade_trusted(
     judges.get()
     worker: WorkerHandle | None = None
     done: list[int] = []  # cells that ran to the end (errors included): re-run after a restart
+    space = contextlib.ExitStack()  # the worker's working folder: a copy of workdir when forked from the template
+    where = space.enter_context(sandbox.workspace(containment, workdir))
 
     def start() -> WorkerHandle:
         last: Exception | None = None
         for attempt in range(3):
             try:
-                w = WorkerHandle(containment, workdir, [m for m in preload if m.startswith("autograder.")])
+                w = WorkerHandle(containment, where, [m for m in preload if m.startswith("autograder.")])
             except (WorkerDied, WorkerTimeout, OSError) as err:
                 last = err
                 time.sleep(1 + attempt)
@@ -699,6 +712,7 @@ def grade_trusted(
         if worker is not None:
             worker.kill()
         judges.reset()
+        space.close()
     return nb, run
 
 

@@ -458,9 +458,9 @@ def _serve_probe(wfd: int, worker: Worker, request: dict[str, Any]) -> None:
     write_frame(wfd, payload)
 
 
-def main(argv: list[str]) -> int:
-    """``python -P -m autograder.worker REQUEST_FD REPLY_FD [MODULE ...]``: serve until the grader closes."""
-    rfd, wfd = int(argv[0]), int(argv[1])
+def _prepare(modules: list[str]) -> None:
+    """What every zygote needs before any student code: limits, not dumpable, no work folder on the path,
+    torch with one thread, the check modules, the guards entered once."""
     _limit_resources()
     not_dumpable()
     cwd = os.getcwd()
@@ -468,13 +468,17 @@ def main(argv: list[str]) -> int:
     import torch
 
     torch.set_num_threads(1)  # the judge computes with one thread too (sandbox.NUMERIC_ENV)
-    from autograder.checks._plain import dumps, loads
-
-    for module in argv[2:]:
+    for module in modules:
         importlib.import_module(module)
     from autograder.checks import _guard
 
     _guard.warm()
+
+
+def _serve(rfd: int, wfd: int) -> int:
+    """The zygote's loop: a fresh IPython shell, ``ready``, then requests until the grader closes the pipe."""
+    from autograder.checks._plain import dumps, loads
+
     worker = Worker()
     drop_to = os.environ.pop("AUTOGRADER_DROP_UID", None)
     if drop_to:
@@ -508,6 +512,17 @@ def main(argv: list[str]) -> int:
             write_frame(wfd, dumps({"op": "preload"}))
         else:
             return 0
+
+
+def main(argv: list[str]) -> int:
+    """``python -P -m autograder.worker REQUEST_FD REPLY_FD [MODULE ...]``: serve until the grader closes;
+    ``python -P -m autograder.worker --template CONTROL_FD``: the template (``autograder.template``)."""
+    if argv[:1] == ["--template"]:
+        from autograder import template
+
+        return template.serve(int(argv[1]))
+    _prepare(argv[2:])
+    return _serve(int(argv[0]), int(argv[1]))
 
 
 if __name__ == "__main__":
