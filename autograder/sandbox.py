@@ -475,6 +475,7 @@ class Template:
     _root: Path | None = None
     _root_owner = 0
     _why = ""  # why keepers cannot isolate themselves here (then no template is used)
+    _asked = (0, 0)  # (pid, submissions this grading process has asked a worker for)
     _registered = False
 
     @classmethod
@@ -491,6 +492,17 @@ class Template:
                 cls._why = f"the template did not start: {err}"
                 cls._stop()
             return not cls._why
+
+    @classmethod
+    def wanted(cls) -> bool:
+        """Whether the next submission's worker comes from the template: from a grading process's second
+        submission on, or when the template runs already (a single ``check`` pays no template start)."""
+        with cls._lock:
+            if cls._asked[0] != os.getpid():
+                cls._asked = (os.getpid(), 0)
+            cls._asked = (os.getpid(), cls._asked[1] + 1)
+            running = cls._owner == os.getpid() and cls._proc is not None
+            return (cls._asked[1] > 1 or running) and cls.usable()
 
     @classmethod
     def holds(cls, workdir: Path) -> bool:
@@ -657,7 +669,7 @@ def _copy_plain(src: Path, dest: Path) -> None:
 def workspace(containment: Containment, workdir: Path) -> Iterator[Path]:
     """The folder the worker of a submission works in: with the template, a copy of ``workdir`` in the works
     folder (removed afterwards; what the student's code writes stays there), else ``workdir`` itself."""
-    if containment.kind != "bwrap" or not Template.usable():
+    if containment.kind != "bwrap" or not Template.wanted():
         yield workdir
         return
     scratch = Path(tempfile.mkdtemp(prefix="w", dir=Template.root()))
