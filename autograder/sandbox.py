@@ -5,7 +5,10 @@ capabilities, dies with the grader, uid ``nobody``; the file system holds only t
 read-only folders, the Python installation (read-only), a verified copy of the course package
 (``autograder``, ``dcgan_ref``: read-only, nothing else of the course), an empty ``/tmp`` and the
 submission's own working folder. No ``solutions/``, no gradebook, no other submission, no
-network. A detached process the student's code starts dies with the sandbox.
+network. A detached process the student's code starts dies with the sandbox. From a grading process's
+second submission on, the worker is a fork of the process's sandbox *template* (``autograder/template.py``,
+``Template`` here) in namespaces of its own, with a copy of its folder (``workspace``): the same view, without
+a fresh interpreter and ``import torch`` per submission.
 
 ``auto`` (the default) is bwrap; where bwrap cannot run, grading stops with one line saying why.
 It never falls back by itself. The instructor may choose explicitly (``AUTOGRADER_SANDBOX``):
