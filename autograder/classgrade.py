@@ -161,12 +161,14 @@ def grade_submission(
     """
     from distributed import Reschedule, get_worker
 
+    from autograder import sandbox
     from autograder.checks import _secret
     from autograder.grade import DEFAULT_TIMEOUT, GradingError, grade_notebook
 
     with contextlib.suppress(ValueError):
         if getattr(get_worker(), "autograder_refused", None):
             raise Reschedule()
+    sandbox.Template.expect_many()  # a worker grades many: even its first submission is forked from the template
     with _GRADE_LOCK:  # one grading per process: the secret is process-wide
         if os.environ.get(SECRET_ENV) != secret:
             os.environ[SECRET_ENV] = secret

@@ -479,6 +479,7 @@ class Template:
     _root_owner = 0
     _why = ""  # why keepers cannot isolate themselves here (then no template is used)
     _asked = (0, 0)  # (pid, submissions this grading process has asked a worker for)
+    _many = 0  # the pid of a process that said it grades many (``expect_many``)
     _registered = False
 
     @classmethod
@@ -505,7 +506,12 @@ class Template:
                 cls._asked = (os.getpid(), 0)
             cls._asked = (os.getpid(), cls._asked[1] + 1)
             running = cls._owner == os.getpid() and cls._proc is not None
-            return (cls._asked[1] > 1 or running) and cls.usable()
+            return (cls._asked[1] > 1 or running or cls._many == os.getpid()) and cls.usable()
+
+    @classmethod
+    def expect_many(cls) -> None:
+        """This process grades many submissions (a Dask worker): the first one's worker comes from the template."""
+        cls._many = os.getpid()
 
     @classmethod
     def holds(cls, workdir: Path) -> bool:
