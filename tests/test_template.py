@@ -95,10 +95,17 @@ try:
     works = os.listdir(WORKS)
 except OSError as e:
     works = type(e).__name__
+fds = {}
+for n in os.listdir("/proc/self/fd"):
+    try:
+        fds[n] = os.readlink(f"/proc/self/fd/{n}")
+    except OSError:
+        pass  # the descriptor listdir itself used
 with open("/proc/self/status") as f:
     caps = {k: v.strip() for k, _, v in (line.partition(":") for line in f) if k.startswith("Cap")}
 print("SEEN", json.dumps({"files": seen, "procs": procs, "works": works, "caps": caps,
-                          "cwd": os.getcwd(), "pid1": os.getpid() != 1}))
+                          "cwd": os.getcwd(), "pid1": os.getpid() != 1,
+                          "sockets": [t for t in fds.values() if t.startswith("socket:")]}))
 '''.replace("WORKS", repr(WORKS_MOUNT))
 
 
@@ -112,10 +119,12 @@ def test_nothing_a_submission_leaves_behind_reaches_the_next(fixture_course, tmp
     assert "'/home/student'" not in out_a and "'/opt'" not in out_a and "'/'" not in out_a, out_a
     report_b, out_b = _grade(_submission(fixture_course, tmp_path, "b", LOOK_AROUND), fixture_course)
     assert sandbox.Template._proc is template, "B was not forked from the same template"
+    assert "SEEN" in out_b, out_b
     seen = json.loads(out_b.split("SEEN", 1)[1])
     assert not any(seen["files"].values()), seen
     assert seen["procs"] == [] and seen["works"] in ([], "PermissionError"), seen
     assert seen["cwd"] == sandbox.WORK_MOUNT and seen["pid1"], seen
+    assert seen["sockets"] == [], seen  # the template's control socket never reaches a worker
     assert all(int(v, 16) == 0 for v in seen["caps"].values()), seen["caps"]
     assert report_b.score == report_b.max_score and report_b.error is None, report_b
 
