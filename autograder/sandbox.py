@@ -492,7 +492,7 @@ class Template:
                 return False
             try:
                 cls._ensure()
-            except (OSError, ValueError, KeyError) as err:
+            except OSError as err:
                 cls._why = f"the template did not start: {err}"
                 cls._stop()
             return not cls._why
@@ -558,7 +558,7 @@ class Template:
         except (OSError, ValueError) as err:
             raise OSError(f"no answer ({err})") from None
         if type(ready) is not dict or ready.get("op") != "ready" or type(ready.get("why")) is not str:
-            raise ValueError("it broke the protocol")
+            raise OSError("it broke the protocol")
         cls._why = ready["why"][:500] and f"a worker cannot isolate itself in it ({ready['why'][:500]})"
         if cls._why:
             cls._stop()
