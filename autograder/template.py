@@ -13,7 +13,7 @@ pidfd. The keeper:
 2. binds ``WORKS_MOUNT/NAME`` at the work folder, mounts a fresh ``/tmp`` and ``/dev/shm``, covers
    ``WORKS_MOUNT`` with an empty read-only tmpfs and makes every other writable mount read-only;
 3. forks the zygote: PID 1 of the new PID namespace (whatever the student's code starts dies with it),
-   no capabilities, killed if the keeper dies; it runs ``worker._serve`` as a freshly started worker would;
+   no capabilities, killed if the keeper dies; it runs ``worker.serve_zygote`` as a freshly started worker would;
 4. waits for it (SIGTERM from the grader: it kills it first), writes its exit status (one byte: the
    code, or 128 + the signal) and exits.
 
@@ -135,7 +135,7 @@ def _zygote(req_r: int, rep_w: int, modules: list[str]) -> int:
     worker.not_dumpable()
     for module in modules:
         importlib.import_module(module)
-    return worker._serve(req_r, rep_w)
+    return worker.serve_zygote(req_r, rep_w)
 
 
 def _keeper(fds: list[int], name: str, modules: list[str]) -> int:
@@ -209,7 +209,7 @@ def serve(ctrl: int) -> int:
     from autograder.checks._plain import PlainDataError, dumps, loads
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the grader's to handle
-    worker._prepare([])
+    worker.prepare([])
     checks.import_lessons()
     for module in COMMON_MODULES:
         with contextlib.suppress(Exception):

@@ -458,7 +458,7 @@ def _serve_probe(wfd: int, worker: Worker, request: dict[str, Any]) -> None:
     write_frame(wfd, payload)
 
 
-def _prepare(modules: list[str]) -> None:
+def prepare(modules: list[str]) -> None:
     """What every zygote needs before any student code: limits, not dumpable, no work folder on the path,
     torch with one thread, the check modules, the guards entered once."""
     _limit_resources()
@@ -475,7 +475,7 @@ def _prepare(modules: list[str]) -> None:
     _guard.warm()
 
 
-def _serve(rfd: int, wfd: int) -> int:
+def serve_zygote(rfd: int, wfd: int) -> int:
     """The zygote's loop: a fresh IPython shell, ``ready``, then requests until the grader closes the pipe."""
     from autograder.checks._plain import dumps, loads
 
@@ -521,8 +521,8 @@ def main(argv: list[str]) -> int:
         from autograder import template
 
         return template.serve(int(argv[1]))
-    _prepare(argv[2:])
-    return _serve(int(argv[0]), int(argv[1]))
+    prepare(argv[2:])
+    return serve_zygote(int(argv[0]), int(argv[1]))
 
 
 if __name__ == "__main__":
