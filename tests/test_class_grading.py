@@ -79,6 +79,26 @@ def _grade_cmd(root: Path, *extra: str) -> list[str]:
             "--timeout", TIMEOUT, *extra]
 
 
+def _grade_here(root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                *extra: str) -> tuple[int, str]:
+    """``python -m autograder grade ...`` as ``_grade_cmd`` runs it, in this process (``cli.main``, the same
+    code, stdout and exit status without an interpreter to start and import): (status, stdout)."""
+    from autograder import cli
+    from autograder.checks import _secret
+
+    for k, v in _env(root).items():  # the environment the subprocess gets: the LocalCluster's workers inherit it
+        if os.environ.get(k) != v:
+            monkeypatch.setenv(k, v)
+    capsys.readouterr()
+    _secret.reset()
+    try:
+        status = cli.main(_grade_cmd(root, *extra)[3:])
+    finally:
+        _secret.reset()
+    out, err = capsys.readouterr()
+    return status, out + err
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -128,9 +148,11 @@ def classes(tmp_path_factory):
     checks = other / "solutions" / FIXTURE / "fixture_checks.py"
     checks.write_text(checks.read_text().replace("rtol=0, atol=0", "rtol=1e-3, atol=1e-3"))
 
-    # the reference: collect, then nbgrader autograde, export, feedback, one submission after another
-    subprocess.run([sys.executable, "-m", "autograder", "collect", FIXTURE, str(seq / "inbox")], cwd=seq,
-                   env=_env(seq), check=True, capture_output=True, timeout=300)
+    # the reference: collect (`python -m autograder collect`'s function, in this process: no interpreter to
+    # start), then nbgrader autograde, export, feedback, one submission after another
+    from autograder.collect import collect
+
+    assert not [s.error for s in collect(FIXTURE, [seq / "inbox"], root=seq) if s.error]
     _nbgrader(seq, "autograde", FIXTURE, "--force", f"--Execute.timeout={TIMEOUT}")
     _nbgrader(seq, "export", "--log-level=WARN")
     _nbgrader(seq, "generate_feedback", FIXTURE, "--force", "--log-level=WARN")
@@ -268,7 +290,7 @@ def test_reports_equal_check_of_the_notebook_alone(classes, dask_run, monkeypatc
         _secret.reset()
 
 
-def test_jobs_2_local_cluster_stops_on_ctrl_c_and_a_rerun_continues(classes):
+def test_jobs_2_local_cluster_stops_on_ctrl_c_and_a_rerun_continues(classes, capsys, monkeypatch):
     root = classes["local"]
     students = sorted(p.stem for p in (root / "inbox").iterdir())
     driver = subprocess.Popen(_grade_cmd(root, "--jobs", "2"), cwd=root, env=_env(root), stdout=subprocess.PIPE,
@@ -292,38 +314,52 @@ def test_jobs_2_local_cluster_stops_on_ctrl_c_and_a_rerun_continues(classes):
     done = len(list((root / "autograder" / "reports" / FIXTURE).glob("*.json")))
     assert 1 <= done < len(students)
 
-    again = subprocess.run(_grade_cmd(root, "--jobs", "2"), cwd=root, env=_env(root), capture_output=True, text=True,
-                           timeout=600)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert f"{done} submission(s) already graded" in again.stdout
-    assert f"{len(students) - done} graded, {done} already graded" in again.stdout
+    # the reruns: the same command in this process (what is tested is the ledger, not the interpreter)
+    status, again = _grade_here(root, capsys, monkeypatch, "--jobs", "2")
+    assert status == 0, again
+    assert f"{done} submission(s) already graded" in again
+    assert f"{len(students) - done} graded, {done} already graded" in again
     _assert_same_as_sequential(classes["seq"], root, students)
 
-    # nothing new: nothing graded; one changed file: that one only
-    same = subprocess.run(_grade_cmd(root, "--jobs", "2"), cwd=root, env=_env(root), capture_output=True, text=True,
-                          timeout=600)
-    assert same.returncode == 0 and f"0 graded, {len(students)} already graded" in same.stdout, same.stdout
+    # nothing new: nothing graded; one changed file: that one only (one submission to grade: one worker)
+    status, same = _grade_here(root, capsys, monkeypatch, "--jobs", "2")
+    assert status == 0 and f"0 graded, {len(students)} already graded" in same, same
     shutil.copy(classes["seq"] / "inbox" / "right.ipynb", root / "inbox" / "untouched.ipynb")
-    changed = subprocess.run(_grade_cmd(root, "--jobs", "2"), cwd=root, env=_env(root), capture_output=True,
-                             text=True, timeout=600)
-    assert changed.returncode == 0 and f"1 graded, {len(students) - 1} already graded" in changed.stdout
-    assert re.search(r"^untouched\s+9/9", changed.stdout, re.M), changed.stdout
+    status, changed = _grade_here(root, capsys, monkeypatch, "--jobs", "1")
+    assert status == 0 and f"1 graded, {len(students) - 1} already graded" in changed, changed
+    assert re.search(r"^untouched\s+9/9", changed, re.M), changed
     assert _gradebook(root)["untouched"][0] == 9
     assert _csv(root)["untouched"]["raw_score"] == "9.0"
 
 
-def test_grade_refuses_bad_input_with_one_line(classes, tmp_path):
+def test_grade_refuses_bad_input_with_one_line(classes, tmp_path, capsys, monkeypatch):
+    from autograder import cli
+
     root = classes["seq"]
-    for argv, want in [
-        (["grade", "99_nothing", "--course", str(root)], "no such lesson"),
-        (["grade", FIXTURE, "--jobs", "0", "--course", str(root)], "--jobs must be at least 1"),
-        (["grade", FIXTURE, "--scheduler", f"tcp://127.0.0.1:{_free_port()}", "--course", str(root)],
-         "cannot reach the Dask scheduler"),
-    ]:
-        proc = subprocess.run([sys.executable, "-m", "autograder", *argv], cwd=tmp_path, env=_env(root),
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode in (2, 3), proc.stderr
-        assert want in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    monkeypatch.chdir(tmp_path)
+    # the unreachable scheduler, in its own interpreter (distributed's own logging included); its connect
+    # retries run out after 10 s, while the argument checks run in this process
+    unreachable = subprocess.Popen(
+        [sys.executable, "-m", "autograder", "grade", FIXTURE, "--scheduler", f"tcp://127.0.0.1:{_free_port()}",
+         "--course", str(root)], cwd=tmp_path, env=_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        for argv, want in [
+            (["grade", "99_nothing", "--course", str(root)], "no such lesson"),
+            (["grade", FIXTURE, "--jobs", "0", "--course", str(root)], "--jobs must be at least 1"),
+        ]:
+            capsys.readouterr()
+            status = cli.main(argv)
+            err = capsys.readouterr().err
+            assert status in (2, 3), err
+            assert want in err and "Traceback" not in err, err
+        _, err = unreachable.communicate(timeout=120)
+    finally:
+        if unreachable.poll() is None:
+            unreachable.kill()
+            unreachable.wait()
+    assert unreachable.returncode in (2, 3), err
+    assert "cannot reach the Dask scheduler" in err and "Traceback" not in err, err
 
 
 def test_report_of_the_graded_class_names_its_mistakes(classes, dask_run):
