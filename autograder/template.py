@@ -36,6 +36,8 @@ import sys
 #: where the grading process's works folder appears in the template's sandbox (covered in every keeper)
 WORKS_MOUNT = "/home/student/.works"
 WORK_MOUNT = "/home/student/work"
+#: where a keeper builds its fresh /tmp before moving it over /tmp (an empty folder in the sandbox's root)
+_STAGE = "/home/student/.tmp"
 #: modules the notebooks import, imported once in the template (a zygote inherits them; each costs a fresh
 #: interpreter 0.1-0.5 s, matplotlib's font list most)
 COMMON_MODULES = ("numpy", "matplotlib", "matplotlib.pyplot", "IPython.core.interactiveshell", "ipywidgets", "tqdm",
@@ -44,7 +46,7 @@ COMMON_MODULES = ("numpy", "matplotlib", "matplotlib.pyplot", "IPython.core.inte
 _CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWPID = 0x20000, 0x10000000, 0x20000000
 _CLONE_NEWIPC, _CLONE_NEWNET = 0x08000000, 0x40000000
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
-_MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 0x4000, 1 << 18
+_MS_REMOUNT, _MS_BIND, _MS_MOVE, _MS_REC, _MS_PRIVATE = 32, 4096, 8192, 0x4000, 1 << 18
 _MS_NOATIME, _MS_NODIRATIME, _MS_RELATIME, _MS_STRICTATIME = 1024, 2048, 1 << 21, 1 << 24
 _OPTION_FLAGS = {"nosuid": _MS_NOSUID, "nodev": _MS_NODEV, "noexec": _MS_NOEXEC, "noatime": _MS_NOATIME,
                  "nodiratime": _MS_NODIRATIME, "relatime": _MS_RELATIME, "strictatime": _MS_STRICTATIME}
@@ -62,17 +64,32 @@ def _mount(src: str | None, dst: str, fstype: str | None, flags: int, data: str 
         raise OSError(ctypes.get_errno(), f"mount {dst}")
 
 
-def _writable_mounts() -> list[tuple[str, int]]:
-    """``(mount point, its per-mount flags)`` of every read-write mount, from ``/proc/self/mountinfo``."""
+def _mounts() -> list[tuple[str, int, bool]]:
+    """``(mount point, its per-mount flags, read-write)`` of every mount, from ``/proc/self/mountinfo``."""
     out = []
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
         for line in f:
             fields = line.split()
             point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
             options = fields[5].split(",")
-            if "rw" in options:
-                out.append((point, sum(_OPTION_FLAGS.get(o, 0) for o in options)))
+            out.append((point, sum(_OPTION_FLAGS.get(o, 0) for o in options), "rw" in options))
     return out
+
+
+def _fresh_tmp() -> None:
+    """A fresh tmpfs at /tmp that holds again what the sandbox bound under /tmp (a Python installation living
+    in /tmp, bound read-only over the sandbox's /tmp): built on a staging folder, then moved over /tmp."""
+    os.makedirs(_STAGE, exist_ok=True)
+    _mount("tmpfs", _STAGE, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=0755")
+    kept: list[str] = []
+    for point, _, _ in sorted(_mounts(), key=lambda m: len(m[0])):
+        if not point.startswith("/tmp/") or any(point.startswith(k + "/") for k in kept):
+            continue
+        dest = _STAGE + point[len("/tmp"):]
+        os.makedirs(dest, exist_ok=True)
+        _mount(point, dest, None, _MS_BIND | _MS_REC)  # read-only as it was (flags bound from the sandbox stay)
+        kept.append(point)
+    _mount(_STAGE, "/tmp", None, _MS_MOVE)
 
 
 def isolate(name: str | None) -> None:
@@ -88,13 +105,13 @@ def isolate(name: str | None) -> None:
     fresh = {WORK_MOUNT, "/tmp", "/dev/shm", WORKS_MOUNT}
     if name is not None:
         _mount(f"{WORKS_MOUNT}/{name}", WORK_MOUNT, None, _MS_BIND | _MS_REC)
-    _mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=0755")
+    _fresh_tmp()
     if os.path.isdir("/dev/shm"):
         _mount("tmpfs", "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777")
     if os.path.isdir(WORKS_MOUNT):
         _mount("tmpfs", WORKS_MOUNT, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, "mode=0,size=4k")
-    for point, flags in _writable_mounts():
-        if point in fresh or point == "/proc" or point.startswith(("/proc/", "/dev/pts")):
+    for point, flags, rw in _mounts():
+        if not rw or point in fresh or point == "/proc" or point.startswith(("/proc/", "/dev/pts")):
             continue
         _mount(None, point, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | flags)
     os.chdir(WORK_MOUNT)
@@ -173,6 +190,7 @@ def _keeper(fds: list[int], name: str, modules: list[str]) -> int:
 
 def _can_isolate() -> str:
     """Empty when a keeper can isolate itself here (a dry run in a child), else why not."""
+    needed = [p for p in sys.path if p and os.path.isdir(p)]  # the installation: still there once isolated
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -181,6 +199,9 @@ def _can_isolate() -> str:
         try:
             isolate(None)
             drop_capabilities()
+            gone = [p for p in needed if not os.path.isdir(p)]
+            if gone:
+                why = f"{gone[0]} is not visible in an isolated worker"
         except OSError as err:
             why = str(err)
         os.write(w, why.encode()[:4000])
