@@ -500,11 +500,16 @@ class Template:
     @classmethod
     def wanted(cls) -> bool:
         """Whether the next submission's worker comes from the template: from a grading process's second
-        submission on, or when the template runs already (a single ``check`` pays no template start)."""
+        submission on, or when the template runs already (a single ``check`` pays no template start);
+        ``AUTOGRADER_TEMPLATE=1``: always (SandboxError where it cannot), ``0``: never."""
         with cls._lock:
             if cls._asked[0] != os.getpid():
                 cls._asked = (os.getpid(), 0)
             cls._asked = (os.getpid(), cls._asked[1] + 1)
+            if os.environ.get("AUTOGRADER_TEMPLATE") == "1":  # always, or grading stops with one line
+                if not cls.usable():
+                    raise SandboxError(f"AUTOGRADER_TEMPLATE=1, but {cls._why or 'the template is switched off'}")
+                return True
             running = cls._owner == os.getpid() and cls._proc is not None
             return (cls._asked[1] > 1 or running or cls._many == os.getpid()) and cls.usable()
 

@@ -23,15 +23,20 @@ pytestmark = pytest.mark.slow
 REPO = course.REPO_ROOT
 
 
-def _check(notebook: Path, root: Path, *, threads: str | None, containment: str = "auto",
-           python: str = sys.executable, cwd: Path | None = None, pythonpath: Path | None = None) -> dict:
+def _check(notebook: Path | list[Path], root: Path, *, threads: str | None, containment: str = "auto",
+           python: str = sys.executable, cwd: Path | None = None, pythonpath: Path | None = None,
+           extra_env: dict[str, str] | None = None) -> dict | list:
+    """``check --json`` in a fresh process: one notebook's report, or the list for several (one process grades
+    them in turn: from the second on, its worker is forked from the sandbox template)."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     if threads is not None:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = threads
     env["AUTOGRADER_SANDBOX"] = containment
     env["AUTOGRADER_SECRET"] = "one-grade-test"  # hidden cases identical across runs
     env["PYTHONPATH"] = str(pythonpath or REPO)
-    proc = subprocess.run([python, "-m", "autograder", "check", str(notebook), "--json", "--course", str(root)],
+    env.update(extra_env or {})
+    notebooks = [str(n) for n in (notebook if isinstance(notebook, list) else [notebook])]
+    proc = subprocess.run([python, "-m", "autograder", "check", *notebooks, "--json", "--course", str(root)],
                           capture_output=True, text=True, timeout=900, env=env, cwd=str(cwd or REPO))
     assert proc.stdout.strip(), proc.stderr[-2000:]
     return json.loads(proc.stdout)
@@ -71,7 +76,8 @@ def test_fixture_same_report_with_threads_unset_1_2_and_every_containment(fixtur
 
 
 def test_course_and_python_under_tmp_grade_in_bwrap(tmp_path):
-    """A clone and a virtual environment under /tmp (bwrap mounts an empty /tmp): still bwrap, full marks."""
+    """A clone and a virtual environment under /tmp (bwrap mounts an empty /tmp, and so does each worker forked
+    from the template): still bwrap, full marks."""
     assert str(tmp_path).startswith("/tmp")
     venv = tmp_path / "venv"
     subprocess.run([sys.base_prefix + "/bin/python3", "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -86,8 +92,11 @@ def test_course_and_python_under_tmp_grade_in_bwrap(tmp_path):
     from autograder.release import generate
 
     generate(root=root, quiet=True)
-    report = _check(_fixture_solution(root), root, threads=None, containment="auto", python=str(venv / "bin/python"),
-                    cwd=root, pythonpath=root)
-    assert report["error"] is None and report["containment"] == "bwrap", report
-    assert report["full_marks"], _grade_of(report)
+    # once in a worker of its own, once forked from the sandbox template (AUTOGRADER_TEMPLATE=1: an error where it
+    # cannot run), whose isolated /tmp must still hold the installation bound there (CI's venv lives in /tmp too)
+    reports = [_check(_fixture_solution(root), root, threads=None, containment="auto", python=str(venv / "bin/python"),
+                      cwd=root, pythonpath=root, extra_env={"AUTOGRADER_TEMPLATE": flag}) for flag in ("0", "1")]
+    for report in reports:
+        assert report["error"] is None and report["containment"] == "bwrap", report
+        assert report["full_marks"], _grade_of(report)
     assert sandbox.SANDBOX_UID  # the module imports
