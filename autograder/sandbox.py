@@ -478,7 +478,7 @@ class Template:
     _root: Path | None = None
     _root_owner = 0
     _why = ""  # why keepers cannot isolate themselves here (then no template is used)
-    _asked = (0, 0)  # (pid, submissions this grading process has asked a worker for)
+    _asked = 0  # the pid of a process that asked for a submission's worker before (``wanted``)
     _many = 0  # the pid of a process that said it grades many (``expect_many``)
     _registered = False
 
@@ -503,15 +503,13 @@ class Template:
         submission on, or when the template runs already (a single ``check`` pays no template start);
         ``AUTOGRADER_TEMPLATE=1``: always (SandboxError where it cannot), ``0``: never."""
         with cls._lock:
-            if cls._asked[0] != os.getpid():
-                cls._asked = (os.getpid(), 0)
-            cls._asked = (os.getpid(), cls._asked[1] + 1)
+            again, cls._asked = cls._asked == os.getpid(), os.getpid()
             if os.environ.get("AUTOGRADER_TEMPLATE") == "1":  # always, or grading stops with one line
                 if not cls.usable():
-                    raise SandboxError(f"AUTOGRADER_TEMPLATE=1, but {cls._why or 'the template is switched off'}")
+                    raise SandboxError(f"AUTOGRADER_TEMPLATE=1, but {cls._why}")
                 return True
             running = cls._owner == os.getpid() and cls._proc is not None
-            return (cls._asked[1] > 1 or running or cls._many == os.getpid()) and cls.usable()
+            return (again or running or cls._many == os.getpid()) and cls.usable()
 
     @classmethod
     def expect_many(cls) -> None:
@@ -572,14 +570,14 @@ class Template:
     def spawn(cls, workdir: Path, modules: list[str], fds: tuple[int, int]) -> Keeper:
         """A worker for ``workdir`` (a folder of ``root()``) serving the pipe ends ``fds`` (request read end,
         reply write end), forked from the template."""
+        from autograder.checks._plain import dumps
+
         status_r, status_w = os.pipe()
         try:
             with cls._lock:
                 for _attempt in (1, 2):
                     cls._ensure()
                     assert cls._sock is not None
-                    from autograder.checks._plain import dumps
-
                     try:
                         socket.send_fds(cls._sock, [dumps({"work": workdir.name, "modules": modules})],
                                         [*fds, status_w])
@@ -620,46 +618,71 @@ class Template:
         cls._sock = cls._proc = None
 
 
-class Keeper:
-    """A worker forked by the template (``autograder/template.py``), with the surface of ``subprocess.Popen``
-    the grader uses. A pidfd names its keeper (never a recycled pid); ``pid`` is the keeper's pid here, whose
-    process tree holds every process of the submission."""
+class Forked:
+    """A process this one did not fork (a judge from the judge server, a keeper from the template), with the
+    surface of ``subprocess.Popen`` the grader uses. A pidfd names it, so a recycled pid is never signalled.
+    Its exit status comes as one byte on ``status_fd`` where it writes one; otherwise it reads as killed."""
 
-    def __init__(self, pidfd: int, status_fd: int) -> None:
-        self._pidfd, self._status = pidfd, status_fd
-        self.returncode: int | None = None
-        self.clean = False
-        self.pid = -1
-        with contextlib.suppress(OSError, ValueError), open(f"/proc/self/fdinfo/{pidfd}", encoding="ascii") as f:
-            self.pid = int(next(ln.split()[1] for ln in f if ln.startswith("Pid:")))
+    def __init__(self, pidfd: int | None, pid: int, status_fd: int | None = None) -> None:
+        self._pidfd, self._status, self.pid = pidfd, status_fd, pid
+        self.returncode: int | None = None if pidfd is not None else -signal.SIGKILL  # no pidfd: already gone
+        self.clean = False  # it wrote its status before it exited
+
+    @classmethod
+    def of_pid(cls, pid: int) -> Forked:
+        """``pid``, named by a pidfd opened now."""
+        try:
+            return cls(os.pidfd_open(pid), pid)
+        except (AttributeError, OSError):
+            return cls(None, pid)
 
     def poll(self) -> int | None:
-        if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
-            try:
-                status = os.read(self._status, 1)
-            except OSError:
-                status = b""
-            # the keeper writes the zygote's status just before it exits: none means it did not end cleanly
+        if self.returncode is None and self._pidfd is not None and select.select([self._pidfd], [], [], 0)[0]:
+            status = b""
+            if self._status is not None:
+                with contextlib.suppress(OSError):
+                    status = os.read(self._status, 1)
+                os.close(self._status)
             self.returncode, self.clean = (status[0], True) if status else (-signal.SIGKILL, False)
-            for fd in (self._pidfd, self._status):
-                os.close(fd)
+            os.close(self._pidfd)
+            self._pidfd = None
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int | None:
-        if self.returncode is None:
+        if self.returncode is None and self._pidfd is not None:
             select.select([self._pidfd], [], [], timeout)
         return self.poll()
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` unless it has exited."""
+        if self.poll() is None and self._pidfd is not None:
+            pidfd = self._pidfd
+            with_suppress(lambda: signal.pidfd_send_signal(pidfd, signum))
+
+
+class Keeper(Forked):
+    """A worker forked by the template (``autograder/template.py``): ``pid`` is its keeper's pid here, whose
+    process tree holds every process of the submission; the keeper writes the zygote's status just before it
+    exits (none: it did not end cleanly)."""
+
+    def __init__(self, pidfd: int, status_fd: int) -> None:
+        pid = -1
+        with contextlib.suppress(OSError, ValueError), open(f"/proc/self/fdinfo/{pidfd}", encoding="ascii") as f:
+            pid = int(next(ln.split()[1] for ln in f if ln.startswith("Pid:")))
+        super().__init__(pidfd, pid, status_fd)
 
     def kill(self) -> None:
         self.stop()
 
     def stop(self) -> None:
         """Kill the zygote and its whole PID namespace (SIGTERM to the keeper, which reaps it), then wait."""
-        if self.poll() is None:
-            with_suppress(lambda: signal.pidfd_send_signal(self._pidfd, signal.SIGTERM))
-            if self.wait(10) is None:
-                with_suppress(lambda: signal.pidfd_send_signal(self._pidfd, signal.SIGKILL))
-                self.wait(10)
+        self.signal(signal.SIGTERM)
+        if self.wait(10) is None:
+            self.signal(signal.SIGKILL)
+            self.wait(10)
         if not self.clean:
             Template.discard()  # it may have left processes behind in the template's sandbox
 

@@ -29,7 +29,6 @@ import os
 import secrets
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -213,22 +212,33 @@ class WorkerHandle:
 
     def __init__(self, containment: sandbox.Containment, workdir: Path, preload: list[str]) -> None:
         self.containment = containment
+
+        def start(req_r: int, rep_w: int) -> subprocess.Popen | sandbox.Forked:
+            if containment.kind == "bwrap" and sandbox.Template.holds(workdir):
+                return sandbox.Template.spawn(workdir, preload, (req_r, rep_w))  # a fork of the template
+            launch = sandbox.launch(containment, workdir, [str(req_r), str(rep_w), *preload])
+            if containment.kind == "user":
+                for fd in (req_r, rep_w):
+                    os.set_inheritable(fd, True)
+            return subprocess.Popen(
+                launch.argv, env=launch.env, cwd=launch.cwd, pass_fds=(req_r, rep_w), preexec_fn=launch.preexec,
+                start_new_session=launch.preexec is None, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=None if os.environ.get("AUTOGRADER_DEBUG") else subprocess.DEVNULL,
+            )
+
+        self.proc: subprocess.Popen | sandbox.Forked = self._connect(start)
+        ready = self._receive(START_TIMEOUT)
+        if ready.get("op") != "ready":
+            self.kill()
+            raise WorkerDied("the worker did not start")
+
+    def _connect(self, start: Callable[[int, int], Any]) -> Any:  # noqa: ANN401 - what ``start`` returns
+        """Two pipes to a new process: ``start(request read end, reply write end)`` starts it; we keep the
+        other ends, or close them too when it fails."""
         req_r, self._req_w = os.pipe()
         self._rep_r, rep_w = os.pipe()
-        self.proc: subprocess.Popen | sandbox.Keeper
         try:
-            if containment.kind == "bwrap" and sandbox.Template.holds(workdir):
-                self.proc = sandbox.Template.spawn(workdir, preload, (req_r, rep_w))  # a fork of the template
-            else:
-                launch = sandbox.launch(containment, workdir, [str(req_r), str(rep_w), *preload])
-                if containment.kind == "user":
-                    for fd in (req_r, rep_w):
-                        os.set_inheritable(fd, True)
-                self.proc = subprocess.Popen(
-                    launch.argv, env=launch.env, cwd=launch.cwd, pass_fds=(req_r, rep_w), preexec_fn=launch.preexec,
-                    start_new_session=launch.preexec is None, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                    stderr=None if os.environ.get("AUTOGRADER_DEBUG") else subprocess.DEVNULL,
-                )
+            return start(req_r, rep_w)
         except BaseException:
             for fd in (self._req_w, self._rep_r):
                 os.close(fd)
@@ -236,10 +246,6 @@ class WorkerHandle:
         finally:
             os.close(req_r)
             os.close(rep_w)
-        ready = self._receive(START_TIMEOUT)
-        if ready.get("op") != "ready":
-            self.kill()
-            raise WorkerDied("the worker did not start")
 
     def request(self, message: dict[str, Any], timeout: float, wall: float | None = None) -> dict[str, Any]:
         """Send ``message``; the reply (validated plain data) within ``timeout`` seconds of the
@@ -386,36 +392,6 @@ def _judge_env() -> dict[str, str]:
     return env
 
 
-class _Forked:
-    """A judge forked by the server (not this process's child), with the surface of ``subprocess.Popen`` that
-    ``WorkerHandle`` uses; a pidfd names it, so a recycled pid is never signalled."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-        try:
-            self._pidfd: int | None = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            self._pidfd = None
-            self.returncode = -signal.SIGKILL  # already gone
-
-    def poll(self) -> int | None:
-        if self.returncode is None and self._pidfd is not None and select.select([self._pidfd], [], [], 0)[0]:
-            self.returncode = -signal.SIGKILL  # exited (its status went to the server, which reaps it)
-            os.close(self._pidfd)
-            self._pidfd = None
-        return self.returncode
-
-    def kill(self) -> None:
-        if self.poll() is None and self._pidfd is not None:
-            sandbox.with_suppress(lambda: signal.pidfd_send_signal(self._pidfd, signal.SIGKILL))
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        if self._pidfd is not None:
-            select.select([self._pidfd], [], [], timeout)
-        return self.poll()
-
-
 class JudgeHandle(WorkerHandle):
     """The judge process (``autograder/judge.py``): started at once, waited for on first use."""
 
@@ -423,18 +399,8 @@ class JudgeHandle(WorkerHandle):
         from autograder.checks import _secret
 
         self.containment = sandbox.Containment("process", "judge")
-        req_r, self._req_w = os.pipe()
-        self._rep_r, rep_w = os.pipe()
-        try:
-            pid = _JudgeServer.fork((req_r, rep_w), preload, _secret.secret_value())
-        except WorkerDied:
-            for fd in (self._req_w, self._rep_r):
-                os.close(fd)
-            raise
-        finally:
-            os.close(req_r)
-            os.close(rep_w)
-        self.proc = _Forked(pid)  # type: ignore[assignment]
+        pid = self._connect(lambda req_r, rep_w: _JudgeServer.fork((req_r, rep_w), preload, _secret.secret_value()))
+        self.proc = sandbox.Forked.of_pid(pid)  # its status goes to the server, which reaps it
         self.ready = False
 
     def judge(self, call: CheckCall, search: list[Path], cases: Any, data: Any) -> dict[str, Any]:
