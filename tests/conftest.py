@@ -6,6 +6,8 @@
 - ``generated_course``: one throw-away copy of the course (the fixture lesson and every real
   lesson) with ``nbgrader generate_assignment`` run once, for the whole session: the nbgrader
   tests submit into it and must not change its ``source/`` or ``release/``.
+- ``fixture_course``: the fixture lesson alone (tests/course_fixture.py), released, one per test module:
+  the grading tests grade into it.
 - ``execute_lesson`` / ``lesson_runs``: a solution notebook run top to bottom in a kernel, as a
   student runs it, in either lesson profile (tests/test_notebooks_*.py).
 """
@@ -46,6 +48,18 @@ def generated_course(tmp_path_factory) -> Path:
 
     root = build_course(tmp_path_factory.mktemp("course"), with_real_lessons=True)
     nbgrader(root, "generate_assignment", "*", "--force", "--log-level=WARN")
+    return root
+
+
+@pytest.fixture(scope="module")
+def fixture_course(tmp_path_factory) -> Path:
+    """A course of the fixture lesson alone, released (``release.generate``); one per test module."""
+    from course_fixture import build_course
+
+    from autograder.release import generate
+
+    root = build_course(tmp_path_factory.mktemp("course"), with_real_lessons=False)
+    generate(root=root, quiet=True)
     return root
 
 

@@ -16,15 +16,6 @@ from autograder import cli, course, trusted
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def fixture_course(tmp_path_factory):
-    root = build_course(tmp_path_factory.mktemp("course"), with_real_lessons=False)
-    from autograder.release import generate
-
-    generate(root=root, quiet=True)
-    return root
-
-
 def _notebooks(root: Path):
     src = nbformat.read(course.source_notebook(FIXTURE, root), as_version=4)
     rel = nbformat.read(course.release_notebook(FIXTURE, root), as_version=4)

@@ -47,15 +47,6 @@ def _grade_of(report: dict) -> list:
     return [(c["grade_id"], c["points"], c["status"], c["message"]) for c in report["cells"]] + [report["error"]]
 
 
-@pytest.fixture(scope="module")
-def fixture_course(tmp_path_factory):
-    root = build_course(tmp_path_factory.mktemp("course"), with_real_lessons=False)
-    from autograder.release import generate
-
-    generate(root=root, quiet=True)
-    return root
-
-
 def _fixture_solution(root: Path) -> Path:
     return course.source_notebook(FIXTURE, root)
 

@@ -12,22 +12,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from course_fixture import FIXTURE, build_course
+from course_fixture import FIXTURE
 
 from autograder import course, sandbox
 from autograder.grade import grade_notebook
 from autograder.template import WORKS_MOUNT
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def fixture_course(tmp_path_factory):
-    root = build_course(tmp_path_factory.mktemp("course"), with_real_lessons=False)
-    from autograder.release import generate
-
-    generate(root=root, quiet=True)
-    return root
 
 
 @pytest.fixture(autouse=True)

@@ -38,15 +38,6 @@ pytestmark = pytest.mark.slow
 TIMEOUT = "20"
 
 
-@pytest.fixture(scope="module")
-def fixture_course(tmp_path_factory):
-    root = build_course(tmp_path_factory.mktemp("course"), with_real_lessons=False)
-    from autograder.release import generate
-
-    generate(root=root, quiet=True)
-    return root
-
-
 def _notebooks(root: Path, lesson: str = FIXTURE):
     src = nbformat.read(course.source_notebook(lesson, root), as_version=4)
     rel = nbformat.read(course.release_notebook(lesson, root), as_version=4)
