@@ -1,5 +1,8 @@
 """Grading the real lessons' solution notebooks with ``python -m autograder check``, once per setting.
 
+One ``check`` process grades every lesson of a setting, as an instructor's one command grades many
+notebooks: the grading process's template serves them all (its own tests: tests/test_template.py).
+
 A setting is a containment (``AUTOGRADER_SANDBOX``) and the thread variables (``OMP_NUM_THREADS`` =
 ``MKL_NUM_THREADS``, or None: both unset, as on an instructor's machine), always made explicit in the
 child's environment, never inherited from the Makefile's export. ``graded`` keeps each report for the
@@ -38,17 +41,28 @@ def grade_of(report: dict) -> list:
 
 
 @functools.cache
-def graded(lesson: str, containment: str, threads: str | None) -> tuple[dict, int]:
-    """(the ``--json`` report, the exit status) of ``autograder check`` on ``lesson``'s solution notebook."""
+def graded_together(lessons: tuple[str, ...], containment: str, threads: str | None) -> tuple[dict[str, dict], int]:
+    """({lesson: its ``--json`` report}, the exit status) of one ``autograder check`` of the solution notebooks."""
     env = {k: v for k, v in course.tool_env().items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     if threads is not None:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = threads
     env["AUTOGRADER_SANDBOX"] = containment
     env["AUTOGRADER_SECRET"] = SECRET
-    cmd = [sys.executable, "-m", "autograder", "check", str(course.source_notebook(lesson)), "--json"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    cmd = [sys.executable, "-m", "autograder", "check", *(str(course.source_notebook(a)) for a in lessons), "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900 * len(lessons))
     assert proc.stdout.strip(), proc.stderr[-3000:]
-    return json.loads(proc.stdout), proc.returncode
+    out = json.loads(proc.stdout)
+    reports = out if isinstance(out, list) else [out]
+    assert len(reports) == len(lessons), proc.stderr[-3000:]
+    return dict(zip(lessons, reports, strict=True)), proc.returncode
+
+
+def graded(lesson: str, containment: str, threads: str | None) -> tuple[dict, int]:
+    """(the report, the exit status): for a setting of ``SETTINGS``, one process grades every lesson (the
+    first test of the setting waits for it); any other setting grades ``lesson`` alone."""
+    lessons = tuple(course.assignments()) if (containment, threads) in SETTINGS.values() else (lesson,)
+    reports, status = graded_together(lessons, containment, threads)
+    return reports[lesson], status
 
 
 def assert_full_marks(lesson: str, containment: str, threads: str | None) -> None:
@@ -61,4 +75,7 @@ def assert_full_marks(lesson: str, containment: str, threads: str | None) -> Non
     assert not failed, failed
     assert report["full_marks"] and report["max_score"] > 0 and report["used_source_tests"]
     assert report["containment"] == containment
-    assert status == 0
+    # the exit status is the whole run's: 0 when every notebook it graded has full marks (each lesson's
+    # own test names a lesson that has not)
+    assert status == 0 or not all(r["full_marks"] for r in graded_together(
+        tuple(course.assignments()), containment, threads)[0].values()), status
