@@ -10,10 +10,17 @@
   the grading tests grade into it.
 - ``execute_lesson`` / ``lesson_runs``: a solution notebook run top to bottom in a kernel, as a
   student runs it, in either lesson profile (tests/test_notebooks_*.py).
+- ``dcgan_ref_main``: ``python -m dcgan_ref ARGS`` as ``dcgan_ref.cli.main`` in the test process, its
+  exit status and output captured as a subprocess's would be (tests/test_cli.py, test_trainer_errors.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import subprocess
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +39,31 @@ def check_fails(check: Callable, *args, words: tuple[str, ...] | list[str] = (),
     missing = [w for w in words if w not in message]
     assert not missing, f"the message does not name {missing}: {message}"
     return message
+
+
+def dcgan_ref_main(*args: object) -> subprocess.CompletedProcess:
+    """``python -m dcgan_ref ARGS`` without an interpreter to start: ``dcgan_ref.cli.main`` (what the module's
+    ``__main__`` runs) here, from the repository, with Python's warnings off (the CLI tests' subprocesses run
+    with PYTHONWARNINGS=ignore) and DCGAN_REF_DEBUG unset; stdout, stderr and the exit status captured.
+    A traceback fails the calling test itself."""
+    from dcgan_ref import cli
+
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    debug, cwd = os.environ.pop("DCGAN_REF_DEBUG", None), os.getcwd()
+    os.chdir(Path(__file__).resolve().parents[1])
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                code = cli.main(argv)
+            except SystemExit as exit_:  # argparse's usage errors
+                code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        os.chdir(cwd)
+        if debug is not None:
+            os.environ["DCGAN_REF_DEBUG"] = debug
+    return subprocess.CompletedProcess(["python", "-m", "dcgan_ref", *argv], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

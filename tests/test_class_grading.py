@@ -10,6 +10,7 @@ The gradebooks, ``grades.csv`` and the feedback must be the same.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -105,19 +106,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM to every process group at once (each closes in parallel), SIGKILL to one still there after 15 s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=15)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-    proc.wait()
+    for proc in procs:
+        proc.wait()
 
 
 def _copy(base: Path, dest: Path, students: list[str] | None = None) -> Path:
@@ -243,8 +243,8 @@ def dask_run(classes):
                 "killed": killed, "bad_status": bad.returncode,
                 "bad_log": (logs / "wrong-course.out").read_text()}
     finally:
-        for p in reversed(procs):
-            _stop(p)
+        _stop(procs[1:])  # the driver and the workers together, then the scheduler they talk to
+        _stop(procs[:1])
 
 
 def test_dask_cluster_with_a_killed_worker_equals_sequential_autograde(classes, dask_run):

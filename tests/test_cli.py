@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import dcgan_ref_main
 from PIL import Image
 
 from dcgan_ref.checkpoint import load_generator
@@ -41,11 +42,12 @@ def test_train_then_sample_writes_every_artifact(tmp_path, arch):
     gif = Image.open(out / "progress.gif")
     assert gif.n_frames == 2
 
+    # the rest in this process (the same cli.main; the run above is the command as a user types it)
     grid = tmp_path / "grid.png"
-    res = run("sample", "--checkpoint", str(out / "generator.pt"), "--n", "16", "--out", str(grid))
+    res = dcgan_ref_main("sample", "--checkpoint", out / "generator.pt", "--n", "16", "--out", grid)
     assert res.returncode == 0, res.stderr
     assert Image.open(grid).size == (4 * 32 + 5 * 2, 4 * 32 + 5 * 2)  # 4x4 grid, 2-pixel padding
-    res = run("sample", "--checkpoint", str(out / "checkpoints" / "last.pt"), "--n", "4", "--out", str(grid))
+    res = dcgan_ref_main("sample", "--checkpoint", out / "checkpoints" / "last.pt", "--n", "4", "--out", grid)
     assert res.returncode == 0, "a full training checkpoint works too"
 
     # the architecture travels with the files: generator.pt and the checkpoint rebuild the right nets
@@ -53,9 +55,9 @@ def test_train_then_sample_writes_every_artifact(tmp_path, arch):
     assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["config"]["arch"] == arch
     G = load_generator(out / "generator.pt")
     assert type(G) is {"dcgan": Generator, "keras-cifar": KerasGenerator}[arch]
-    res = run("train", "--arch", arch, "--dataset", "synthetic", "--image-size", "32", "--max-steps", "14",
-              "--out", str(out), "--synthetic-size", "320", "--batch-size", "32", "--ngf", "16", "--ndf", "16",
-              "--no-progress", "--log-every", "5", "--resume")  # fmt: skip
+    res = dcgan_ref_main("train", "--arch", arch, "--dataset", "synthetic", "--image-size", "32", "--max-steps", "14",
+                         "--out", out, "--synthetic-size", "320", "--batch-size", "32", "--ngf", "16", "--ndf", "16",
+                         "--no-progress", "--log-every", "5", "--resume")  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "resumed from" in res.stdout and "done: 14 steps" in res.stdout
 

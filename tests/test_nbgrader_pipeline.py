@@ -47,10 +47,10 @@ pytestmark = pytest.mark.slow
 #: per-cell limit for this run. Trusted grading counts it in CPU seconds of the worker's processes
 #: (autograder/trusted.py: a loaded machine slows a cell without using up its limit; wall-clock
 #: time stops a cell only at 5 times the limit, a whole notebook at 20 times), and the costliest
-#: request of a lesson 01 or fixture grading takes about 0.6 CPU s (the worker's preload), so 5 s
-#: is far above every honest cell while each endless loop below (two: mixed2 and its Colab copy)
-#: burns 5 CPU s, not 15
-CELL_TIMEOUT = 5
+#: request of a lesson 01 or fixture grading takes about 0.6 CPU s with OMP_NUM_THREADS=1 (0.8 unset;
+#: the worker's preload), so 3 s is four times every honest cell while each endless loop below (two:
+#: mixed2 and its Colab copy) burns 3 CPU s, not the 60 a lesson gets
+CELL_TIMEOUT = 3
 
 # per exercise: right / raise / loop / shape (tensor one column short) / warn (right + torch UserWarning) /
 # hostile (right, but reaching for the interpreter: the screen refuses it, 0 and flagged)

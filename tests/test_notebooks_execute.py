@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from autograder import course
+from autograder.checks._core import PASS_MARK
 from autograder.notebook import PROFILE_ENV, REHEARSAL_IMAGES, Profile, lesson_profile
 
 LESSONS = course.assignments()
@@ -61,6 +62,11 @@ def test_solution_notebook_runs_top_to_bottom(lesson, tmp_path, lesson_runs):
     (tests/test_notebooks_gpu_profile.py), and only the learning needs the CPU settings."""
     learns = lesson in LEARNING_LESSONS
     nb, out = lesson_runs(lesson, tmp_path, None, stop_after=writes_learning_json if learns else None)
+    # the feedback a student sees: every check cell that ran passed its visible and its hidden checks
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade") and cell.outputs:
+            text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+            assert text.count(PASS_MARK) >= 2 and "hidden tests" in text, (lesson, cell.id, text[-500:])
     if learns:
         assert "profile: cpu (the digits" in out, "a CPU without DCGAN_LESSON_PROFILE runs the cpu profile"
         record = tmp_path / "learning.json"

@@ -11,22 +11,18 @@ does), resuming with other defining settings, and flag combinations that cannot 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import resource
 import signal
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import dcgan_ref_main
 from PIL import Image
-
-from dcgan_ref import cli as dcgan_cli
 
 pytestmark = pytest.mark.slow
 
@@ -37,28 +33,13 @@ TINY = ["--dataset", "synthetic", "--synthetic-size", "64", "--image-size", "32"
 
 def cli(*args, preexec_fn=None) -> subprocess.CompletedProcess:
     """``python -m dcgan_ref ARGS``: a subprocess when ``preexec_fn`` must shape its process, else
-    ``cli.main(ARGS)`` here, its stdout, stderr and exit status captured the same way."""
-    argv = [str(a) for a in args]
-    if preexec_fn is not None:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-        env.pop("DCGAN_REF_DEBUG", None)
-        return subprocess.run([sys.executable, "-m", "dcgan_ref", *argv], capture_output=True, text=True,
-                              cwd=ROOT, env=env, timeout=300, preexec_fn=preexec_fn)  # fmt: skip
-    out, err = io.StringIO(), io.StringIO()
-    debug, cwd = os.environ.pop("DCGAN_REF_DEBUG", None), os.getcwd()
-    os.chdir(ROOT)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # as PYTHONWARNINGS=ignore: a library's warning is not the error line
-            try:
-                code = dcgan_cli.main(argv)
-            except SystemExit as exit_:  # argparse's usage errors
-                code = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        os.chdir(cwd)
-        if debug is not None:
-            os.environ["DCGAN_REF_DEBUG"] = debug
-    return subprocess.CompletedProcess(["dcgan_ref", *argv], code, out.getvalue(), err.getvalue())
+    ``cli.main(ARGS)`` here (conftest.dcgan_ref_main)."""
+    if preexec_fn is None:
+        return dcgan_ref_main(*args)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    env.pop("DCGAN_REF_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "dcgan_ref", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=300, preexec_fn=preexec_fn)  # fmt: skip
 
 
 def one_line(res: subprocess.CompletedProcess, code: int, *needles: str) -> str:
