@@ -165,16 +165,19 @@ def grade_submission(
     from autograder.checks import _secret
     from autograder.grade import DEFAULT_TIMEOUT, GradingError, grade_notebook
 
+    scratch = None  # the Dask worker's own folder: Dask removes what a killed worker left there
     with contextlib.suppress(ValueError):
-        if getattr(get_worker(), "autograder_refused", None):
+        worker = get_worker()
+        if getattr(worker, "autograder_refused", None):
             raise Reschedule()
+        scratch = worker.local_directory
     sandbox.Template.expect_many()  # a worker grades many: even its first submission is forked from the template
     with _GRADE_LOCK:  # one grading per process: the secret is process-wide
         if os.environ.get(SECRET_ENV) != secret:
             os.environ[SECRET_ENV] = secret
             _secret.reset()
         t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="autograder-class-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="autograder-class-", dir=scratch) as tmp:
             path = Path(tmp) / f"{assignment}.ipynb"
             path.write_text(notebook_json, encoding="utf-8")
             executed = Path(tmp) / "executed.ipynb"
@@ -272,6 +275,52 @@ def _nbgrader_api(root: Path) -> Any:  # noqa: ANN401 - nbgrader.apps.NbGraderAP
     return NbGraderAPI(config=cfg)
 
 
+@contextlib.contextmanager
+def nbgrader_write_caches() -> Iterator[None]:
+    """nbgrader's own gradebook writes, with two caches, while the driver writes a class's grades.
+
+    One ``autograde`` of a student opens the gradebook about ten times, each time with a new SQLAlchemy
+    engine (whose statement cache starts empty), and checks every cell's metadata with
+    ``jsonschema.validate``, which checks the schema itself on each call: most of the 0.34 s that
+    writing one grade cost the driver, the one process that writes. Here each database URL keeps one
+    engine and each schema is checked once; every query, check and commit nbgrader makes is still made,
+    so the gradebook is the one a sequential ``nbgrader autograde`` writes (tests/test_class_grading.py).
+    """
+    import jsonschema
+    import nbgrader.api as nbgrader_api
+
+    create_engine, validate = nbgrader_api.create_engine, jsonschema.validate
+    engines: dict[str, Any] = {}
+    validators: dict[str, Any] = {}
+
+    def one_engine(url: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        key = f"{url}\0{sorted(kwargs.items())}"
+        if key not in engines:
+            engines[key] = create_engine(url, *args, **kwargs)
+        return engines[key]
+
+    def checked_once(instance: Any, schema: Any, cls: Any = None, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+        if cls is not None or args or kwargs or not isinstance(schema, dict):
+            return validate(instance, schema, cls, *args, **kwargs)
+        key = json.dumps(schema, sort_keys=True)
+        if key not in validators:
+            kind = jsonschema.validators.validator_for(schema)
+            kind.check_schema(schema)
+            validators[key] = kind(schema)
+        error = jsonschema.exceptions.best_match(validators[key].iter_errors(instance))
+        if error is not None:
+            raise error
+        return None
+
+    nbgrader_api.create_engine, jsonschema.validate = one_engine, checked_once
+    try:
+        yield
+    finally:
+        nbgrader_api.create_engine, jsonschema.validate = create_engine, validate
+        for engine in engines.values():
+            engine.dispose()
+
+
 def write_to_gradebook(api: Any, assignment: str, student: str, result: dict[str, Any]) -> str | None:  # noqa: ANN401
     """nbgrader autograde of one student with the task's outputs; None, or why nbgrader recorded no grade."""
     import nbformat
@@ -306,7 +355,7 @@ def export_and_feedback(root: Path, assignment: str) -> None:
     from nbgrader.plugins import CsvExportPlugin
 
     api = _nbgrader_api(root)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), nbgrader_write_caches():
         warnings.simplefilter("ignore")
         with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
             plugin = CsvExportPlugin(parent=api)
@@ -619,6 +668,8 @@ def _grade_on(client: Any, assignment: str, todo: dict[str, tuple[Path, str]], r
     written: set[tuple[str, str]] = set()
     bar = tqdm(total=len(futures), unit="nb", disable=quiet, file=sys.stderr, dynamic_ncols=True)
     pending = as_completed(futures)
+    caches = contextlib.ExitStack()
+    caches.enter_context(nbgrader_write_caches())
     try:
         while not pending.is_empty():
             interrupts.check()
@@ -662,5 +713,6 @@ def _grade_on(client: Any, assignment: str, todo: dict[str, tuple[Path, str]], r
         client.cancel(list(futures))
         raise
     finally:
+        caches.close()
         bar.close()
         result.phases["grading"] = time.perf_counter() - t_grading
