@@ -236,7 +236,7 @@ class Precomputed(Preprocessor):
 
     def preprocess(self, nb: Any, resources: dict[str, Any]) -> tuple[Any, dict[str, Any]]:  # noqa: ANN401
         """Copy the task's outputs into ``nb``."""
-        from autograder.trusted import GradingError
+        from autograder.errors import GradingError
 
         student = (resources.get("nbgrader") or {}).get("student")
         graded = _PENDING.get(student)
@@ -252,7 +252,7 @@ class Precomputed(Preprocessor):
                 mine.outputs = theirs.get("outputs", [])
                 mine.execution_count = theirs.get("execution_count")
         meta = graded.metadata.get("autograder_run", {})
-        from autograder.preprocess import notebook_metadata
+        from autograder.grade import notebook_metadata
 
         nb.metadata["autograder"] = notebook_metadata(meta.get("containment", ""), meta.get("flags", []),
                                                       meta.get("restarts", 0), meta.get("secret", ""))

@@ -25,11 +25,18 @@ import nbformat
 from nbformat import NotebookNode
 
 from autograder import course
+from autograder.errors import GradingError
 from autograder.repair import Repair, overwrite_from_source, repair_notebook
-from autograder.trusted import GradingError
 
 #: seconds a cell may run while grading (nbgrader: ``c.Execute.timeout`` in nbgrader_config.py)
 DEFAULT_TIMEOUT = 60
+
+
+def notebook_metadata(containment: str, flags: list[Any], restarts: int, secret: str) -> dict[str, Any]:
+    """What a trusted grading records under the graded notebook's ``autograder`` metadata (one shape for
+    ``nbgrader autograde`` and ``python -m autograder grade``)."""
+    return {"containment": containment, "review": bool(flags), "flags": flags, "worker_restarts": restarts,
+            "secret": secret}
 
 
 # --- nbgrader's scoring rules, re-implemented (tests/test_grade.py compares with nbgrader) ---

@@ -18,13 +18,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 
 from autograder import course, sandbox, trusted
-
-
-def notebook_metadata(containment: str, flags: list[Any], restarts: int, secret: str) -> dict[str, Any]:
-    """What a trusted grading records under the graded notebook's ``autograder`` metadata (one shape for
-    ``nbgrader autograde`` and ``python -m autograder grade``)."""
-    return {"containment": containment, "review": bool(flags), "flags": flags, "worker_restarts": restarts,
-            "secret": secret}
+from autograder.grade import notebook_metadata
 
 
 class TrustedExecute(Execute):

@@ -48,6 +48,7 @@ from autograder import judge as judge_module
 from autograder import sandbox
 from autograder.checks._core import Exercise
 from autograder.checks._plain import PlainDataError, dumps, loads
+from autograder.errors import GradingError
 from autograder.screen import ALLOWED_MODULES, COMMON_MODULE_NAMES, Finding, Screen
 from autograder.worker import write_frame
 
@@ -73,10 +74,6 @@ FAIL_MARK = "\u2718"
 #: errors of a course (trusted) cell that mean the grading environment is broken, not the answer
 ENVIRONMENT_ERRORS = ("ModuleNotFoundError", "ImportError", "PermissionError")
 PASS_MARK = "\u2714"
-
-
-class GradingError(RuntimeError):
-    """The notebook cannot be graded at all (no course, no source tests, no sandbox): a one-line reason."""
 
 
 class TestCellError(ValueError):
