@@ -115,7 +115,6 @@ def serve(sock: socket.socket) -> int:
                 os.close(fd)
             sock.sendall((0).to_bytes(8, "big"))
             continue
-        _import_here(preload)
         pid = os.fork()
         if pid == 0:
             code = 1
@@ -127,19 +126,6 @@ def serve(sock: socket.socket) -> int:
         for fd in fds:
             os.close(fd)
         sock.sendall(pid.to_bytes(8, "big"))
-
-
-def _import_here(modules: list[str]) -> None:
-    """Import a request's check modules in the server once, so that every later judge forks with them: only
-    the lessons this grading process grades (all eleven cost a server 1.4 s more, torchvision among them).
-    They hold no hidden value at import (``checks.import_lessons``). One that fails to import is the judge's
-    to report: it imports it again."""
-    for name in modules:
-        if name.startswith("autograder.checks.") and name not in sys.modules:
-            try:
-                importlib.import_module(name)
-            except Exception:  # noqa: BLE001, S112 - reported by the judge that needs it
-                continue
 
 
 def _forked_judge(fds: list[int], preload: list[str], secret: str, env: dict[str, str] | None, debug: bool) -> int:
@@ -187,7 +173,9 @@ if __name__ == "__main__":
         import torch  # what every judge needs, imported once per grading process
 
         torch.set_num_threads(1)
+        from autograder import checks
         from autograder.worker import read_frame  # noqa: F401
 
+        checks.import_lessons()
         raise SystemExit(serve(socket.socket(fileno=int(sys.argv[2]))))
     raise SystemExit(main(sys.argv[1:]))

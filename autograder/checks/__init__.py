@@ -5,10 +5,9 @@ import pkgutil
 
 
 def import_lessons() -> None:
-    """Import every lesson's check module once, in the sandbox template that forks workers (a lesson's costs a
-    fresh process 0.3 s otherwise; the judge server imports only the lessons it is asked for). They hold no
-    hidden value at import: those are drawn when a check runs, from the secret each judge is given (and
-    ``_secret.reset`` in every judge drops anything cached)."""
+    """Import every lesson's check module once, in a server that forks judges or workers (a lesson's costs a
+    fresh process 0.3 s otherwise). They hold no hidden value at import: those are drawn when a check runs,
+    from the secret each judge is given (and ``_secret.reset`` in every judge drops anything cached)."""
     for info in pkgutil.iter_modules(__path__):
         if info.name.startswith("lesson"):
             try:
