@@ -23,7 +23,6 @@ Not a test: prints tables. Targets on 2 cores (issue 23): ``--jobs 2`` at least 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -122,8 +121,8 @@ def breakdown(lesson: str, root: Path, repeats: int = 3) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
     timers = {"worker start": 0.0, "cells (op run)": 0.0, "probes (op probe)": 0.0, "judges": 0.0}
-    handle_init, handle_request, exercise_of = trusted.WorkerHandle.__init__, trusted.WorkerHandle.request, \
-        trusted.exercise_of
+    handle_init, handle_request, handle_judge = trusted.WorkerHandle.__init__, trusted.WorkerHandle.request, \
+        trusted.JudgeHandle.judge
 
     def init(self, *a, **k):
         t0 = time.perf_counter()
@@ -135,25 +134,18 @@ def breakdown(lesson: str, root: Path, repeats: int = 3) -> None:
         try:
             return handle_request(self, message, timeout)
         finally:
-            key = "probes (op probe)" if message.get("op") == "probe" else "cells (op run)"
-            timers[key] += time.perf_counter() - t0
+            op = message.get("op")
+            if op != "judge":  # a judge's request is timed whole by ``judge`` below
+                timers["probes (op probe)" if op == "probe" else "cells (op run)"] += time.perf_counter() - t0
 
-    def timed_exercise(call, search):
-        ex = exercise_of(call, search)
-        judge = ex.judge
-
-        def timed(cases, data):
-            t0 = time.perf_counter()
-            try:
-                return judge(cases, data)
-            finally:
-                timers["judges"] += time.perf_counter() - t0
+    def judge(self, *args, **kwargs):  # a judge process's verdict, as the grader waits for it
+        t0 = time.perf_counter()
         try:
-            return dataclasses.replace(ex, judge=timed)
-        except (TypeError, ValueError):
-            return ex
+            return handle_judge(self, *args, **kwargs)
+        finally:
+            timers["judges"] += time.perf_counter() - t0
 
-    trusted.WorkerHandle.__init__, trusted.WorkerHandle.request, trusted.exercise_of = init, request, timed_exercise
+    trusted.WorkerHandle.__init__, trusted.WorkerHandle.request, trusted.JudgeHandle.judge = init, request, judge
     totals = []
     try:
         grade_notebook(course.source_notebook(lesson, root), assignment=lesson, root=root)  # warm the caches
@@ -164,8 +156,8 @@ def breakdown(lesson: str, root: Path, repeats: int = 3) -> None:
             grade_notebook(course.source_notebook(lesson, root), assignment=lesson, root=root)
             totals.append(time.perf_counter() - t0)
     finally:
-        trusted.WorkerHandle.__init__, trusted.WorkerHandle.request, trusted.exercise_of = \
-            handle_init, handle_request, exercise_of
+        trusted.WorkerHandle.__init__, trusted.WorkerHandle.request, trusted.JudgeHandle.judge = \
+            handle_init, handle_request, handle_judge
     total = statistics.median(totals)
     print(f"where one submission's seconds go ({lesson}'s solution, containment {containment.kind}, "
           f"median of {repeats}):")
