@@ -668,51 +668,49 @@ def _grade_on(client: Any, assignment: str, todo: dict[str, tuple[Path, str]], r
     written: set[tuple[str, str]] = set()
     bar = tqdm(total=len(futures), unit="nb", disable=quiet, file=sys.stderr, dynamic_ncols=True)
     pending = as_completed(futures)
-    caches = contextlib.ExitStack()
-    caches.enter_context(nbgrader_write_caches())
-    try:
-        while not pending.is_empty():
-            interrupts.check()
-            done = pending.next_batch(block=False)
-            if not done:
-                time.sleep(0.2)  # poll: Ctrl-C must not land inside distributed's own waiting (see _Interrupts)
-                continue
-            for fut in done:
-                student, digest = futures[fut]
-                if (student, digest) in written:
+    with nbgrader_write_caches():  # the driver's writes: one engine, each schema checked once
+        try:
+            while not pending.is_empty():
+                interrupts.check()
+                done = pending.next_batch(block=False)
+                if not done:
+                    time.sleep(0.2)  # poll: Ctrl-C must not land inside distributed's own waiting (see _Interrupts)
                     continue
-                try:
-                    res = validate_result(fut.result(), student)
-                except Exception as err:  # noqa: BLE001 - one submission's failure must not stop the class
-                    msg = f"{type(err).__name__}: {str(err)[:300]}"
-                    result.failed[student] = msg
-                    say(status_line(student, None, 0, msg))
-                    bar.update()
-                    continue
-                with interrupts.critical():
-                    if res["error"] is not None:
-                        result.failed[student] = res["error"]
-                        say(status_line(student, None, res["seconds"], res["error"]))
-                    else:
-                        report = res["report"]
-                        report["notebook"] = str(todo[student][0])
-                        why = None if report.get("error") else write_to_gradebook(api, assignment, student, res)
-                        if report.get("error") or why:
-                            result.failed[student] = report.get("error") or why or ""
+                for fut in done:
+                    student, digest = futures[fut]
+                    if (student, digest) in written:
+                        continue
+                    try:
+                        res = validate_result(fut.result(), student)
+                    except Exception as err:  # noqa: BLE001 - one submission's failure must not stop the class
+                        msg = f"{type(err).__name__}: {str(err)[:300]}"
+                        result.failed[student] = msg
+                        say(status_line(student, None, 0, msg))
+                        bar.update()
+                        continue
+                    with interrupts.critical():
+                        if res["error"] is not None:
+                            result.failed[student] = res["error"]
+                            say(status_line(student, None, res["seconds"], res["error"]))
                         else:
-                            _write_json(ledger_path(root, assignment, student),
-                                        {"student": student, "assignment": assignment, "file_sha256": digest,
-                                         "course": expected, "host": res.get("host", ""),
-                                         "seconds": res.get("seconds", 0.0), "report": report})
-                            result.graded.append(student)
-                        written.add((student, digest))
-                        say(status_line(student, report, float(res.get("seconds", 0.0)), why,
-                                        "" if local else str(res.get("host", ""))))
-                bar.update()
-    except KeyboardInterrupt:
-        client.cancel(list(futures))
-        raise
-    finally:
-        caches.close()
-        bar.close()
-        result.phases["grading"] = time.perf_counter() - t_grading
+                            report = res["report"]
+                            report["notebook"] = str(todo[student][0])
+                            why = None if report.get("error") else write_to_gradebook(api, assignment, student, res)
+                            if report.get("error") or why:
+                                result.failed[student] = report.get("error") or why or ""
+                            else:
+                                _write_json(ledger_path(root, assignment, student),
+                                            {"student": student, "assignment": assignment, "file_sha256": digest,
+                                             "course": expected, "host": res.get("host", ""),
+                                             "seconds": res.get("seconds", 0.0), "report": report})
+                                result.graded.append(student)
+                            written.add((student, digest))
+                            say(status_line(student, report, float(res.get("seconds", 0.0)), why,
+                                            "" if local else str(res.get("host", ""))))
+                    bar.update()
+        except KeyboardInterrupt:
+            client.cancel(list(futures))
+            raise
+        finally:
+            bar.close()
+            result.phases["grading"] = time.perf_counter() - t_grading

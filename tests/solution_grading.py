@@ -57,11 +57,16 @@ def graded_together(lessons: tuple[str, ...], containment: str, threads: str | N
     return dict(zip(lessons, reports, strict=True)), proc.returncode
 
 
-def graded(lesson: str, containment: str, threads: str | None) -> tuple[dict, int]:
-    """(the report, the exit status): for a setting of ``SETTINGS``, one process grades every lesson (the
-    first test of the setting waits for it); any other setting grades ``lesson`` alone."""
+def _run_of(lesson: str, containment: str, threads: str | None) -> tuple[dict[str, dict], int]:
+    """The run that grades ``lesson`` under the setting: for a setting of ``SETTINGS``, one process grades every
+    lesson (the first test of the setting waits for it); any other setting grades ``lesson`` alone."""
     lessons = tuple(course.assignments()) if (containment, threads) in SETTINGS.values() else (lesson,)
-    reports, status = graded_together(lessons, containment, threads)
+    return graded_together(lessons, containment, threads)
+
+
+def graded(lesson: str, containment: str, threads: str | None) -> tuple[dict, int]:
+    """(the report, the run's exit status)."""
+    reports, status = _run_of(lesson, containment, threads)
     return reports[lesson], status
 
 
@@ -69,7 +74,8 @@ def assert_full_marks(lesson: str, containment: str, threads: str | None) -> Non
     """``lesson``'s solution scores full marks under the setting, graded with source tests, exit status 0."""
     if containment == "user" and os.geteuid() != 0:
         pytest.skip("the user containment needs a root grader")
-    report, status = graded(lesson, containment, threads)
+    reports, status = _run_of(lesson, containment, threads)
+    report = reports[lesson]
     failed = [f"{c['grade_id']}: {c['status']}: {c['message']}" for c in report["cells"]
               if c["points"] != c["max_points"]]
     assert not failed, failed
@@ -77,5 +83,4 @@ def assert_full_marks(lesson: str, containment: str, threads: str | None) -> Non
     assert report["containment"] == containment
     # the exit status is the whole run's: 0 when every notebook it graded has full marks (each lesson's
     # own test names a lesson that has not)
-    assert status == 0 or not all(r["full_marks"] for r in graded_together(
-        tuple(course.assignments()), containment, threads)[0].values()), status
+    assert status == 0 or not all(r["full_marks"] for r in reports.values()), status

@@ -23,11 +23,10 @@ pytestmark = pytest.mark.slow
 REPO = course.REPO_ROOT
 
 
-def _check(notebook: Path | list[Path], root: Path, *, threads: str | None, containment: str = "auto",
+def _check(notebook: Path, root: Path, *, threads: str | None, containment: str = "auto",
            python: str = sys.executable, cwd: Path | None = None, pythonpath: Path | None = None,
-           extra_env: dict[str, str] | None = None) -> dict | list:
-    """``check --json`` in a fresh process: one notebook's report, or the list for several (one process grades
-    them in turn: from the second on, its worker is forked from the sandbox template)."""
+           extra_env: dict[str, str] | None = None) -> dict:
+    """``check --json`` of one notebook in a fresh process: its report."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     if threads is not None:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = threads
@@ -35,8 +34,7 @@ def _check(notebook: Path | list[Path], root: Path, *, threads: str | None, cont
     env["AUTOGRADER_SECRET"] = "one-grade-test"  # hidden cases identical across runs
     env["PYTHONPATH"] = str(pythonpath or REPO)
     env.update(extra_env or {})
-    notebooks = [str(n) for n in (notebook if isinstance(notebook, list) else [notebook])]
-    proc = subprocess.run([python, "-m", "autograder", "check", *notebooks, "--json", "--course", str(root)],
+    proc = subprocess.run([python, "-m", "autograder", "check", str(notebook), "--json", "--course", str(root)],
                           capture_output=True, text=True, timeout=900, env=env, cwd=str(cwd or REPO))
     assert proc.stdout.strip(), proc.stderr[-2000:]
     return json.loads(proc.stdout)
