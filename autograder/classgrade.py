@@ -45,6 +45,22 @@ MAX_REPORT = 4 << 20
 #: how many times Dask may lose a worker while it grades one submission before giving up on it
 ALLOWED_FAILURES = 3
 SECRET_ENV = "AUTOGRADER_SECRET"
+#: Dask settings for a class run, given to the LocalCluster's processes (a ``dask worker`` of the instructor's
+#: takes the same as environment variables: README). Off: the workers' statistical profiler (a stack sample
+#: of every thread each 10 ms, for a dashboard nobody opens); slower: the event-loop tick (50 wake-ups a
+#: second per process) and the system monitor. Idle, two workers used 0.17 of a core with Dask's defaults
+#: and 0.02 with these (benchmarks/README.md): on 2 cores that was 8 CPU-seconds of a 55-second class run.
+DASK_CONFIG = {
+    "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+    "distributed.worker.daemon": False,  # a grading process starts its own (the sandbox template, the judges)
+    "distributed.admin.system-monitor.gil.enabled": False,
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+}
+#: those of DASK_CONFIG that cost a worker CPU time, for the README's ``dask worker`` (``worker_environ``)
+WORKER_SETTINGS = ("distributed.worker.profile.enabled", "distributed.admin.tick.interval",
+                   "distributed.admin.system-monitor.interval")
 
 
 class ClassGradingError(RuntimeError):
@@ -86,6 +102,13 @@ def course_fingerprint(assignment: str, root: str | os.PathLike[str] | None = No
             modules.update({p.name: p.read_bytes() for p in sorted(folder.glob("*.py"))})
     tests = _sha(iter(cells + [name.encode() + b"\0" + body for name, body in sorted(modules.items())]))
     return {"package": package, "tests": tests, "error": ""}
+
+
+def worker_environ() -> dict[str, str]:
+    """``DASK_CONFIG``'s settings as the environment variables a ``dask worker`` reads (the README's worker
+    command): what the driver gives its LocalCluster, for the instructor's own workers."""
+    return {"DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(DASK_CONFIG[key])
+            for key in WORKER_SETTINGS}
 
 
 def fingerprint_difference(mine: dict[str, str], theirs: dict[str, str]) -> str | None:
@@ -590,8 +613,7 @@ def _client(jobs: int | None, scheduler: str | None) -> Iterator[Any]:
     import dask
     from distributed import Client, LocalCluster
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
-                          "distributed.worker.daemon": False, "distributed.admin.system-monitor.gil.enabled": False}):
+    with dask.config.set(DASK_CONFIG):
         if scheduler:
             try:
                 client = Client(scheduler, timeout="10s")

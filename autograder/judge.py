@@ -5,7 +5,8 @@ process that never sees a student's object, only the plain data a probe returned
 validated by ``_plain``). Each judge is forked from the grading process's *judge server* (``serve``,
 ``python -P -m autograder.judge --server``), which imported torch once and never judges itself: a
 new judge costs milliseconds instead of a new interpreter's 1.5 CPU-seconds, and no state passes
-from one notebook's judge to the next. It imports the check module,
+from one notebook's judge to the next. The server imports a lesson's check module, and what its
+judges import, when the first request for that lesson arrives. It imports the check module,
 runs ``exercise.judge(cases, data)`` and replies with the verdict. Its limits are its own: one
 torch thread (the worker's setting, ``sandbox.NUMERIC_ENV``), an address-space limit, and the
 grader's CPU/wall-clock limit per judgement; a judge that runs past them costs that exercise only
@@ -93,6 +94,7 @@ def serve(sock: socket.socket) -> int:
     ``env``: the server's own is the grader's). The server exits when the grader closes the socket; its
     judges exit when the grader closes their request pipe.
     """
+    from autograder import checks
     from autograder.checks._plain import PlainDataError, loads
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the judges; the grader watches their pipes
@@ -115,6 +117,7 @@ def serve(sock: socket.socket) -> int:
                 os.close(fd)
             sock.sendall((0).to_bytes(8, "big"))
             continue
+        checks.import_lessons(preload, judge=True)  # once per lesson: its judges then import nothing
         pid = os.fork()
         if pid == 0:
             code = 1
@@ -170,12 +173,16 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--server"]:
-        import torch  # what every judge needs, imported once per grading process
+        import torch  # what every judge needs, imported once per grading process; a lesson's checks on
+        # its first request (``serve``): a class of lesson 01 never imports lesson 08's torchvision
 
         torch.set_num_threads(1)
         from autograder import checks
+        from autograder.checks import _core  # noqa: F401 - what every lesson's checks import
         from autograder.worker import read_frame  # noqa: F401
 
-        checks.import_lessons()
+        for module in checks.SERVER_IMPORTS:
+            importlib.import_module(module)
+
         raise SystemExit(serve(socket.socket(fileno=int(sys.argv[2]))))
     raise SystemExit(main(sys.argv[1:]))

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -567,9 +567,11 @@ class Template:
             cls._stop()
 
     @classmethod
-    def spawn(cls, workdir: Path, modules: list[str], fds: tuple[int, int]) -> Keeper:
+    def spawn(cls, workdir: Path, modules: list[str], fds: tuple[int, int],
+              imports: Sequence[str] = ()) -> Keeper:
         """A worker for ``workdir`` (a folder of ``root()``) serving the pipe ends ``fds`` (request read end,
-        reply write end), forked from the template."""
+        reply write end), forked from the template; ``modules``: the check modules it imports, ``imports``: the
+        lesson's own imports (the template imports both before it forks, once per lesson)."""
         from autograder.checks._plain import dumps
 
         status_r, status_w = os.pipe()
@@ -578,9 +580,9 @@ class Template:
                 for _attempt in (1, 2):
                     cls._ensure()
                     assert cls._sock is not None
+                    request = dumps({"work": workdir.name, "modules": modules, "imports": list(imports)})
                     try:
-                        socket.send_fds(cls._sock, [dumps({"work": workdir.name, "modules": modules})],
-                                        [*fds, status_w])
+                        socket.send_fds(cls._sock, [request], [*fds, status_w])
                         head, got, _, _ = socket.recv_fds(cls._sock, 64, 1)
                     except (OSError, ValueError):
                         head, got = b"", []

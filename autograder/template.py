@@ -3,11 +3,14 @@ namespaces of its own. Runs inside the bubblewrap sandbox; nothing here runs a s
 
 ``sandbox.Template`` starts it as ``python -P -m autograder.worker --template FD`` in a bubblewrap sandbox
 like a worker's, except that the folder bound in is the grading process's *works* folder (every
-submission's scratch folder, at ``WORKS_MOUNT``). It imports what every zygote imports (torch, the
-package's check modules, IPython, the notebooks' common modules), then serves requests over a SEQPACKET
-socket: plain data ``{"work": NAME, "modules": [...]}`` with three descriptors (the zygote's request read
-end, its reply write end, a status write end). For each it forks a *keeper* and replies with the keeper's
-pidfd. The keeper:
+submission's scratch folder, at ``WORKS_MOUNT``). It imports what every zygote imports (torch, IPython,
+the notebooks' common modules), then serves requests over a SEQPACKET socket: plain data ``{"work": NAME,
+"modules": [...], "imports": [...]}`` with three descriptors (the zygote's request read end, its reply write
+end, a status write end). It first imports what the request names and it has not imported yet: the lesson's
+check modules (``modules``) and the lesson's notebook's own imports (``imports``: the released notebook's,
+the same for every submission of a lesson, what its zygotes would import anyway), so that a class of one
+lesson pays for them once and never for another lesson's. Then it forks a *keeper* and replies with
+the keeper's pidfd. The keeper:
 
 1. enters new user, mount, PID, IPC and network namespaces (same uid; capabilities only inside them);
 2. binds ``WORKS_MOUNT/NAME`` at the work folder, mounts a fresh ``/tmp`` and ``/dev/shm``, covers
@@ -38,10 +41,11 @@ WORKS_MOUNT = "/home/student/.works"
 WORK_MOUNT = "/home/student/work"
 #: where a keeper builds its fresh /tmp before moving it over /tmp (an empty folder in the sandbox's root)
 _STAGE = "/home/student/.tmp"
-#: modules the notebooks import, imported once in the template (a zygote inherits them; each costs a fresh
-#: interpreter 0.1-0.5 s, matplotlib's font list most)
+#: modules every lesson's notebook imports, imported once in the template (a zygote inherits them; each costs a
+#: fresh interpreter 0.1-0.5 s, matplotlib's font list most). What only some lessons import (torchvision,
+#: 1.3 s with the ``torch._dynamo`` it pulls in) comes with the first request that names it (``imports``).
 COMMON_MODULES = ("numpy", "matplotlib", "matplotlib.pyplot", "IPython.core.interactiveshell", "ipywidgets", "tqdm",
-                  "torchvision", "torch.nn.functional", "torch.optim")
+                  "torch.nn.functional", "torch.optim")
 
 _CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWPID = 0x20000, 0x10000000, 0x20000000
 _CLONE_NEWIPC, _CLONE_NEWNET = 0x08000000, 0x40000000
@@ -51,6 +55,7 @@ _MS_NOATIME, _MS_NODIRATIME, _MS_RELATIME, _MS_STRICTATIME = 1024, 2048, 1 << 21
 _OPTION_FLAGS = {"nosuid": _MS_NOSUID, "nodev": _MS_NODEV, "noexec": _MS_NOEXEC, "noatime": _MS_NOATIME,
                  "nodiratime": _MS_NODIRATIME, "relatime": _MS_RELATIME, "strictatime": _MS_STRICTATIME}
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,7}")
 
 
 def _libc() -> ctypes.CDLL:
@@ -231,7 +236,6 @@ def serve(ctrl: int) -> int:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the grader's to handle
     worker.prepare([])
-    checks.import_lessons()
     for module in COMMON_MODULES:
         with contextlib.suppress(Exception):
             importlib.import_module(module)
@@ -254,13 +258,20 @@ def serve(ctrl: int) -> int:
         try:
             request = loads(message)
             name, modules = str(request["work"]), [str(m) for m in request["modules"]]
+            imports = [str(m) for m in request["imports"]]
         except (PlainDataError, KeyError, TypeError, ValueError):
-            name, modules = "", []
+            name, modules, imports = "", [], []
         if why or len(fds) != 3 or not _NAME.fullmatch(name) or not all(m.startswith("autograder.") for m in modules):
             for fd in fds:
                 os.close(fd)
             sock.sendall(b"refused")
             continue
+        # the lesson's check modules and its notebook's imports, once per lesson: its zygotes inherit them
+        checks.import_lessons(modules)
+        for module in imports:
+            if _MODULE.fullmatch(module):
+                with contextlib.suppress(Exception):  # the notebook's own cell fails the same way, and says why
+                    importlib.import_module(module)
         pid = os.fork()
         if pid == 0:
             code = 1

@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -207,12 +207,15 @@ def tree_cpu_seconds(pid: int) -> float:
 class WorkerHandle:
     """A running worker: send a request, wait for its reply with a deadline, kill it."""
 
-    def __init__(self, containment: sandbox.Containment, workdir: Path, preload: list[str]) -> None:
+    def __init__(self, containment: sandbox.Containment, workdir: Path, preload: list[str],
+                 lesson_imports: Sequence[str] = ()) -> None:
+        """``preload``: the check modules the worker imports; ``lesson_imports``: what the lesson's released
+        notebook imports (a template imports it once for every submission of the lesson)."""
         self.containment = containment
 
         def start(req_r: int, rep_w: int) -> subprocess.Popen | sandbox.Forked:
-            if containment.kind == "bwrap" and sandbox.Template.holds(workdir):
-                return sandbox.Template.spawn(workdir, preload, (req_r, rep_w))  # a fork of the template
+            if containment.kind == "bwrap" and sandbox.Template.holds(workdir):  # a fork of the template
+                return sandbox.Template.spawn(workdir, preload, (req_r, rep_w), lesson_imports)
             launch = sandbox.launch(containment, workdir, [str(req_r), str(rep_w), *preload])
             if containment.kind == "user":
                 for fd in (req_r, rep_w):
@@ -572,6 +575,10 @@ def grade_trusted(
                 continue  # its test cells say so
     imported = notebook_imports([nb.cells[i].source for i in code if i not in refused and i not in trusted],
                                 [nb.cells[i].source for i in code if i in trusted and i not in calls])
+    # what the lesson's released notebook imports (the same for every submission): a template imports it once
+    lesson_imports = [] if release is None else notebook_imports(
+        [c.source for c in release.cells if c.cell_type == "code" and _meta(c).get("solution")],
+        [c.source for c in release.cells if c.cell_type == "code" and not _meta(c).get("solution")])
 
     # 2. the judge process (starting now, while the worker starts) and the worker
     judges = Judges([m for m in preload if m.startswith("autograder.")])
@@ -585,7 +592,8 @@ def grade_trusted(
         last: Exception | None = None
         for attempt in range(3):
             try:
-                w = WorkerHandle(containment, where, [m for m in preload if m.startswith("autograder.")])
+                w = WorkerHandle(containment, where, [m for m in preload if m.startswith("autograder.")],
+                                 lesson_imports)
             except (WorkerDied, WorkerTimeout, OSError) as err:
                 last = err
                 time.sleep(1 + attempt)

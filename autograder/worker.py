@@ -470,7 +470,12 @@ def prepare(modules: list[str]) -> None:
     torch.set_num_threads(1)  # the judge computes with one thread too (sandbox.NUMERIC_ENV)
     for module in modules:
         importlib.import_module(module)
+    from autograder import checks
     from autograder.checks import _guard
+
+    for module in checks.SERVER_IMPORTS:  # what torch imports on first use: once here, not in every probe child
+        importlib.import_module(module)
+    checks.import_lessons(modules)  # and what it imports when these lessons' checks run
 
     _guard.warm()
 

@@ -227,9 +227,12 @@ def class_three_ways(lesson: str, n: int, tmp: Path) -> None:
         procs.append(subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                        "--no-dashboard"], env=e, start_new_session=True, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
-        for k in range(2):
+        from autograder.classgrade import worker_environ
+
+        for k in range(2):  # as the README starts them
             procs.append(subprocess.Popen(["dask", "worker", address, "--nthreads", "1", "--nworkers", "1",
-                                           "--no-dashboard", "--memory-limit", "0", "--name", f"w{k}"], env=e,
+                                           "--no-dashboard", "--memory-limit", "0", "--name", f"w{k}"],
+                                          env={**e, **worker_environ()},
                                           start_new_session=True, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL))
         from distributed import Client

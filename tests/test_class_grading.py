@@ -26,7 +26,7 @@ import nbformat
 import pytest
 from course_fixture import FIXTURE, build_course, colab_json, filled
 
-from autograder import course
+from autograder import classgrade, course
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("distributed")
@@ -209,7 +209,8 @@ def dask_run(classes):
     logs.mkdir()
 
     def start(name: str, argv: list[str], course_root: Path) -> subprocess.Popen:
-        p = subprocess.Popen(argv, cwd=course_root, env=_env(course_root), start_new_session=True,
+        env = {**_env(course_root), **classgrade.worker_environ()}  # the README's worker command
+        p = subprocess.Popen(argv, cwd=course_root, env=env, start_new_session=True,
                              stdout=open(logs / f"{name}.out", "w"), stderr=subprocess.STDOUT)
         procs.append(p)
         return p
@@ -376,3 +377,19 @@ def test_report_of_the_graded_class_names_its_mistakes(classes, dask_run):
     assert s.totals["right"] == 9 and s.totals["untouched"] == 0
     page = class_report.write_report(FIXTURE, root).read_text(encoding="utf-8")
     assert page.count("data:image/png;base64,") == 3 and "hostile-colab" in page
+
+
+def test_readme_worker_settings_are_the_local_clusters_as_dask_reads_them():
+    """The environment the README gives a ``dask worker`` is DASK_CONFIG's worker settings, read back by Dask's
+    own parser; the README names each variable."""
+    import dask.config
+
+    env = classgrade.worker_environ()
+    assert "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED" in env
+    with dask.config.set(dask.config.collect_env(env)):
+        read = {key: dask.config.get(key) for key in classgrade.WORKER_SETTINGS}
+    assert read == {key: classgrade.DASK_CONFIG[key] for key in classgrade.WORKER_SETTINGS}
+    assert read["distributed.worker.profile.enabled"] is False
+    readme = (course.REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    for name, value in env.items():
+        assert f"{name}={value}" in readme, name

@@ -1,16 +1,64 @@
 """One module per lesson (``lesson01``, ...), one ``check_<exercise>`` function per exercise."""
 
+from __future__ import annotations
+
+import ast
+import contextlib
 import importlib
+import importlib.util
 import pkgutil
+from collections.abc import Iterable
+
+#: what torch imports the first time a check computes a shape on the meta device or fails a ``torch._check``
+#: (``symbolic_shapes``, with sympy: 0.45 s): a server imports it at start, so no fork pays for it
+SERVER_IMPORTS = ("torch.fx.experimental.symbolic_shapes",)
+_imported: set[tuple[str, bool]] = set()  # (module, with its judges' imports) done in this process
 
 
-def import_lessons() -> None:
-    """Import every lesson's check module once, in a server that forks judges or workers (a lesson's costs a
-    fresh process 0.3 s otherwise). They hold no hidden value at import: those are drawn when a check runs,
-    from the secret each judge is given (and ``_secret.reset`` in every judge drops anything cached)."""
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("lesson"):
-            try:
-                importlib.import_module(f"{__name__}.{info.name}")
-            except Exception:  # noqa: BLE001 - the process that needs it imports it again and says why
-                pass
+def lesson_modules() -> list[str]:
+    """The package's lesson check modules (``autograder.checks.lesson01``, ...)."""
+    return [f"{__name__}.{i.name}" for i in pkgutil.iter_modules(__path__) if i.name.startswith("lesson")]
+
+
+def _judge_imports(module: str) -> list[str]:
+    """What ``module``'s functions import when they run (a judge's ``from dcgan_ref import ...``): the
+    imports in its source below module level, absolute ones only."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return []
+    with open(spec.origin, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    top = set(tree.body)
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if node in top:
+            continue
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:  # what it names may be a module
+            names += [node.module, *(f"{node.module}.{a.name}" for a in node.names if a.name != "*")]
+    return sorted(set(names))
+
+
+def import_lessons(names: Iterable[str] | None = None, *, judge: bool = False) -> None:
+    """Import lesson check modules once in a server that forks judges or workers, so that no fork imports
+    them again (a lesson's costs a fresh process 0.3 s, lesson 08's torchvision 1.3 s): ``names`` (those
+    that are this package's lesson modules; others are ignored), or every lesson's, each with the modules
+    torch imports when its checks run (its ``SERVER_IMPORTS``). ``judge``: also what its functions import
+    (``dcgan_ref``'s modules), which a judge needs and a student's worker must not hold. A server asked
+    only for lesson 01 never pays for lesson 08's imports. They hold no hidden value at import: those are
+    drawn when a check runs, from the secret each judge is given (and ``_secret.reset`` in every judge
+    drops anything cached)."""
+    known = lesson_modules()
+    for name in known if names is None else [n for n in names if n in known]:
+        if (name, judge) in _imported:
+            continue
+        _imported.add((name, judge))
+        try:
+            module = importlib.import_module(name)
+        except Exception:  # noqa: BLE001, S112 - the forked process imports it again and says why
+            continue
+        extra = [str(m) for m in getattr(module, "SERVER_IMPORTS", ()) if type(m) is str]
+        for other in extra + (_judge_imports(name) if judge else []):
+            with contextlib.suppress(Exception):
+                importlib.import_module(other)

@@ -60,6 +60,10 @@ from ._secret import hidden_seed
 # ulps; 1e-5 relative also covers a different summation order.
 LOSS_RTOL, LOSS_ATOL = 1e-5, 1e-6
 
+#: what torch imports the first time a check here builds an optimizer (``torch._dynamo``, 1.3 s, through
+#: ``Optimizer.add_param_group``): a judge server or template imports it with this module (``import_lessons``)
+SERVER_IMPORTS = ("torch._dynamo",)
+
 INTEGER_LABELS = (
     "integer labels given to BCE: torch.full((N,), 1) and torch.tensor([1, 0]) make int64 tensors, and "
     "BCELoss needs float targets. Use torch.ones_like(d_real) / torch.zeros_like(d_fake), or "
