@@ -163,11 +163,18 @@ def main(argv: list[str]) -> int:
         importlib.import_module(name)
     _limit_memory()
     write_frame(wfd, dumps({"op": "ready"}))
+    debug = bool(os.environ.get("AUTOGRADER_DEBUG"))
     while True:
         frame = read_frame(rfd)
         if frame is None:
             return 0
-        reply = judge_one(loads(frame))
+        loaded = set(sys.modules) if debug else set()
+        request = loads(frame)
+        reply = judge_one(request)
+        if debug:
+            from autograder import checks
+
+            checks.report_run_time_imports(loaded, f"judge {request.get('module')}.{request.get('function')}")
         write_frame(wfd, dumps({"op": "judge", "status": str(reply["status"]), "message": str(reply["message"])}))
 
 

@@ -45,7 +45,7 @@ _STAGE = "/home/student/.tmp"
 #: fresh interpreter 0.1-0.5 s, matplotlib's font list most). What only some lessons import (torchvision,
 #: 1.3 s with the ``torch._dynamo`` it pulls in) comes with the first request that names it (``imports``).
 COMMON_MODULES = ("numpy", "matplotlib", "matplotlib.pyplot", "IPython.core.interactiveshell", "ipywidgets", "tqdm",
-                  "torch.nn.functional", "torch.optim")
+                  "torch.nn.functional", "torch.optim", "IPython.core.pylabtools", "matplotlib_inline.backend_inline")
 
 _CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWPID = 0x20000, 0x10000000, 0x20000000
 _CLONE_NEWIPC, _CLONE_NEWNET = 0x08000000, 0x40000000

@@ -431,6 +431,7 @@ def _serve_probe(wfd: int, worker: Worker, request: dict[str, Any]) -> None:
     not_dumpable()
     armed = deny_new_tasks()
     debug = os.environ.get("AUTOGRADER_DEBUG")
+    loaded = set(sys.modules) if debug else set()
     before = machinery_snapshot()
     for cell in request.get("cells", []):
         t0 = time.perf_counter()
@@ -447,6 +448,10 @@ def _serve_probe(wfd: int, worker: Worker, request: dict[str, Any]) -> None:
         reply = worker.probe(request["module"], request["function"], list(request["names"]), request["cases"])
         if debug:
             print(f"probe {request['function']} {time.perf_counter() - t0:.2f}s", file=sys.__stderr__)
+    if debug:
+        from autograder import checks
+
+        checks.report_run_time_imports(loaded, f"probe {request.get('module')}.{request.get('function')}")
     reply["nonce"] = request.get("nonce")
     reply["armed"] = armed
     # never let the student's objects reach the wire: only what to_plain made of them

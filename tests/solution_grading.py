@@ -40,33 +40,46 @@ def grade_of(report: dict) -> list:
     return [(c["grade_id"], c["points"], c["status"], c["message"]) for c in report["cells"]] + [report["error"]]
 
 
+#: the lessons whose checks or notebooks import torchvision (and with it torch._dynamo and sympy) are graded
+#: last in a run: a grading process's servers keep what they imported, so a lesson graded after them would
+#: not show what it imports itself at run time (``run_time_imports``)
+IMPORT_MOST = ("08", "10", "00")
+
+
 @functools.cache
-def graded_together(lessons: tuple[str, ...], containment: str, threads: str | None) -> tuple[dict[str, dict], int]:
-    """({lesson: its ``--json`` report}, the exit status) of one ``autograder check`` of the solution notebooks."""
+def graded_together(lessons: tuple[str, ...], containment: str, threads: str | None) -> tuple[dict[str, dict], int,
+                                                                                                tuple[str, ...]]:
+    """({lesson: its ``--json`` report}, the exit status, the debug lines of modules a probe child or a judge
+    imported while it ran) of one ``autograder check`` of the solution notebooks, with ``AUTOGRADER_DEBUG``."""
     env = {k: v for k, v in course.tool_env().items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     if threads is not None:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = threads
     env["AUTOGRADER_SANDBOX"] = containment
     env["AUTOGRADER_SECRET"] = SECRET
+    env["AUTOGRADER_DEBUG"] = "1"  # diagnostics on stderr only: the grades are those of any run
     cmd = [sys.executable, "-m", "autograder", "check", *(str(course.source_notebook(a)) for a in lessons), "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900 * len(lessons))
     assert proc.stdout.strip(), proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     reports = out if isinstance(out, list) else [out]
     assert len(reports) == len(lessons), proc.stderr[-3000:]
-    return dict(zip(lessons, reports, strict=True)), proc.returncode
+    imports = tuple(ln for ln in proc.stderr.splitlines() if "imported while it ran" in ln)
+    return dict(zip(lessons, reports, strict=True)), proc.returncode, imports
 
 
-def _run_of(lesson: str, containment: str, threads: str | None) -> tuple[dict[str, dict], int]:
+def run_of(lesson: str, containment: str, threads: str | None) -> tuple[dict[str, dict], int, tuple[str, ...]]:
     """The run that grades ``lesson`` under the setting: for a setting of ``SETTINGS``, one process grades every
     lesson (the first test of the setting waits for it); any other setting grades ``lesson`` alone."""
-    lessons = tuple(course.assignments()) if (containment, threads) in SETTINGS.values() else (lesson,)
+    if (containment, threads) in SETTINGS.values():
+        lessons = tuple(sorted(course.assignments(), key=lambda a: (a[:2] in IMPORT_MOST, a)))
+    else:
+        lessons = (lesson,)
     return graded_together(lessons, containment, threads)
 
 
 def graded(lesson: str, containment: str, threads: str | None) -> tuple[dict, int]:
     """(the report, the run's exit status)."""
-    reports, status = _run_of(lesson, containment, threads)
+    reports, status, _ = run_of(lesson, containment, threads)
     return reports[lesson], status
 
 
@@ -74,7 +87,7 @@ def assert_full_marks(lesson: str, containment: str, threads: str | None) -> Non
     """``lesson``'s solution scores full marks under the setting, graded with source tests, exit status 0."""
     if containment == "user" and os.geteuid() != 0:
         pytest.skip("the user containment needs a root grader")
-    reports, status = _run_of(lesson, containment, threads)
+    reports, status, _ = run_of(lesson, containment, threads)
     report = reports[lesson]
     failed = [f"{c['grade_id']}: {c['status']}: {c['message']}" for c in report["cells"]
               if c["points"] != c["max_points"]]

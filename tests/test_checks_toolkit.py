@@ -461,3 +461,21 @@ def test_an_earlier_exercise_used_through_a_helper_is_substituted_too():
                        "def later(x):\n    return helper(x) + 1\n")
     message = judge_cascade(_runs(space), _grade, "later", [DOUBLE])
     assert message.startswith("later is right.") and "fix exercise 1 (double) first" in message, message
+
+
+def test_a_server_asked_for_one_lesson_imports_its_checks_and_their_imports_not_another_lessons():
+    """``import_lessons`` in a fresh process, as a judge server for a class of lesson 01 runs it: lesson 01's
+    checks and what its judges import (dcgan_ref.models), and nothing of lesson 08's
+    (dcgan_ref.train, torchvision and the torch._dynamo it pulls in: 2 s a server)."""
+    import subprocess
+
+    code = ("import sys, torch; from autograder import checks; "
+            "checks.import_lessons(['autograder.checks.lesson01', 'not.a.lesson'], judge=True); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dcgan_ref', 'torchvision', 'autograder') "
+            "or m == 'torch._dynamo'))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = set(ast.literal_eval(proc.stdout.strip().splitlines()[-1]))
+    assert {"autograder.checks.lesson01", "dcgan_ref.models"} <= loaded
+    assert not loaded & {"autograder.checks.lesson08", "dcgan_ref.train", "torchvision", "torch._dynamo", "not"}

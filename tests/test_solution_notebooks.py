@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from solution_grading import SETTINGS, assert_full_marks, grade_of, graded
+from solution_grading import SETTINGS, assert_full_marks, grade_of, graded, run_of
 
 from autograder import course
 
@@ -29,6 +29,15 @@ BWRAP = "bwrap, threads unset"  # the other setting: tests/test_solution_noteboo
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_solution_scores_full_marks(lesson, setting):
     assert_full_marks(lesson, *SETTINGS[setting])
+
+
+def test_no_probe_child_or_judge_imports_a_module_while_it_runs():
+    """Every fork (a probe child, a judge) finds what it imports already imported by its server: the lesson's
+    checks, what its functions and its course cells import, and its ``SERVER_IMPORTS`` (what torch or a course
+    cell imports on first use: torch._dynamo through an optimizer, sklearn's digits). Otherwise every
+    submission pays for it again (0.4 s of sympy in each judge, 0.8 s of sklearn in each probe child, once)."""
+    _, _, imports = run_of(LESSONS[0], *SETTINGS[BWRAP])
+    assert not imports, "\n".join(imports[:10])
 
 
 # --- one grade per notebook (issue 21), on the real lessons where it once differed; the fixture

@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import importlib.util
 import pkgutil
+import sys
 from collections.abc import Iterable
 
 #: what torch imports the first time a check computes a shape on the meta device or fails a ``torch._check``
@@ -62,3 +63,12 @@ def import_lessons(names: Iterable[str] | None = None, *, judge: bool = False) -
         for other in extra + (_judge_imports(name) if judge else []):
             with contextlib.suppress(Exception):
                 importlib.import_module(other)
+
+
+def report_run_time_imports(before: set[str], where: str) -> None:
+    """``AUTOGRADER_DEBUG``'s line for a course author: the modules a probe child or a judge imported while it
+    ran (each fork pays for them again: a lesson's ``SERVER_IMPORTS`` lists them). Silent when there are none."""
+    new = sorted(set(sys.modules) - before)
+    if new:
+        print(f"autograder {where}: imported while it ran: {', '.join(new[:8])}{' ...' if len(new) > 8 else ''} "
+              "(list them in the lesson's SERVER_IMPORTS)", file=sys.__stderr__, flush=True)

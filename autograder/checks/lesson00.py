@@ -102,6 +102,9 @@ def _to_gan_hint(out: torch.Tensor, img: np.ndarray, expected: torch.Tensor) -> 
     ], rtol=0, atol=1e-5) or "pixel p in [0, 255] should become p / 127.5 - 1 (0 -> -1, 255 -> 1)"
 
 
+#: what a judge here imports at run time (PIL opens its image plugins on first use): imported with this module by
+#: the judge server, not by every judge (``checks.import_lessons``)
+SERVER_IMPORTS = ("PIL.ImageFile",)
 KINDS = ("one image, a numpy array", "a batch, a numpy array", "one image, a torch tensor", "a batch, a torch tensor")
 
 

@@ -60,9 +60,11 @@ from ._secret import hidden_seed
 # ulps; 1e-5 relative also covers a different summation order.
 LOSS_RTOL, LOSS_ATOL = 1e-5, 1e-6
 
-#: what torch imports the first time a check here builds an optimizer (``torch._dynamo``, 1.3 s, through
-#: ``Optimizer.add_param_group``): a judge server or template imports it with this module (``import_lessons``)
-SERVER_IMPORTS = ("torch._dynamo",)
+#: what runs import on first use here, imported with this module by a judge server or sandbox template
+#: (``checks.import_lessons``) so that no judge or probe child pays for it again: torch the first time a
+#: check builds an optimizer (``torch._dynamo``, 1.3 s, through ``Optimizer.add_param_group``); the
+#: notebook's course cells when they load the digits (``sklearn.datasets`` and its data, 0.8 s in every probe child)
+SERVER_IMPORTS = ("torch._dynamo", "sklearn.datasets", "sklearn.datasets.data", "sklearn.datasets.descr")
 
 INTEGER_LABELS = (
     "integer labels given to BCE: torch.full((N,), 1) and torch.tensor([1, 0]) make int64 tensors, and "

@@ -36,6 +36,10 @@ from ._core import (
 )
 from ._plain import marker, type_name
 
+#: what the notebook's course cells import when they run (``dcgan_ref.fid``, through ``dcgan_ref.evaluate``):
+#: a sandbox template imports it with this module, not every probe child (``checks.import_lessons``)
+SERVER_IMPORTS = ("dcgan_ref.fid",)
+
 # --------------------------------------------------------------------------- Fréchet distance
 
 # Inputs are float64 and well conditioned (eigenvalues of each covariance in [0.1, ~4]); any
