@@ -45,7 +45,7 @@ _STAGE = "/home/student/.tmp"
 #: fresh interpreter 0.1-0.5 s, matplotlib's font list most). What only some lessons import (torchvision,
 #: 1.3 s with the ``torch._dynamo`` it pulls in) comes with the first request that names it (``imports``).
 COMMON_MODULES = ("numpy", "matplotlib", "matplotlib.pyplot", "IPython.core.interactiveshell", "ipywidgets", "tqdm",
-                  "torch.nn.functional", "torch.optim", "IPython.core.pylabtools", "matplotlib_inline.backend_inline")
+                  "torch.nn.functional", "torch.optim")
 
 _CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWPID = 0x20000, 0x10000000, 0x20000000
 _CLONE_NEWIPC, _CLONE_NEWNET = 0x08000000, 0x40000000
@@ -218,15 +218,26 @@ def _can_isolate() -> str:
     return why
 
 
-def _warm_matplotlib() -> None:
-    """Draw one figure and close it: the font and the renderer load on first use (0.13 s a zygote otherwise).
-    Nothing of it stays open, so a notebook's first figure is number 1 as in a fresh process."""
+_warmed = False  # in this process or the one it was forked from
+
+
+def warm_matplotlib() -> None:
+    """Draw one figure and close it, and import IPython's inline backend: the font, the renderer and the backend
+    load on first use (0.13 s, in every probe child otherwise). Once per process (a fork inherits it); the
+    template does it at start, a zygote started on its own after importing the notebook's modules. Nothing of
+    it stays open, so a notebook's first figure is number 1 as in a fresh process."""
+    global _warmed
+    if _warmed:
+        return
+    _warmed = True
     import matplotlib.pyplot as plt
 
     fig = plt.figure(figsize=(1, 1))
     fig.text(0.5, 0.5, "warm")
     fig.canvas.draw()
     plt.close("all")
+    for module in ("IPython.core.pylabtools", "matplotlib_inline.backend_inline"):
+        importlib.import_module(module)
 
 
 def serve(ctrl: int) -> int:
@@ -240,7 +251,7 @@ def serve(ctrl: int) -> int:
         with contextlib.suppress(Exception):
             importlib.import_module(module)
     with contextlib.suppress(Exception):
-        _warm_matplotlib()
+        warm_matplotlib()
     sock = socket.socket(fileno=ctrl)
     why = _can_isolate()
     sock.sendall(dumps({"op": "ready", "why": why}))
