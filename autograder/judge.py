@@ -6,7 +6,7 @@ validated by ``_plain``). Each judge is forked from the grading process's *judge
 ``python -P -m autograder.judge --server``), which imported torch once and never judges itself: a
 new judge costs milliseconds instead of a new interpreter's 1.5 CPU-seconds, and no state passes
 from one notebook's judge to the next. The server imports a lesson's check module, and what its
-judges import, when the first request for that lesson arrives. It imports the check module,
+judges import, when the first request for that lesson arrives. A judge looks up the check module,
 runs ``exercise.judge(cases, data)`` and replies with the verdict. Its limits are its own: one
 torch thread (the worker's setting, ``sandbox.NUMERIC_ENV``), an address-space limit, and the
 grader's CPU/wall-clock limit per judgement; a judge that runs past them costs that exercise only

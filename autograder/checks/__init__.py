@@ -46,7 +46,7 @@ def import_lessons(names: Iterable[str] | None = None, *, judge: bool = False) -
     them again (a lesson's costs a fresh process 0.3 s, lesson 08's torchvision 1.3 s): ``names`` (those
     that are this package's lesson modules; others are ignored), or every lesson's, each with the modules
     torch imports when its checks run (its ``SERVER_IMPORTS``). ``judge``: also what its functions import
-    (``dcgan_ref``'s modules), which a judge needs and a student's worker must not hold. A server asked
+    (``dcgan_ref``'s reference modules), which a judge needs and a student's worker does not. A server asked
     only for lesson 01 never pays for lesson 08's imports. They hold no hidden value at import: those are
     drawn when a check runs, from the secret each judge is given (and ``_secret.reset`` in every judge
     drops anything cached)."""
