@@ -218,28 +218,6 @@ def _can_isolate() -> str:
     return why
 
 
-_warmed = False  # in this process or the one it was forked from
-
-
-def warm_matplotlib() -> None:
-    """Draw one figure and close it, and import IPython's inline backend: the font, the renderer and the backend
-    load on first use (0.13 s, in every probe child otherwise). Once per process (a fork inherits it); the
-    template does it at start, a zygote started on its own after importing the notebook's modules. Nothing of
-    it stays open, so a notebook's first figure is number 1 as in a fresh process."""
-    global _warmed
-    if _warmed:
-        return
-    _warmed = True
-    import matplotlib.pyplot as plt
-
-    fig = plt.figure(figsize=(1, 1))
-    fig.text(0.5, 0.5, "warm")
-    fig.canvas.draw()
-    plt.close("all")
-    for module in ("IPython.core.pylabtools", "matplotlib_inline.backend_inline"):
-        importlib.import_module(module)
-
-
 def serve(ctrl: int) -> int:
     """The template's loop (``worker.main --template``): import once, then fork a keeper per request."""
     from autograder import checks, worker
@@ -251,7 +229,7 @@ def serve(ctrl: int) -> int:
         with contextlib.suppress(Exception):
             importlib.import_module(module)
     with contextlib.suppress(Exception):
-        warm_matplotlib()
+        worker.warm_matplotlib()
     sock = socket.socket(fileno=ctrl)
     why = _can_isolate()
     sock.sendall(dumps({"op": "ready", "why": why}))

@@ -463,6 +463,28 @@ def _serve_probe(wfd: int, worker: Worker, request: dict[str, Any]) -> None:
     write_frame(wfd, payload)
 
 
+_warmed = False  # in this process or the one it was forked from
+
+
+def warm_matplotlib() -> None:
+    """Draw one figure and close it, and import IPython's inline backend: the font, the renderer and the backend
+    load on first use (0.13 s, in every probe child otherwise). Once per process (a fork inherits it); the
+    template does it at start, a zygote started on its own after importing the notebook's modules. Nothing of
+    it stays open, so a notebook's first figure is number 1 as in a fresh process."""
+    global _warmed
+    if _warmed:
+        return
+    _warmed = True
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(1, 1))
+    fig.text(0.5, 0.5, "warm")
+    fig.canvas.draw()
+    plt.close("all")
+    for module in ("IPython.core.pylabtools", "matplotlib_inline.backend_inline"):
+        importlib.import_module(module)
+
+
 def prepare(modules: list[str]) -> None:
     """What every zygote needs before any student code: limits, not dumpable, no work folder on the path,
     torch with one thread, the check modules, the guards entered once."""
@@ -478,9 +500,7 @@ def prepare(modules: list[str]) -> None:
     from autograder import checks
     from autograder.checks import _guard
 
-    for module in checks.SERVER_IMPORTS:  # what torch imports on first use: once here, not in every probe child
-        importlib.import_module(module)
-    checks.import_lessons(modules)  # and what it imports when these lessons' checks run
+    checks.import_lessons(modules)  # what torch and these checks import when they run: not in every probe child
 
     _guard.warm()
 
@@ -520,10 +540,8 @@ def serve_zygote(rfd: int, wfd: int) -> int:
                 with contextlib.suppress(Exception):
                     importlib.import_module(str(name))
             if "matplotlib.pyplot" in sys.modules:  # as the template does at start: not in every probe child
-                from autograder import template
-
                 with contextlib.suppress(Exception):
-                    template.warm_matplotlib()
+                    warm_matplotlib()
             write_frame(wfd, dumps({"op": "preload"}))
         else:
             return 0

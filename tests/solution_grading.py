@@ -42,7 +42,7 @@ def grade_of(report: dict) -> list:
 
 #: the lessons whose checks or notebooks import torchvision (and with it torch._dynamo and sympy) are graded
 #: last in a run: a grading process's servers keep what they imported, so a lesson graded after them would
-#: not show what it imports itself at run time (``run_time_imports``)
+#: not show what it imports itself at run time (``graded_together``'s third value)
 IMPORT_MOST = ("08", "10", "00")
 
 

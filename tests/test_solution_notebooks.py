@@ -35,7 +35,8 @@ def test_no_probe_child_or_judge_imports_a_module_while_it_runs():
     """Every fork (a probe child, a judge) finds what it imports already imported by its server: the lesson's
     checks, what its functions and its course cells import, and its ``SERVER_IMPORTS`` (what torch or a course
     cell imports on first use: torch._dynamo through an optimizer, sklearn's digits). Otherwise every
-    submission pays for it again (0.4 s of sympy in each judge, 0.8 s of sklearn in each probe child, once)."""
+    submission pays for it again (lesson 01's judges paid 0.4 s each for sympy, lesson 07's probe children 0.8 s
+    each for sklearn)."""
     _, _, imports = run_of(LESSONS[0], *SETTINGS[BWRAP])
     assert not imports, "\n".join(imports[:10])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import importlib
 import importlib.util
 import pkgutil
@@ -11,14 +12,16 @@ import sys
 from collections.abc import Iterable
 
 #: what torch imports the first time a check computes a shape on the meta device or fails a ``torch._check``
-#: (``symbolic_shapes``, with sympy: 0.45 s): a server imports it at start, so no fork pays for it
+#: (``symbolic_shapes``, with sympy: 0.45 s), whichever the lesson: ``import_lessons`` imports it on every call
 SERVER_IMPORTS = ("torch.fx.experimental.symbolic_shapes",)
 _imported: set[tuple[str, bool]] = set()  # (module, with its judges' imports) done in this process
 
 
-def lesson_modules() -> list[str]:
-    """The package's lesson check modules (``autograder.checks.lesson01``, ...)."""
-    return [f"{__name__}.{i.name}" for i in pkgutil.iter_modules(__path__) if i.name.startswith("lesson")]
+@functools.cache
+def lesson_modules() -> tuple[str, ...]:
+    """The package's lesson check modules (``autograder.checks.lesson01``, ...); listed once per process (a server
+    asks on every request)."""
+    return tuple(f"{__name__}.{i.name}" for i in pkgutil.iter_modules(__path__) if i.name.startswith("lesson"))
 
 
 def _judge_imports(module: str) -> list[str]:
@@ -45,11 +48,14 @@ def import_lessons(names: Iterable[str] | None = None, *, judge: bool = False) -
     """Import lesson check modules once in a server that forks judges or workers, so that no fork imports
     them again (a lesson's costs a fresh process 0.3 s, lesson 08's torchvision 1.3 s): ``names`` (those
     that are this package's lesson modules; others are ignored), or every lesson's, each with the modules
-    torch imports when its checks run (its ``SERVER_IMPORTS``). ``judge``: also what its functions import
-    (``dcgan_ref``'s reference modules), which a judge needs and a student's worker does not. A server asked
-    only for lesson 01 never pays for lesson 08's imports. They hold no hidden value at import: those are
-    drawn when a check runs, from the secret each judge is given (and ``_secret.reset`` in every judge
-    drops anything cached)."""
+    torch imports when its checks run (its ``SERVER_IMPORTS``, and this package's for every lesson).
+    ``judge``: also what its functions import (``dcgan_ref``'s reference modules), which a judge needs and
+    a student's worker does not. A server asked only for lesson 01 never pays for lesson 08's imports.
+    They hold no hidden value at import: those are drawn when a check runs, from the secret each judge is
+    given (and ``_secret.reset`` in every judge drops anything cached)."""
+    for module in SERVER_IMPORTS:  # a dictionary lookup after the first call
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
     known = lesson_modules()
     for name in known if names is None else [n for n in names if n in known]:
         if (name, judge) in _imported:
