@@ -7,8 +7,8 @@ one notebook on its worker machine with ``grade.grade_notebook`` (the student's 
 machine's sandbox, the judges in the task's process) and returns plain data: the report, the
 graded notebook's JSON, where it ran. Dask retries a task whose worker died (the scheduler's
 ``allowed-failures``); the driver alone writes the gradebook, once per student and file hash,
-through nbgrader's own ``autograde`` with ``Precomputed`` in place of the executing preprocessor,
-so the gradebook, ``nbgrader export`` and ``generate_feedback`` are nbgrader's. Every worker first
+through nbgrader's own ``autograde`` with ``precomputed.Precomputed`` in place of the executing
+preprocessor, so the gradebook, ``nbgrader export`` and ``generate_feedback`` are nbgrader's. Every worker first
 proves it has the same course (``CourseCheck``); one with another course is refused.
 
 A rerun continues: a submission whose file hash and course are those of a grade already written
@@ -36,6 +36,7 @@ from typing import Any
 
 from autograder import course
 
+course.skip_unused_imports()  # a Dask worker's first import of the package: before its first task imports nbformat
 #: where the driver keeps one JSON per graded submission (report, file hash, course), and the HTML report
 REPORTS_DIR = Path(course.GRADER_DIR) / "reports"
 #: the largest graded notebook a task may send back (bytes of JSON)
@@ -161,6 +162,16 @@ class CourseCheck(WorkerPlugin):
                 "autograder: worker %s refused: another course (%s)", worker.address, why)
             worker.loop.add_callback(worker.close, nanny=True, reason="autograder: another course")
 
+    def teardown(self, worker: Any) -> None:  # noqa: ANN401 - distributed.Worker
+        """A worker that closes: nothing it holds is collected any more, so its interpreter's exit does not walk
+        every object torch made (0.4 of the 0.6 s a grading process took to exit, after the class's last grade)."""
+        from distributed.core import Status
+
+        if worker.status in (Status.closing, Status.closed):
+            import gc
+
+            gc.freeze()
+
 
 # --- the task: one submission on a worker ---
 
@@ -236,52 +247,6 @@ def validate_result(result: object, student: str) -> dict[str, Any]:
 
 # --- the driver's side of nbgrader: autograde with the task's outputs instead of executing ---
 
-#: student -> graded notebook (from the task), read by ``Precomputed`` inside nbgrader's autograde
-_PENDING: dict[str, Any] = {}
-
-
-try:
-    from nbconvert.preprocessors import Preprocessor
-except ImportError:  # the instructor extra is missing: the CLI names it
-    Preprocessor = object  # type: ignore[assignment,misc]
-
-
-class Precomputed(Preprocessor):
-    """nbgrader's execute step for a class graded on Dask: puts in the outputs the task computed.
-
-    Every cell of nbgrader's sanitised notebook must be the cell the task graded (same type and
-    source, in order); then its outputs are copied, and the notebook metadata records what trusted
-    grading found, as ``TrustedExecute`` does. Anything else stops this student (nbgrader records
-    no grade, as for a notebook that cannot be graded).
-    """
-
-    enabled = True  # nbconvert skips a preprocessor that is not enabled: the cells would keep no output
-
-    def preprocess(self, nb: Any, resources: dict[str, Any]) -> tuple[Any, dict[str, Any]]:  # noqa: ANN401
-        """Copy the task's outputs into ``nb``."""
-        from autograder.errors import GradingError
-
-        student = (resources.get("nbgrader") or {}).get("student")
-        graded = _PENDING.get(student)
-        if graded is None:
-            raise GradingError(f"no graded notebook for {student}")
-        if len(graded.cells) != len(nb.cells):
-            raise GradingError(f"{student}: nbgrader sees {len(nb.cells)} cells, the graded notebook "
-                               f"{len(graded.cells)}: run `python -m autograder collect` on it")
-        for i, (mine, theirs) in enumerate(zip(nb.cells, graded.cells, strict=True)):
-            if mine.cell_type != theirs.cell_type or mine.source != theirs.source:
-                raise GradingError(f"{student}: cell {i} differs from the cell that was graded")
-            if mine.cell_type == "code":
-                mine.outputs = theirs.get("outputs", [])
-                mine.execution_count = theirs.get("execution_count")
-        meta = graded.metadata.get("autograder_run", {})
-        from autograder.grade import notebook_metadata
-
-        nb.metadata["autograder"] = notebook_metadata(meta.get("containment", ""), meta.get("flags", []),
-                                                      meta.get("restarts", 0), meta.get("secret", ""))
-        return nb, resources
-
-
 def _nbgrader_api(root: Path) -> Any:  # noqa: ANN401 - nbgrader.apps.NbGraderAPI
     """nbgrader's API with the course config, executing nothing: ``Precomputed`` replaces the execute step."""
     from nbgrader.apps import NbGraderAPI
@@ -293,7 +258,7 @@ def _nbgrader_api(root: Path) -> Any:  # noqa: ANN401 - nbgrader.apps.NbGraderAP
     execute = [s for s in steps if str(s).endswith(("TrustedExecute", ".Execute"))]
     if not execute:
         raise ClassGradingError(f"{cfg_path}: Autograde.autograde_preprocessors has no execute step to replace")
-    cfg.Autograde.autograde_preprocessors = ["autograder.classgrade.Precomputed" if s in execute else s
+    cfg.Autograde.autograde_preprocessors = ["autograder.precomputed.Precomputed" if s in execute else s
                                              for s in steps]
     return NbGraderAPI(config=cfg)
 
@@ -353,13 +318,15 @@ def write_to_gradebook(api: Any, assignment: str, student: str, result: dict[str
     graded.metadata["autograder_run"] = {"containment": report.get("containment", ""), "flags": report.get("flags", []),
                                          "restarts": report.get("worker_restarts", 0),
                                          "secret": report.get("secret", "")}
-    _PENDING[student] = graded
+    from autograder import precomputed
+
+    precomputed.PENDING[student] = graded
     try:
         with warnings.catch_warnings():  # nbgrader's own SQLAlchemy session warnings, as in `nbgrader autograde`
             warnings.simplefilter("ignore")
             out = api.autograde(assignment, student, force=True, create=True)
     finally:
-        _PENDING.pop(student, None)
+        precomputed.PENDING.pop(student, None)
     if out.get("success"):
         from nbgrader.api import Gradebook
 

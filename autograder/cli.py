@@ -228,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
+    course.skip_unused_imports()
     args = build_parser().parse_args(argv)
     if getattr(args, "timeout", None) is None and args.command == "check":
         from autograder.grade import DEFAULT_TIMEOUT

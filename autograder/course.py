@@ -25,6 +25,17 @@ GRADER_DIR = "autograder"
 CONFIG_FILE = "nbgrader_config.py"
 
 _ASSIGNMENT_RE = re.compile(r"^\d\d_[A-Za-z0-9_]+$")
+#: optional modules that a grading tool's process would import and never use: jsonschema (which nbformat
+#: imports) loads ``rfc3987_syntax`` when it is installed (jupyter-events' ``format-nongpl`` extra brings it),
+#: and that builds a Lark grammar as it is imported, 1.4 CPU-seconds in every process, for IRI format checks
+#: that nothing here asks for (nbformat and nbgrader validate without a format checker)
+UNUSED_IMPORTS = ("rfc3987_syntax",)
+
+
+def skip_unused_imports() -> None:
+    """Make ``UNUSED_IMPORTS`` read as not installed in this process (unless something imported them already)."""
+    for name in UNUSED_IMPORTS:
+        sys.modules.setdefault(name, None)
 
 
 def course_root(root: str | os.PathLike[str] | None = None) -> Path:

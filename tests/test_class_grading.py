@@ -393,3 +393,62 @@ def test_readme_worker_settings_are_the_local_clusters_as_dask_reads_them():
     readme = (course.REPO_ROOT / "README.md").read_text(encoding="utf-8")
     for name, value in env.items():
         assert f"{name}={value}" in readme, name
+
+
+def _schema_formats(node: object) -> set[str]:
+    """Every ``format`` keyword value in a JSON schema (a property named "format" holds a dict, not a string)."""
+    if isinstance(node, dict):
+        found = {node["format"]} if isinstance(node.get("format"), str) else set()
+        return found.union(*(_schema_formats(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_schema_formats(v) for v in node))
+    return set()
+
+
+def test_grading_processes_skip_the_unused_iri_grammar_and_validate_notebooks_as_before():
+    """A Dask worker's or the CLI's process never loads ``rfc3987_syntax`` (1.4 CPU-seconds at import, for IRI
+    format checks): no schema nbformat validates with names an IRI format, and validation still refuses what
+    is malformed."""
+    import importlib.util
+
+    schemas = sorted((Path(nbformat.__file__).parent / "v4").glob("*.schema.json"))
+    assert schemas
+    for path in schemas:
+        assert not {f for f in _schema_formats(json.loads(path.read_text())) if "iri" in f}, path.name
+    probe = (
+        "import sys, json\n"
+        "import autograder.classgrade\n"  # what unpickling a task imports first in a Dask worker
+        "import nbformat\n"
+        "from nbformat.v4 import new_code_cell, new_notebook\n"
+        "nbformat.validate(new_notebook(cells=[new_code_cell('x = 1')]))\n"
+        "bad = new_notebook(cells=[new_code_cell('x = 1')]); bad.cells[0]['outputs'] = 'none'\n"
+        "try:\n    nbformat.validate(bad); refused = False\n"
+        "except nbformat.ValidationError:\n    refused = True\n"
+        "print(json.dumps({'loaded': sys.modules.get('rfc3987_syntax') is not None, 'refused': refused}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=course.REPO_ROOT)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"loaded": False, "refused": True}
+    if importlib.util.find_spec("rfc3987_syntax") is not None:  # installed here: without the skip, it loads
+        plain = subprocess.run([sys.executable, "-c", "import sys, nbformat; print('rfc3987_syntax' in sys.modules)"],
+                               capture_output=True, text=True, check=True)
+        assert plain.stdout.strip() == "True"
+
+
+def test_a_closing_worker_freezes_its_objects_a_running_one_does_not():
+    """``CourseCheck.teardown``: a worker that closes leaves its objects to the exit (no collection walks torch's);
+    a long-lived worker whose plugin is replaced by the next class run keeps collecting."""
+    import gc
+    from types import SimpleNamespace
+
+    from distributed.core import Status
+
+    plugin = classgrade.CourseCheck("01_x", None, {})
+    assert gc.get_freeze_count() == 0
+    try:
+        plugin.teardown(SimpleNamespace(status=Status.running))
+        assert gc.get_freeze_count() == 0
+        plugin.teardown(SimpleNamespace(status=Status.closing))
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
