@@ -1,7 +1,8 @@
 """``python -m autograder grade LESSON INBOX --jobs N``: a whole class, graded N at once, on Dask.
 
 The driver (this process) collects and repairs the inbox, then hands one task per submission to a
-Dask cluster: a ``distributed.LocalCluster`` of N single-threaded processes for ``--jobs N``, or
+Dask cluster: a ``distributed.LocalCluster`` of N single-threaded processes for ``--jobs N`` (forked
+from multiprocessing's forkserver, which imported the grader while the driver collected), or
 the instructor's own cluster for ``--scheduler tcp://HOST:8786`` (one code path). A task grades
 one notebook on its worker machine with ``grade.grade_notebook`` (the student's code in that
 machine's sandbox, the judges in the task's process) and returns plain data: the report, the
@@ -59,6 +60,10 @@ DASK_CONFIG = {
     "distributed.admin.tick.interval": "1s",
     "distributed.admin.system-monitor.interval": "5s",
 }
+#: what the LocalCluster's worker processes are forked from: multiprocessing's forkserver (Dask's
+#: ``multiprocessing-method``), started as the driver begins and importing these while the driver collects, so
+#: torch and the grader are imported once for every worker, not once in each, after the cluster starts
+FORKSERVER_PRELOAD = ("distributed", "autograder.classgrade", "autograder.grade", "autograder.trusted")
 #: those of DASK_CONFIG that cost a worker CPU time, for the README's ``dask worker`` (``worker_environ``)
 WORKER_SETTINGS = ("distributed.worker.profile.enabled", "distributed.admin.tick.interval",
                    "distributed.admin.system-monitor.interval")
@@ -110,6 +115,27 @@ def worker_environ() -> dict[str, str]:
     command): what the driver gives its LocalCluster, for the instructor's own workers."""
     return {"DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(DASK_CONFIG[key])
             for key in WORKER_SETTINGS}
+
+
+def start_forkserver() -> None:
+    """Start multiprocessing's forkserver now (if none runs), importing ``FORKSERVER_PRELOAD`` in the background.
+
+    Ctrl-C is ignored while it starts: it passes that on to the processes it forks (the LocalCluster's workers,
+    which the driver stops itself; a terminal sends Ctrl-C to the whole process group).
+    """
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        forkserver.ensure_running()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def fingerprint_difference(mine: dict[str, str], theirs: dict[str, str]) -> str | None:
@@ -512,6 +538,8 @@ def grade_class(
     from autograder.collect import collect
 
     t_start = time.perf_counter()
+    if scheduler is None:
+        start_forkserver()  # the workers' imports, while this process collects and reads the gradebook
     root_path = course.course_root(root)
     result = ClassResult()
     say = (lambda msg: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stdout))
@@ -592,23 +620,29 @@ def _client(jobs: int | None, scheduler: str | None) -> Iterator[Any]:
                 client.close()
             return
         import logging
+        import multiprocessing
 
         n = max(1, jobs or os.cpu_count() or 1)
-        # the worker processes ignore Ctrl-C (a terminal sends it to the whole process group): the driver
-        # stops them cleanly when it closes the cluster; an ignored signal stays ignored in the children
+        # forked from start_forkserver's server (started if grade_class did not), with its imports and its
+        # ignored Ctrl-C; where there is no forkserver, spawned, and Ctrl-C ignored while they start: a terminal
+        # sends it to the whole process group, and the driver stops the workers cleanly when it closes the cluster
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        if method == "forkserver":
+            start_forkserver()
         main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
-        try:
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   memory_limit=0, silence_logs=logging.ERROR)
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
-        try:
-            with Client(cluster) as client:
-                yield client
-        finally:
-            cluster.close()
+        with dask.config.set({"distributed.worker.multiprocessing-method": method}):  # a restarted worker too
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+            try:
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                       memory_limit=0, silence_logs=logging.ERROR)
+            finally:
+                if previous is not None:
+                    signal.signal(signal.SIGINT, previous)
+            try:
+                with Client(cluster) as client:
+                    yield client
+            finally:
+                cluster.close()
 
 
 def _grade_on(client: Any, assignment: str, todo: dict[str, tuple[Path, str]], root: Path,  # noqa: ANN401

@@ -452,3 +452,20 @@ def test_a_closing_worker_freezes_its_objects_a_running_one_does_not():
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def _worker_state() -> dict[str, bool]:
+    return {"grader imported": "autograder.trusted" in sys.modules and "torch" in sys.modules,
+            "ctrl-c ignored": signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
+            "iri grammar skipped": sys.modules.get("rfc3987_syntax", None) is None}
+
+
+def test_local_cluster_workers_are_forked_with_the_grader_imported_and_ctrl_c_ignored():
+    """``--jobs N``'s workers come from the forkserver the driver starts first: torch and the grader imported
+    once, before any task; Ctrl-C ignored (the driver stops them)."""
+    with classgrade._client(2, None) as client:
+        client.wait_for_workers(2, timeout=60)
+        states = client.run(_worker_state)
+    assert len(states) == 2
+    for state in states.values():
+        assert state == {"grader imported": True, "ctrl-c ignored": True, "iri grammar skipped": True}
