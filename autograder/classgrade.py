@@ -117,17 +117,29 @@ def worker_environ() -> dict[str, str]:
             for key in WORKER_SETTINGS}
 
 
+#: the environment the forkserver started with (its children have it, not the driver's of the moment), and by whom
+_forkserver_started: tuple[int, dict[str, str]] | None = None
+
+
 def start_forkserver() -> None:
     """Start multiprocessing's forkserver now (if none runs), importing ``FORKSERVER_PRELOAD`` in the background.
 
     Ctrl-C is ignored while it starts: it passes that on to the processes it forks (the LocalCluster's workers,
     which the driver stops itself; a terminal sends Ctrl-C to the whole process group).
     """
+    global _forkserver_started
     import multiprocessing
     from multiprocessing import forkserver
 
+    import dask
+
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return
+    # what a nanny sets in this process before it starts a worker (one OpenMP thread...), set before the
+    # forkserver imports torch, so a forked worker has it from the start, as a spawned one does
+    for key, value in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items():
+        if value is not None:
+            os.environ.setdefault(key, str(value))
     multiprocessing.get_context("forkserver").set_forkserver_preload(list(FORKSERVER_PRELOAD))
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
@@ -136,6 +148,19 @@ def start_forkserver() -> None:
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+    if _forkserver_started is None or _forkserver_started[0] != os.getpid():
+        _forkserver_started = (os.getpid(), dict(os.environ))
+
+
+def _forkserver_current() -> bool:
+    """Whether workers forked from the forkserver would have this process's environment as it is now (a
+    process that grades twice, with the environment changed between: its workers are spawned instead). What
+    a nanny sets in this process as it starts a worker (its hash seed, its process title's) does not count."""
+    if _forkserver_started is None or _forkserver_started[0] != os.getpid():
+        return False
+    then, now = ({k: v for k, v in env.items() if k != "PYTHONHASHSEED" and not k.startswith("__DASK_")}
+                 for env in (_forkserver_started[1], os.environ))
+    return then == now
 
 
 def fingerprint_difference(mine: dict[str, str], theirs: dict[str, str]) -> str | None:
@@ -626,9 +651,9 @@ def _client(jobs: int | None, scheduler: str | None) -> Iterator[Any]:
         # forked from start_forkserver's server (started if grade_class did not), with its imports and its
         # ignored Ctrl-C; where there is no forkserver, spawned, and Ctrl-C ignored while they start: a terminal
         # sends it to the whole process group, and the driver stops the workers cleanly when it closes the cluster
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        if method == "forkserver":
+        if "forkserver" in multiprocessing.get_all_start_methods() and _forkserver_started is None:
             start_forkserver()
+        method = "forkserver" if _forkserver_current() else "spawn"
         main = threading.current_thread() is threading.main_thread()
         with dask.config.set({"distributed.worker.multiprocessing-method": method}):  # a restarted worker too
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None

@@ -457,15 +457,34 @@ def test_a_closing_worker_freezes_its_objects_a_running_one_does_not():
 def _worker_state() -> dict[str, bool]:
     return {"grader imported": "autograder.trusted" in sys.modules and "torch" in sys.modules,
             "ctrl-c ignored": signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
-            "iri grammar skipped": sys.modules.get("rfc3987_syntax", None) is None}
+            "iri grammar skipped": sys.modules.get("rfc3987_syntax", None) is None,
+            "one torch thread": "torch" in sys.modules and sys.modules["torch"].get_num_threads() == 1}
 
 
 def test_local_cluster_workers_are_forked_with_the_grader_imported_and_ctrl_c_ignored():
     """``--jobs N``'s workers come from the forkserver the driver starts first: torch and the grader imported
-    once, before any task; Ctrl-C ignored (the driver stops them)."""
+    once, before any task, with Dask's one OpenMP thread as a spawned worker has it; Ctrl-C ignored (the driver
+    stops them)."""
     with classgrade._client(2, None) as client:
         client.wait_for_workers(2, timeout=60)
         states = client.run(_worker_state)
     assert len(states) == 2
     for state in states.values():
-        assert state == {"grader imported": True, "ctrl-c ignored": True, "iri grammar skipped": True}
+        assert state == {"grader imported": True, "ctrl-c ignored": True, "iri grammar skipped": True,
+                         "one torch thread": True}
+
+
+def _environment_mark() -> str | None:
+    return os.environ.get("AUTOGRADER_TEST_MARK")  # read in the worker (``os.environ.get`` would carry the driver's)
+
+
+def test_local_cluster_workers_have_the_drivers_environment_as_it_is_now(monkeypatch):
+    """A process that grades again after its environment changed: the forkserver's children would carry the
+    environment it started with, so the workers are spawned with the one of the moment."""
+    with classgrade._client(1, None) as client:  # the forkserver runs from here on
+        client.wait_for_workers(1, timeout=60)
+    monkeypatch.setenv("AUTOGRADER_TEST_MARK", "changed")
+    with classgrade._client(1, None) as client:
+        client.wait_for_workers(1, timeout=60)
+        seen = client.run(_environment_mark)
+    assert list(seen.values()) == ["changed"]
