@@ -224,6 +224,23 @@ class CourseCheck(WorkerPlugin):
             gc.freeze()
 
 
+def _not_a_heartbeat_failure(record: Any) -> bool:  # noqa: ANN401 - logging.LogRecord
+    return not record.getMessage().startswith("Failed to communicate with scheduler during heartbeat")
+
+
+class LocalWorkerLogs(WorkerPlugin):
+    """A LocalCluster's worker does not log its heartbeat failing: its scheduler lives in the driver, so that
+    happens only while the driver closes the cluster (Ctrl-C, the run's end), as a traceback of Dask's."""
+
+    name = "autograder-local-worker-logs"
+
+    def setup(self, worker: Any) -> None:  # noqa: ANN401 - distributed.Worker
+        """Filter the heartbeat's failure out of this worker's log."""
+        import logging
+
+        logging.getLogger("distributed.worker").addFilter(_not_a_heartbeat_failure)
+
+
 # --- the task: one submission on a worker ---
 
 _GRADE_LOCK = threading.Lock()
@@ -665,6 +682,7 @@ def _client(jobs: int | None, scheduler: str | None) -> Iterator[Any]:
                     signal.signal(signal.SIGINT, previous)
             try:
                 with Client(cluster) as client:
+                    client.register_plugin(LocalWorkerLogs())
                     yield client
             finally:
                 cluster.close()

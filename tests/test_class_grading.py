@@ -454,24 +454,36 @@ def test_a_closing_worker_freezes_its_objects_a_running_one_does_not():
         gc.unfreeze()
 
 
-def _worker_state() -> dict[str, bool]:
+WORKER_STATE = """
+import json, signal, sys
+from autograder import classgrade
+
+def state():
     return {"grader imported": "autograder.trusted" in sys.modules and "torch" in sys.modules,
             "ctrl-c ignored": signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
             "iri grammar skipped": sys.modules.get("rfc3987_syntax", None) is None,
             "one torch thread": "torch" in sys.modules and sys.modules["torch"].get_num_threads() == 1}
 
-
-def test_local_cluster_workers_are_forked_with_the_grader_imported_and_ctrl_c_ignored():
-    """``--jobs N``'s workers come from the forkserver the driver starts first: torch and the grader imported
-    once, before any task, with Dask's one OpenMP thread as a spawned worker has it; Ctrl-C ignored (the driver
-    stops them)."""
+if __name__ == "__main__":
     with classgrade._client(2, None) as client:
         client.wait_for_workers(2, timeout=60)
-        states = client.run(_worker_state)
-    assert len(states) == 2
-    for state in states.values():
-        assert state == {"grader imported": True, "ctrl-c ignored": True, "iri grammar skipped": True,
-                         "one torch thread": True}
+        print(json.dumps(list(client.run(state).values())))
+"""
+
+
+def test_local_cluster_workers_are_forked_with_the_grader_imported_and_ctrl_c_ignored(tmp_path):
+    """``--jobs N``'s workers (a fresh driver, as the CLI is, with no thread variable set) come from the
+    forkserver the driver starts first: torch and the grader imported once, before any task, with Dask's one
+    OpenMP thread as a spawned worker has it; Ctrl-C ignored (the driver stops them)."""
+    script = tmp_path / "workers.py"
+    script.write_text(WORKER_STATE, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "MKL_", "OPENBLAS_"))}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    states = json.loads(out.stdout.strip().splitlines()[-1])
+    assert states == [{"grader imported": True, "ctrl-c ignored": True, "iri grammar skipped": True,
+                       "one torch thread": True}] * 2
 
 
 def _environment_mark() -> str | None:
@@ -488,3 +500,15 @@ def test_local_cluster_workers_have_the_drivers_environment_as_it_is_now(monkeyp
         client.wait_for_workers(1, timeout=60)
         seen = client.run(_environment_mark)
     assert list(seen.values()) == ["changed"]
+
+
+def test_a_local_workers_log_drops_only_its_heartbeat_failure():
+    """What ``LocalWorkerLogs`` filters: Dask's heartbeat failure (the driver closing the cluster), nothing else."""
+    import logging
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, msg, None, None)
+
+    assert not classgrade._not_a_heartbeat_failure(record("Failed to communicate with scheduler during heartbeat."))
+    assert classgrade._not_a_heartbeat_failure(record("Compute Failed"))
+    assert classgrade._not_a_heartbeat_failure(record("autograder: worker %s refused: another course (%s)"))
