@@ -662,14 +662,12 @@ def _client(jobs: int | None, scheduler: str | None) -> Iterator[Any]:
                 client.close()
             return
         import logging
-        import multiprocessing
 
         n = max(1, jobs or os.cpu_count() or 1)
-        # forked from start_forkserver's server (started if grade_class did not), with its imports and its
-        # ignored Ctrl-C; where there is no forkserver, spawned, and Ctrl-C ignored while they start: a terminal
-        # sends it to the whole process group, and the driver stops the workers cleanly when it closes the cluster
-        if "forkserver" in multiprocessing.get_all_start_methods() and _forkserver_started is None:
-            start_forkserver()
+        # forked from start_forkserver's server (started here if grade_class did not), with its imports and its
+        # ignored Ctrl-C; where there is none, spawned, and Ctrl-C ignored while they start: a terminal sends it
+        # to the whole process group, and the driver stops the workers cleanly when it closes the cluster
+        start_forkserver()
         method = "forkserver" if _forkserver_current() else "spawn"
         main = threading.current_thread() is threading.main_thread()
         with dask.config.set({"distributed.worker.multiprocessing-method": method}):  # a restarted worker too
